@@ -1,0 +1,119 @@
+"""The decision aid: loads knowledge, questionnaire and rulebook once, and evaluates patients.
+
+This is the library's front door. The CLI, the interview, the summary and the batch
+runner all call it; none of them touches durable_rules or the rule files directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from .compiler import CompiledRuleset, compile_rulebook
+from .errors import AnswersError
+from .evaluator import Evaluator
+from .facts import flatten
+from .inference import DurableEngine
+from .knowledge import Knowledge, load_knowledge
+from .loading import read_data, validate
+from .paths import data_dir
+from .questionnaire import Questionnaire, load_questionnaire
+from .result import ProfileDifference, Result, build_result
+from .rulebook import Rulebook, load_rulebook
+
+
+class DecisionAid:
+    """Knowledge, questionnaire and rulebook, with one durable engine per profile (built on first use)."""
+
+    def __init__(self, knowledge: Knowledge, questionnaire: Questionnaire, rulebook: Rulebook) -> None:
+        self.knowledge = knowledge
+        self.questionnaire = questionnaire
+        self.rulebook = rulebook
+        self._compiled: dict[str, CompiledRuleset] = {}
+        self._engines: dict[str, DurableEngine] = {}
+
+    @classmethod
+    def load(cls, rules_dir: Path | None = None, knowledge_dir: Path | None = None) -> DecisionAid:
+        """Load and validate every data file; raises a `DataFileError` naming each problem."""
+        kdir = data_dir("knowledge", knowledge_dir)
+        rdir = data_dir("rules", rules_dir)
+        knowledge = load_knowledge(kdir)
+        questionnaire = load_questionnaire(kdir / "questionnaire.yaml", knowledge.conditions, knowledge.treatments)
+        rulebook = load_rulebook(rdir, knowledge, questionnaire, kdir)
+        return cls(knowledge, questionnaire, rulebook)
+
+    @property
+    def answers_model(self) -> type[BaseModel]:
+        return self.questionnaire.answers_model
+
+    def parse_answers(self, data: Any, name: str = "answers") -> BaseModel:
+        """Validate raw answers strictly; every problem is listed by its field path."""
+        if not isinstance(data, dict):
+            raise AnswersError(f"{name}: expected a mapping of question ids to answers, got {type(data).__name__}")
+        return validate(self.answers_model, data, name, AnswersError, entry_key="\0")
+
+    def read_answers(self, path: Path) -> BaseModel:
+        data = read_data(path, AnswersError)
+        if isinstance(data, dict) and isinstance(data.get("answers"), dict):
+            data = data["answers"]  # a saved session or record wraps the answers
+        return self.parse_answers(data, str(path))
+
+    def compiled(self, profile: str) -> CompiledRuleset:
+        if profile not in self._compiled:
+            self._compiled[profile] = compile_rulebook(self.rulebook, profile, self.questionnaire)
+        return self._compiled[profile]
+
+    def engine(self, profile: str) -> DurableEngine:
+        if profile not in self._engines:
+            self._engines[profile] = DurableEngine(self.compiled(profile), self.questionnaire)
+        return self._engines[profile]
+
+    def evaluator(self, profile: str | None = None) -> Evaluator:
+        return Evaluator(self.rulebook, self.rulebook.check_profile(profile))
+
+    def evaluate(self, answers: BaseModel, profile: str | None = None, compare_profiles: bool = True) -> Result:
+        """Evaluate one patient on durable_rules; optionally note where other profiles differ."""
+        chosen = self.rulebook.check_profile(profile)
+        result = self._evaluate_one(answers, chosen)
+        if not compare_profiles:
+            return result
+        differences = []
+        for other in self.rulebook.profiles:
+            if other == chosen:
+                continue
+            theirs = self._evaluate_one(answers, other)
+            differences.extend(self._differences(result, theirs, chosen, other))
+        return result.model_copy(update={"profile_differences": differences})
+
+    def _evaluate_one(self, answers: BaseModel, profile: str) -> Result:
+        values = answers.model_dump()
+        firings = self.engine(profile).run(flatten(values, self.questionnaire))
+        return build_result(firings, self.rulebook, self.knowledge, profile, self.compiled(profile).parameters)
+
+    def _differences(self, mine: Result, theirs: Result, profile: str, other: str) -> list[ProfileDifference]:
+        out = []
+        for a, b in zip(mine.options, theirs.options, strict=True):
+            if a.status == b.status:
+                continue
+            ids_a = {f.rule_id for f in a.reasons}
+            ids_b = {f.rule_id for f in b.reasons}
+            rules = sorted(ids_a ^ ids_b)
+            params: dict[str, dict[str, int | float]] = {}
+            for f in [*a.reasons, *b.reasons]:
+                for pid in f.parameters:
+                    p = self.rulebook.parameters[pid]
+                    if p.value(profile) != p.value(other):
+                        params[pid] = {profile: p.value(profile), other: p.value(other)}
+            out.append(
+                ProfileDifference(
+                    procedure=a.procedure,
+                    profile=other,
+                    status=b.status,
+                    this_status=a.status,
+                    rules=rules,
+                    parameters=params,
+                )
+            )
+        return out

@@ -1,0 +1,199 @@
+"""The condition language shared by rules (`when:`) and the questionnaire (`ask_if:`).
+
+A condition is a tree of `all`, `any` and `not` over atoms such as
+`{fact: pain_duration_months, op: ">=", param: chronic_pain_months}`.
+
+Semantics are three-valued (Kleene): an atom on an unknown answer is *unknown*,
+never silently false or true. `all` is true only when every part is true, `any`
+is true when one part is true, and `not` leaves unknown as unknown. A rule fires
+only when its condition is true. `is_unknown` / `is_known` test for unknown answers
+explicitly. Both the durable_rules compiler and the independent evaluator follow
+these semantics; a test holds them to each other.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Op = Literal[
+    "==",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "in",
+    "not_in",
+    "contains",
+    "not_contains",
+    "contains_any",
+    "contains_none",
+    "is_true",
+    "is_false",
+    "is_unknown",
+    "is_known",
+]
+
+UNARY_OPS = frozenset({"is_true", "is_false", "is_unknown", "is_known"})
+
+NEGATED: dict[str, str] = {
+    "==": "!=",
+    "!=": "==",
+    "<": ">=",
+    ">=": "<",
+    ">": "<=",
+    "<=": ">",
+    "in": "not_in",
+    "not_in": "in",
+    "contains": "not_contains",
+    "not_contains": "contains",
+    "contains_any": "contains_none",
+    "contains_none": "contains_any",
+    "is_true": "is_false",
+    "is_false": "is_true",
+    "is_unknown": "is_known",
+    "is_known": "is_unknown",
+}
+
+OP_WORDS: dict[str, str] = {
+    "==": "is",
+    "!=": "is not",
+    "<": "is less than",
+    "<=": "is at most",
+    ">": "is more than",
+    ">=": "is at least",
+    "in": "is one of",
+    "not_in": "is none of",
+    "contains": "includes",
+    "not_contains": "does not include",
+    "contains_any": "includes any of",
+    "contains_none": "includes none of",
+    "is_true": "is true",
+    "is_false": "is false",
+    "is_unknown": "is unknown",
+    "is_known": "is known",
+}
+
+Scalar = int | float | str
+Truth = bool | None  # None is "unknown"
+
+
+class Condition(BaseModel):
+    """One node of a condition tree: exactly one of `all`, `any`, `not`, or an atom (`fact` + `op`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    all: list[Condition] | None = None
+    any: list[Condition] | None = None
+    not_: Condition | None = Field(default=None, alias="not")
+    fact: str | None = Field(default=None, examples=["pain_duration_months"])
+    op: Op | None = Field(default=None, examples=[">="])
+    value: Scalar | list[Scalar] | None = Field(default=None, examples=[3])
+    param: str | None = Field(default=None, examples=["chronic_pain_months"])
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Condition:
+        kinds = [k for k in ("all", "any", "not_", "fact") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("a condition needs exactly one of `all`, `any`, `not`, or `fact` with `op`")
+        if self.fact is not None:
+            if self.op is None:
+                raise ValueError(f"the atom on `{self.fact}` needs an `op`, such as `==` or `>=`")
+            has_operand = self.value is not None or self.param is not None
+            if self.op in UNARY_OPS and has_operand:
+                raise ValueError(f"`{self.op}` takes no `value` or `param`")
+            if self.op not in UNARY_OPS and (self.value is None) == (self.param is None):
+                raise ValueError(f"`{self.fact} {self.op}` needs exactly one of `value` or `param`")
+            if isinstance(self.value, bool) or (
+                isinstance(self.value, list) and any(isinstance(v, bool) for v in self.value)
+            ):
+                raise ValueError("write yes/no answers as the strings 'yes' or 'no', not true/false")
+        elif self.fact is None and (self.op or self.value is not None or self.param):
+            raise ValueError("`op`, `value` and `param` belong to an atom with a `fact`")
+        return self
+
+    def atoms(self) -> list[Condition]:
+        """Every atom of the tree, in order."""
+        if self.fact is not None:
+            return [self]
+        children = self.all if self.all is not None else self.any if self.any is not None else [self.not_]
+        return [a for c in children if c is not None for a in c.atoms()]
+
+
+Condition.model_rebuild()
+
+Literal_ = tuple[Condition, bool]
+"""An atom and whether it is negated."""
+
+
+def dnf(node: Condition, negate: bool = False) -> list[list[Literal_]]:
+    """Disjunctive normal form: a list of conjunctions of (atom, negated) literals."""
+    if node.fact is not None:
+        return [[(node, negate)]]
+    if node.not_ is not None:
+        return dnf(node.not_, not negate)
+    children = node.all if node.all is not None else node.any or []
+    is_and = (node.all is not None) != negate
+    parts = [dnf(c, negate) for c in children]
+    if is_and:
+        return [list(itertools.chain.from_iterable(combo)) for combo in itertools.product(*parts)]
+    return [conj for part in parts for conj in part]
+
+
+def effective_op(atom: Condition, negated: bool) -> str:
+    assert atom.op is not None
+    return NEGATED[atom.op] if negated else atom.op
+
+
+def kleene_all(values: list[Truth]) -> Truth:
+    if any(v is False for v in values):
+        return False
+    return True if all(v is True for v in values) else None
+
+
+def kleene_any(values: list[Truth]) -> Truth:
+    if any(v is True for v in values):
+        return True
+    return False if all(v is False for v in values) else None
+
+
+def compare(op: str, actual: Any, operand: Any) -> Truth:
+    """Evaluate one atom against a known or unknown value (`None` means unknown)."""
+    if op == "is_unknown":
+        return actual is None
+    if op == "is_known":
+        return actual is not None
+    if actual is None:
+        return None
+    if op == "is_true":
+        return actual is True
+    if op == "is_false":
+        return actual is False
+    if op == "==":
+        return bool(actual == operand)
+    if op == "!=":
+        return bool(actual != operand)
+    if op == "<":
+        return bool(actual < operand)
+    if op == "<=":
+        return bool(actual <= operand)
+    if op == ">":
+        return bool(actual > operand)
+    if op == ">=":
+        return bool(actual >= operand)
+    if op == "in":
+        return actual in operand
+    if op == "not_in":
+        return actual not in operand
+    if op == "contains":
+        return operand in actual
+    if op == "not_contains":
+        return operand not in actual
+    if op == "contains_any":
+        return any(o in actual for o in operand)
+    if op == "contains_none":
+        return not any(o in actual for o in operand)
+    raise ValueError(f"unknown operator {op!r}")  # unreachable: Op is a closed Literal

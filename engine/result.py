@@ -1,0 +1,202 @@
+"""The result of one evaluation: every option's status with its evidence.
+
+Everything shown to a patient, clinician or reviewer (the screen, the summary, `explain`,
+the records) is rendered from this one record. Its JSON form (`schema` below) is stable:
+fields may be added, never renamed or removed, without a new schema version.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .firing import Firing
+from .knowledge import PROCEDURE_IDS, Knowledge
+from .rulebook import STATUS_RANK, Rule, Rulebook, Status, Step
+
+SCHEMA = "pain-sdm/result/1"
+
+FALLBACK_ID = "FALLBACK"
+FALLBACK_TEXT = (
+    "None of the rules that would open this option applied to your answers. "
+    "Answers marked 'not sure' can be the reason; your clinician can check."
+)
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Finding(Model):
+    """One rule's conclusion for this patient, with the evidence behind it."""
+
+    rule_id: str
+    rule_version: int
+    title: str
+    layer: str
+    kind: Literal["derived", "status", "caution", "declined", "urgent"]
+    holds: bool = True
+    derived: str | None = None
+    status: Status | None = None
+    procedures: list[str] = []
+    text: str
+    facts: dict[str, Any] = {}
+    parameters: dict[str, int | float] = {}
+    steps: list[Step] = []
+    sources: list[str] = []
+    criteria: list[str] = []
+    unconfirmed: list[str] = []
+    urgent_assessment: bool = False
+
+
+class OptionResult(Model):
+    """One procedure's status, with the reasons that set it, its cautions and next steps."""
+
+    procedure: str
+    name: str
+    status: Status
+    reasons: list[Finding]
+    cautions: list[Finding] = []
+    next_steps: list[Step] = []
+    declined: Finding | None = None
+
+
+class ProfileDifference(Model):
+    """Under another guideline profile this procedure would have another status."""
+
+    procedure: str
+    profile: str
+    status: Status
+    this_status: Status
+    rules: list[str]
+    parameters: dict[str, dict[str, int | float]] = {}
+
+
+class Result(Model):
+    schema_: str = SCHEMA
+    rulebook_version: str
+    profile: str
+    urgent_assessment: bool
+    urgent_reasons: list[Finding] = []
+    options: list[OptionResult]
+    derived: list[Finding] = []
+    trace: list[Finding] = []
+    profile_differences: list[ProfileDifference] = []
+    disagreements: list[str] = []
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    def option(self, procedure: str) -> OptionResult:
+        return next(o for o in self.options if o.procedure == procedure)
+
+    def statuses(self) -> dict[str, str]:
+        return {o.procedure: o.status for o in self.options}
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json", by_alias=True)
+        return {"schema": data.pop("schema_"), **data}
+
+
+def _unconfirmed(rule: Rule, rulebook: Rulebook, knowledge: Knowledge) -> list[str]:
+    marks = [c for c in rule.criteria if knowledge.criteria[c].confidence != "confirmed"]
+    for atom in rule.when.atoms():
+        if atom.param and rulebook.parameters[atom.param].confidence != "confirmed":
+            marks.append(f"parameter {atom.param}")
+    return marks
+
+
+def finding(
+    rule: Rule, firing: Firing, params: dict[str, int | float], rulebook: Rulebook, knowledge: Knowledge
+) -> Finding:
+    """The evidence record for one firing."""
+    then = rule.then
+    used = {a.param: params[a.param] for a in rule.when.atoms() if a.param}
+    text = rule.explanation if firing.holds else f"Not the case: {rule.title.rstrip('.')}."
+    return Finding(
+        rule_id=rule.id,
+        rule_version=rule.version,
+        title=rule.title,
+        layer=rule.layer,
+        kind=then.kind,  # type: ignore[arg-type]
+        holds=firing.holds,
+        derived=then.derive,
+        status=then.status,
+        procedures=list(then.procedures),
+        text=then.caution if then.caution is not None else text,
+        facts=dict(firing.facts),
+        parameters=used,
+        steps=list(then.steps),
+        sources=list(rule.sources),
+        criteria=list(rule.criteria),
+        unconfirmed=_unconfirmed(rule, rulebook, knowledge),
+        urgent_assessment=then.urgent_assessment,
+    )
+
+
+def build_result(
+    firings: list[Firing],
+    rulebook: Rulebook,
+    knowledge: Knowledge,
+    profile: str,
+    params: dict[str, int | float],
+) -> Result:
+    """Resolve firings into one status per procedure (the most restrictive wins)."""
+    rules = {r.id: r for r in rulebook.rules}
+    order = {r.id: i for i, r in enumerate(rulebook.rules)}
+    trace = [finding(rules[f.rule_id], f, params, rulebook, knowledge) for f in firings]
+    in_order = sorted(trace, key=lambda f: order[f.rule_id])
+    options = []
+    for pid in PROCEDURE_IDS:
+        mine = [f for f in in_order if pid in f.procedures]
+        reasons = sorted((f for f in mine if f.kind == "status"), key=lambda f: -STATUS_RANK[f.status or "candidate"])
+        if not reasons:
+            reasons = [
+                Finding(
+                    rule_id=FALLBACK_ID,
+                    rule_version=0,
+                    title="No rule opened this option",
+                    layer="option",
+                    kind="status",
+                    status="not_indicated",
+                    procedures=[pid],
+                    text=FALLBACK_TEXT,
+                )
+            ]
+        status = reasons[0].status
+        assert status is not None
+        steps: dict[str, Step] = {}
+        if status == "after_prerequisite":
+            for f in reasons:
+                for step in f.steps:
+                    steps.setdefault(step.id, step)
+        declined = next((f for f in mine if f.kind == "declined"), None)
+        options.append(
+            OptionResult(
+                procedure=pid,
+                name=knowledge.procedures[pid].name,
+                status=status,
+                reasons=reasons,
+                cautions=[f for f in mine if f.kind == "caution"],
+                next_steps=list(steps.values()),
+                declined=declined,
+            )
+        )
+    urgent = [f for f in in_order if f.urgent_assessment]
+    open_procedures = {o.procedure for o in options if o.status in ("candidate", "after_prerequisite")}
+    cited = {c for f in trace for c in f.criteria}
+    disagreements = [
+        d.id
+        for d in knowledge.disagreements.values()
+        if open_procedures.intersection(d.procedures) or cited.intersection(d.criteria)
+    ]
+    return Result(
+        rulebook_version=rulebook.version,
+        profile=profile,
+        urgent_assessment=bool(urgent),
+        urgent_reasons=urgent,
+        options=options,
+        derived=[f for f in in_order if f.kind == "derived"],
+        trace=trace,
+        disagreements=disagreements,
+    )

@@ -1,0 +1,132 @@
+"""The criteria data must match the criteria register row for row.
+
+The register (shared/clinical/criteria.md) is the clinical source of truth; it sits
+outside the repository, so the tests that read it skip when it is absent.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from engine.knowledge import CriteriaFile, DisagreementFile, SourceFile
+
+ROOT = Path(__file__).parents[1]
+KNOWLEDGE = ROOT / "knowledge"
+CRITERIA_PATH = KNOWLEDGE / "criteria.yaml"
+DISAGREEMENTS_PATH = KNOWLEDGE / "disagreements.yaml"
+SOURCE_PATHS = sorted((KNOWLEDGE / "sources").glob("*.yaml"))
+REGISTER_PATH = Path(__file__).parents[2] / "shared/clinical/criteria.md"
+
+ROW = re.compile(r"^\|\s*([A-Z]+-\d\d)\s*\|", re.MULTILINE)
+
+
+def _load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def _register_rows() -> dict[str, str]:
+    """Map each register id to the full text of its table row."""
+    if not REGISTER_PATH.exists():
+        pytest.skip(f"criteria register not found at {REGISTER_PATH}")
+    rows: dict[str, str] = {}
+    for line in REGISTER_PATH.read_text(encoding="utf-8").splitlines():
+        match = ROW.match(line)
+        if match:
+            assert match.group(1) not in rows, f"{match.group(1)} appears twice in the register"
+            rows[match.group(1)] = line
+    assert rows, f"no `| ID |` rows found in {REGISTER_PATH}"
+    return rows
+
+
+@pytest.fixture(scope="module")
+def criteria() -> CriteriaFile:
+    return CriteriaFile.model_validate(_load(CRITERIA_PATH))
+
+
+@pytest.fixture(scope="module")
+def disagreements() -> DisagreementFile:
+    return DisagreementFile.model_validate(_load(DISAGREEMENTS_PATH))
+
+
+@pytest.fixture(scope="module")
+def source_ids() -> set[str]:
+    ids: set[str] = set()
+    for path in SOURCE_PATHS:
+        for source in SourceFile.model_validate(_load(path)).sources:
+            assert source.id not in ids, f"source {source.id} is defined twice ({path.name})"
+            ids.add(source.id)
+    return ids
+
+
+def test_guidelines_file_exists() -> None:
+    assert KNOWLEDGE / "sources" / "guidelines.yaml" in SOURCE_PATHS
+
+
+@pytest.mark.parametrize("path", SOURCE_PATHS, ids=lambda p: p.name)
+def test_source_file_validates(path: Path) -> None:
+    SourceFile.model_validate(_load(path))
+
+
+def test_criteria_file_validates(criteria: CriteriaFile) -> None:
+    ids = [c.id for c in criteria.criteria]
+    assert len(ids) == len(set(ids)), "a criterion id is used twice"
+
+
+def test_disagreements_file_validates(disagreements: DisagreementFile) -> None:
+    ids = [d.id for d in disagreements.disagreements]
+    assert len(ids) == len(set(ids)), "a disagreement id is used twice"
+
+
+def test_every_register_row_is_encoded(criteria: CriteriaFile) -> None:
+    missing = sorted(set(_register_rows()) - {c.id for c in criteria.criteria})
+    assert not missing, f"register rows missing from criteria.yaml: {missing}"
+
+
+def test_every_encoded_criterion_is_in_the_register(criteria: CriteriaFile) -> None:
+    extra = sorted({c.id for c in criteria.criteria} - set(_register_rows()))
+    assert not extra, f"criteria.yaml ids not in the register: {extra}"
+
+
+def test_unconfirmed_rows_are_not_marked_confirmed(criteria: CriteriaFile) -> None:
+    by_id = {c.id: c for c in criteria.criteria}
+    wrong = [
+        f"{cid} is {by_id[cid].confidence}"
+        for cid, row in _register_rows().items()
+        if "**unconfirmed**" in row and cid in by_id and by_id[cid].confidence == "confirmed"
+    ]
+    assert not wrong, f"rows marked **unconfirmed** in the register encoded as confirmed: {wrong}"
+
+
+def test_partly_or_unconfirmed_criteria_say_what_is_unconfirmed(criteria: CriteriaFile) -> None:
+    silent = [c.id for c in criteria.criteria if c.confidence != "confirmed" and "unconfirmed" not in c.note.lower()]
+    assert not silent, f"these criteria need a note naming the unconfirmed figure: {silent}"
+
+
+def test_criteria_cite_known_sources(criteria: CriteriaFile, source_ids: set[str]) -> None:
+    unknown = sorted({f"{c.id}: {s}" for c in criteria.criteria for s in c.sources if s not in source_ids})
+    assert not unknown, f"criteria cite sources not defined under knowledge/sources/: {unknown}"
+
+
+def test_disagreements_cite_known_sources(disagreements: DisagreementFile, source_ids: set[str]) -> None:
+    unknown = sorted({f"{d.id}: {s}" for d in disagreements.disagreements for s in d.sources if s not in source_ids})
+    assert not unknown, f"disagreements cite sources not defined under knowledge/sources/: {unknown}"
+
+
+def test_disagreements_name_known_criteria(disagreements: DisagreementFile, criteria: CriteriaFile) -> None:
+    known = {c.id for c in criteria.criteria}
+    unknown = sorted({f"{d.id}: {c}" for d in disagreements.disagreements for c in d.criteria if c not in known})
+    assert not unknown, f"disagreements name criteria not in criteria.yaml: {unknown}"
+
+
+def test_one_disagreement_per_register_item(disagreements: DisagreementFile) -> None:
+    if not REGISTER_PATH.exists():
+        pytest.skip(f"criteria register not found at {REGISTER_PATH}")
+    text = REGISTER_PATH.read_text(encoding="utf-8")
+    section = text.split("## Disagreements between sources", 1)[1]
+    items = re.findall(r"^\d+\.\s", section, re.MULTILINE)
+    assert len(disagreements.disagreements) == len(items)

@@ -1,0 +1,95 @@
+"""Golden cases: answers in, statuses and reasons out, through the real durable_rules engine.
+
+Each file in tests/golden/ holds cases named for the rule or criterion they test, e.g.
+`ESI-07_repeat_after_49_percent`; `pytest -k ESI-07` selects them. A case names a base
+example patient (`base:`) and the answers it changes, or gives all its answers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from engine.aid import DecisionAid
+from engine.knowledge import PROCEDURE_IDS
+from engine.rulebook import STATUSES
+
+GOLDEN = Path(__file__).parent / "golden"
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def load_cases() -> list[dict[str, Any]]:
+    cases = []
+    for path in sorted(GOLDEN.glob("*.yaml")):
+        for case in yaml.safe_load(path.read_text())["cases"]:
+            case["file"] = path.name
+            cases.append(case)
+    return cases
+
+
+CASES = load_cases()
+
+
+def case_answers(case: dict[str, Any]) -> dict[str, Any]:
+    answers: dict[str, Any] = {}
+    if "base" in case:
+        answers.update(yaml.safe_load((EXAMPLES / f"{case['base']}.yaml").read_text()))
+    answers.update(case.get("answers", {}))
+    for key in case.get("remove", []):
+        answers.pop(key, None)
+    return answers
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "case" in metafunc.fixturenames:
+        metafunc.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+
+
+def test_case(aid: DecisionAid, case: dict[str, Any]) -> None:
+    answers = aid.parse_answers(case_answers(case), case["id"])
+    result = aid.evaluate(answers, case.get("profile"), compare_profiles=False)
+    expect = case["expect"]
+    if "urgent_assessment" in expect:
+        assert result.urgent_assessment is expect["urgent_assessment"]
+    for pid, status in expect.get("statuses", {}).items():
+        assert result.option(pid).status == status, f"{pid}: {[r.rule_id for r in result.option(pid).reasons]}"
+    for pid, rule_ids in expect.get("reasons", {}).items():
+        assert sorted(r.rule_id for r in result.option(pid).reasons) == sorted(rule_ids)
+    for pid, rule_ids in expect.get("cautions", {}).items():
+        assert sorted(c.rule_id for c in result.option(pid).cautions) == sorted(rule_ids)
+    for pid, step_ids in expect.get("next_steps", {}).items():
+        assert [s.id for s in result.option(pid).next_steps] == step_ids
+    for pid in expect.get("declined", []):
+        assert result.option(pid).declined is not None
+    for pid, profiles in expect.get("differs_under", {}).items():
+        full = aid.evaluate(answers, case.get("profile"))
+        found = {d.profile: d.status for d in full.profile_differences if d.procedure == pid}
+        assert found == profiles
+
+
+def test_case_agrees_with_independent_evaluator(aid: DecisionAid, case: dict[str, Any]) -> None:
+    answers = aid.parse_answers(case_answers(case), case["id"]).model_dump()
+    profile = aid.rulebook.check_profile(case.get("profile"))
+    from engine.facts import flatten
+
+    durable = {f.key for f in aid.engine(profile).run(flatten(answers, aid.questionnaire))}
+    independent = {f.key for f in aid.evaluator(profile).firings(answers)}
+    assert durable == independent
+
+
+def test_golden_cases_cover_every_procedure_and_status() -> None:
+    seen = {(pid, status) for c in CASES for pid, status in c["expect"].get("statuses", {}).items()}
+    for pid in PROCEDURE_IDS:
+        statuses = {s for p, s in seen if p == pid}
+        assert statuses, f"no golden case checks {pid}"
+    for status in STATUSES:
+        assert any(s == status for _, s in seen), f"no golden case expects {status}"
+    assert len(CASES) >= 20
+
+
+def test_golden_case_ids_are_unique() -> None:
+    ids = [c["id"] for c in CASES]
+    assert len(ids) == len(set(ids))
