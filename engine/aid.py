@@ -22,15 +22,19 @@ from .paths import data_dir
 from .questionnaire import Questionnaire, load_questionnaire
 from .result import ProfileDifference, Result, build_result
 from .rulebook import Rulebook, load_rulebook
+from .values import Value, load_values
 
 
 class DecisionAid:
     """Knowledge, questionnaire and rulebook, with one durable engine per profile (built on first use)."""
 
-    def __init__(self, knowledge: Knowledge, questionnaire: Questionnaire, rulebook: Rulebook) -> None:
+    def __init__(
+        self, knowledge: Knowledge, questionnaire: Questionnaire, rulebook: Rulebook, values: dict[str, Value]
+    ) -> None:
         self.knowledge = knowledge
         self.questionnaire = questionnaire
         self.rulebook = rulebook
+        self.values = values
         self._compiled: dict[str, CompiledRuleset] = {}
         self._engines: dict[str, DurableEngine] = {}
 
@@ -42,7 +46,8 @@ class DecisionAid:
         knowledge = load_knowledge(kdir)
         questionnaire = load_questionnaire(kdir / "questionnaire.yaml", knowledge.conditions, knowledge.treatments)
         rulebook = load_rulebook(rdir, knowledge, questionnaire, kdir)
-        return cls(knowledge, questionnaire, rulebook)
+        values = load_values(kdir / "values.yaml", questionnaire)
+        return cls(knowledge, questionnaire, rulebook, values)
 
     @property
     def answers_model(self) -> type[BaseModel]:
