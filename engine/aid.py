@@ -20,7 +20,7 @@ from .knowledge import Knowledge, load_knowledge
 from .loading import read_data, validate
 from .paths import data_dir
 from .questionnaire import Questionnaire, load_questionnaire
-from .result import ProfileDifference, Result, build_result
+from .result import FALLBACK_ID, ProfileDifference, Result, build_result
 from .rulebook import Rulebook, load_rulebook
 from .values import Value, load_values
 
@@ -97,6 +97,22 @@ class DecisionAid:
         firings = self.engine(profile).run(flatten(values, self.questionnaire))
         return build_result(firings, self.rulebook, self.knowledge, profile, self.compiled(profile).parameters)
 
+    def _parameters_behind(self, rule_ids: set[str]) -> set[str]:
+        """Parameters read by these rules, directly or through the derived facts they read."""
+        found: set[str] = set()
+        todo, seen = list(rule_ids), set()
+        while todo:
+            rid = todo.pop()
+            if rid in seen or rid == FALLBACK_ID:
+                continue
+            seen.add(rid)
+            for atom in self.rulebook.rule(rid).when.atoms():
+                if atom.param:
+                    found.add(atom.param)
+                if atom.fact in self.rulebook.derived_facts:
+                    todo.append(self.rulebook.derived_facts[atom.fact])
+        return found
+
     def _differences(self, mine: Result, theirs: Result, profile: str, other: str) -> list[ProfileDifference]:
         out = []
         for a, b in zip(mine.options, theirs.options, strict=True):
@@ -106,11 +122,10 @@ class DecisionAid:
             ids_b = {f.rule_id for f in b.reasons}
             rules = sorted(ids_a ^ ids_b)
             params: dict[str, dict[str, int | float]] = {}
-            for f in [*a.reasons, *b.reasons]:
-                for pid in f.parameters:
-                    p = self.rulebook.parameters[pid]
-                    if p.value(profile) != p.value(other):
-                        params[pid] = {profile: p.value(profile), other: p.value(other)}
+            for pid in sorted(self._parameters_behind(ids_a | ids_b)):
+                p = self.rulebook.parameters[pid]
+                if p.value(profile) != p.value(other):
+                    params[pid] = {profile: p.value(profile), other: p.value(other)}
             out.append(
                 ProfileDifference(
                     procedure=a.procedure,

@@ -96,6 +96,8 @@ def _entry_label(data: Any, loc: tuple[Any, ...], entry_key: str) -> tuple[str, 
     node = data
     label = ""
     used = 0
+    if isinstance(data, dict) and isinstance(data.get(entry_key), str):
+        label = f"{entry_key} {data[entry_key]}" if entry_key != "id" else data[entry_key]
     for i, part in enumerate(loc):
         if isinstance(node, dict) and isinstance(part, str):
             node = node.get(part)

@@ -1,0 +1,100 @@
+"""The project installs and documents itself as the README says."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return next(out.glob("pain_sdm-*.whl"))
+
+
+def test_wheel_carries_rules_knowledge_and_cli(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "cli.py" in names
+    assert "engine/_data/rules/20-options.yaml" in names
+    assert "engine/_data/knowledge/questionnaire.yaml" in names
+    for pid in ("conservative_care", "spinal_cord_stimulation"):
+        assert f"engine/_data/knowledge/procedures/{pid}.yaml" in names
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "pain-sdm = cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_installed_wheel_finds_its_data_outside_the_checkout(wheel: Path, tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import engine, cli;"
+        "assert engine.__file__.startswith(sys.argv[1]), engine.__file__;"
+        "sys.argv = ['pain-sdm', 'evaluate', sys.argv[2], '--format', 'json']; cli.main()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(target), str(ROOT / "examples/sciatica.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"schema": "pain-sdm/result/1"' in done.stdout
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```sh\n(.*?)```", readme, re.S)
+    assert block is not None and readme.index("```sh") < 40
+    commands = [line for line in block.group(1).splitlines() if line.strip()]
+    assert len(commands) == 2
+    assert "pain-sdm evaluate examples/" in commands[0]
+    assert "pytest" in commands[1]
+    assert commands[1] in (ROOT / ".ci/run").read_text()
+
+
+def test_every_cli_command_has_help_and_is_in_the_readme() -> None:
+    import typer.main
+
+    import cli
+
+    readme = (ROOT / "README.md").read_text()
+    group = typer.main.get_command(cli.app)
+    stack = [((), group)]
+    seen = []
+    while stack:
+        path, command = stack.pop()
+        subcommands = getattr(command, "commands", None)
+        if subcommands:
+            stack.extend(((*path, name), sub) for name, sub in subcommands.items())
+            continue
+        seen.append(" ".join(path))
+        assert command.help, f"`pain-sdm {' '.join(path)}` has no help text"
+        assert f"pain-sdm {' '.join(path)}" in readme, f"`pain-sdm {' '.join(path)}` is not in the README"
+    assert "evaluate" in seen
+
+
+def test_engine_exports_are_complete() -> None:
+    import engine
+
+    for name in engine.__all__:
+        assert hasattr(engine, name), name
+    assert {"DecisionAid", "Result", "PainSdmError"} <= set(engine.__all__)
