@@ -8,24 +8,12 @@ so a reviewer's typo is reported with the file and entry it is in.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import KnowledgeError, Problem
 from .loading import load_file
-
-PROCEDURE_IDS: tuple[str, ...] = (
-    "conservative_care",
-    "epidural_steroid_injection",
-    "facet_joint_injection",
-    "nerve_block",
-    "radiofrequency_ablation",
-    "spinal_cord_stimulation",
-    "intrathecal_pump",
-    "peripheral_nerve_stimulation",
-)
-"""Stable procedure ids, in display order: conservative care always first."""
 
 ProcedureId = Literal[
     "conservative_care",
@@ -37,6 +25,9 @@ ProcedureId = Literal[
     "intrathecal_pump",
     "peripheral_nerve_stimulation",
 ]
+
+PROCEDURE_IDS: tuple[str, ...] = get_args(ProcedureId)
+"""Stable procedure ids, in display order: conservative care always first."""
 
 Id = str
 

@@ -32,10 +32,6 @@ def fact_value(aid: DecisionAid, fact: str, value: Any) -> str:
     return "yes" if value is True else "no" if value is False else str(value)
 
 
-def fact_label(aid: DecisionAid, fact: str) -> str:
-    return fact
-
-
 def evidence_line(aid: DecisionAid, finding: Finding) -> str:
     """Reviewer-facing evidence: rule id and version, facts matched, parameters, sources, criteria."""
     parts = [f"rule {finding.rule_id} v{finding.rule_version}"]
@@ -70,7 +66,7 @@ def _option_lines(aid: DecisionAid, option: OptionResult, result: Result, md: bo
     if option.next_steps:
         lines.append("Next steps:" if not md else "**Next steps:**")
         lines.extend(f"{bullet}{step.text}" for step in option.next_steps)
-    if option.cautions:
+    if option.cautions and option.status in ("candidate", "after_prerequisite"):
         lines.append("Cautions:" if not md else "**Cautions:**")
         for caution in option.cautions:
             mark = " (unconfirmed figure)" if caution.unconfirmed else ""

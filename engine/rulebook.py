@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -23,12 +23,12 @@ from .loading import load_file, validate
 from .questionnaire import Questionnaire
 
 Status = Literal["candidate", "after_prerequisite", "not_indicated", "deferred"]
-STATUSES: tuple[Status, ...] = ("candidate", "after_prerequisite", "not_indicated", "deferred")
+STATUSES: tuple[Status, ...] = get_args(Status)
 STATUS_RANK: dict[str, int] = {s: i for i, s in enumerate(STATUSES)}
 """Where several rules set a status for one procedure, the highest rank wins (safety first)."""
 
 Layer = Literal["derived", "option", "prerequisite", "safety", "preference"]
-LAYERS: tuple[Layer, ...] = ("derived", "option", "prerequisite", "safety", "preference")
+LAYERS: tuple[Layer, ...] = get_args(Layer)
 
 OPS_BY_TYPE: dict[str, frozenset[str]] = {
     "number": frozenset({"==", "!=", "<", "<=", ">", ">=", "is_unknown", "is_known"}),
