@@ -200,14 +200,14 @@ def load_knowledge(root: Path) -> Knowledge:
                 problems.append(
                     Problem(str(path), f"procedure {pid}", "uses", f"unknown condition `{use}`; add it to {cond_path}")
                 )
-        for src in proc.sources:
-            if src not in sources:
+        for cited in proc.sources:
+            if cited not in sources:
                 problems.append(
                     Problem(
                         str(path),
                         f"procedure {pid}",
                         "sources",
-                        f"unknown source `{src}`; add it under {root / 'sources'}",
+                        f"unknown source `{cited}`; add it under {root / 'sources'}",
                     )
                 )
     for crit in criteria.values():

@@ -248,7 +248,7 @@ def _field_type(q: Question) -> tuple[Any, Any]:
         base: Any = constrained | unknown
         description = f"{q.prompt} ({q.unit})"
     else:
-        choices: Any = Literal[tuple(q.values)]  # type: ignore[valid-type]
+        choices: Any = Literal[tuple(q.values)]
         base = (list[choices] if q.type == "multiple" else choices) | unknown
         description = q.prompt
     return (Annotated[base, _checked(q)], Field(default=UNKNOWN, description=description))
@@ -262,4 +262,7 @@ class AnswersBase(BaseModel):
 
 def build_answers_model(questionnaire: Questionnaire) -> type[BaseModel]:
     fields = {q.id: _field_type(q) for q in questionnaire.questions.values()}
-    return create_model("Answers", __base__=AnswersBase, __doc__=AnswersBase.__doc__, **fields)
+    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        "Answers", __base__=AnswersBase, __doc__=AnswersBase.__doc__, **fields
+    )
+    return model

@@ -118,7 +118,7 @@ def finding(
         rule_version=rule.version,
         title=rule.title,
         layer=rule.layer,
-        kind=then.kind,  # type: ignore[arg-type]
+        kind=then.kind,
         holds=firing.holds,
         derived=then.derive,
         status=then.status,

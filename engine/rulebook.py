@@ -82,7 +82,7 @@ class Then(Strict):
         return self
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> Literal["derived", "status", "caution", "declined", "urgent"]:
         if self.derive is not None:
             return "derived"
         if self.status is not None:

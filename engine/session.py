@@ -54,7 +54,7 @@ def _now() -> dt.datetime:
 class Session(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal["pain-sdm/session/1"] = SESSION_FORMAT
+    format: Literal["pain-sdm/session/1"] = "pain-sdm/session/1"
     created: dt.datetime = Field(default_factory=_now)
     updated: dt.datetime = Field(default_factory=_now)
     complete: bool = False
