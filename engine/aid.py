@@ -20,7 +20,7 @@ from .knowledge import Knowledge, load_knowledge
 from .loading import read_data, validate
 from .paths import data_dir
 from .questionnaire import Questionnaire, load_questionnaire
-from .result import FALLBACK_ID, ProfileDifference, Result, build_result
+from .result import FALLBACK_ID, ProfileDifference, Result, ResultBuilder
 from .rulebook import Rulebook, load_rulebook
 from .values import Value, load_values
 
@@ -37,6 +37,7 @@ class DecisionAid:
         self.values = values
         self._compiled: dict[str, CompiledRuleset] = {}
         self._engines: dict[str, DurableEngine] = {}
+        self._builders: dict[str, ResultBuilder] = {}
 
     @classmethod
     def load(cls, rules_dir: Path | None = None, knowledge_dir: Path | None = None) -> DecisionAid:
@@ -75,6 +76,12 @@ class DecisionAid:
             self._engines[profile] = DurableEngine(self.compiled(profile), self.questionnaire)
         return self._engines[profile]
 
+    def builder(self, profile: str) -> ResultBuilder:
+        if profile not in self._builders:
+            params = self.compiled(profile).parameters
+            self._builders[profile] = ResultBuilder(self.rulebook, self.knowledge, profile, params)
+        return self._builders[profile]
+
     def evaluator(self, profile: str | None = None) -> Evaluator:
         return Evaluator(self.rulebook, self.rulebook.check_profile(profile))
 
@@ -95,7 +102,7 @@ class DecisionAid:
     def _evaluate_one(self, answers: BaseModel, profile: str) -> Result:
         values = answers.model_dump()
         firings = self.engine(profile).run(flatten(values, self.questionnaire))
-        return build_result(firings, self.rulebook, self.knowledge, profile, self.compiled(profile).parameters)
+        return self.builder(profile).build(firings)
 
     def _parameters_behind(self, rule_ids: set[str]) -> set[str]:
         """Parameters read by these rules, directly or through the derived facts they read."""

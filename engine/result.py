@@ -134,6 +134,100 @@ def finding(
     )
 
 
+class ResultBuilder:
+    """Builds the results of one rulebook under one profile.
+
+    What does not depend on the patient (a rule's finding without its facts, the fallback
+    reasons, procedure names) is worked out once, on first use, and shared by every result
+    it builds: findings are frozen, so sharing them is safe.
+    """
+
+    def __init__(self, rulebook: Rulebook, knowledge: Knowledge, profile: str, params: dict[str, int | float]) -> None:
+        self.rulebook = rulebook
+        self.knowledge = knowledge
+        self.profile = profile
+        self.params = params
+        self._rules = {r.id: r for r in rulebook.rules}
+        self._order = {r.id: i for i, r in enumerate(rulebook.rules)}
+        self._templates: dict[tuple[str, bool], Finding] = {}
+        self._fallbacks: dict[str, Finding] = {}
+
+    def finding(self, firing: Firing) -> Finding:
+        """The evidence record for one firing (the same as `finding`, faster)."""
+        template = self._templates.get(firing.key)
+        if template is None:
+            rule = self._rules[firing.rule_id]
+            template = finding(rule, Firing(rule.id, firing.holds), self.params, self.rulebook, self.knowledge)
+            self._templates[firing.key] = template
+        return template.model_copy(update={"facts": dict(firing.facts)})
+
+    def _fallback(self, pid: str) -> Finding:
+        if pid not in self._fallbacks:
+            self._fallbacks[pid] = Finding(
+                rule_id=FALLBACK_ID,
+                rule_version=0,
+                title="No rule opened this option",
+                layer="option",
+                kind="status",
+                status="not_indicated",
+                procedures=[pid],
+                text=FALLBACK_TEXT,
+            )
+        return self._fallbacks[pid]
+
+    def build(self, firings: list[Firing]) -> Result:
+        """Resolve firings into one status per procedure (the most restrictive wins)."""
+        knowledge = self.knowledge
+        order = self._order
+        trace = [self.finding(f) for f in firings]
+        in_order = sorted(trace, key=lambda f: order[f.rule_id])
+        options = []
+        for pid in PROCEDURE_IDS:
+            mine = [f for f in in_order if pid in f.procedures]
+            reasons = sorted(
+                (f for f in mine if f.kind == "status"), key=lambda f: -STATUS_RANK[f.status or "candidate"]
+            )
+            if not reasons:
+                reasons = [self._fallback(pid)]
+            status = reasons[0].status
+            assert status is not None
+            steps: dict[str, Step] = {}
+            if status == "after_prerequisite":
+                for f in reasons:
+                    for step in f.steps:
+                        steps.setdefault(step.id, step)
+            declined = next((f for f in mine if f.kind == "declined"), None)
+            options.append(
+                OptionResult(
+                    procedure=pid,
+                    name=knowledge.procedures[pid].name,
+                    status=status,
+                    reasons=reasons,
+                    cautions=[f for f in mine if f.kind == "caution"],
+                    next_steps=list(steps.values()),
+                    declined=declined,
+                )
+            )
+        urgent = [f for f in in_order if f.urgent_assessment]
+        open_procedures = {o.procedure for o in options if o.status in ("candidate", "after_prerequisite")}
+        cited = {c for f in trace for c in f.criteria}
+        disagreements = [
+            d.id
+            for d in knowledge.disagreements.values()
+            if open_procedures.intersection(d.procedures) or cited.intersection(d.criteria)
+        ]
+        return Result(
+            rulebook_version=self.rulebook.version,
+            profile=self.profile,
+            urgent_assessment=bool(urgent),
+            urgent_reasons=urgent,
+            options=options,
+            derived=[f for f in in_order if f.kind == "derived"],
+            trace=trace,
+            disagreements=disagreements,
+        )
+
+
 def build_result(
     firings: list[Firing],
     rulebook: Rulebook,
@@ -142,61 +236,4 @@ def build_result(
     params: dict[str, int | float],
 ) -> Result:
     """Resolve firings into one status per procedure (the most restrictive wins)."""
-    rules = {r.id: r for r in rulebook.rules}
-    order = {r.id: i for i, r in enumerate(rulebook.rules)}
-    trace = [finding(rules[f.rule_id], f, params, rulebook, knowledge) for f in firings]
-    in_order = sorted(trace, key=lambda f: order[f.rule_id])
-    options = []
-    for pid in PROCEDURE_IDS:
-        mine = [f for f in in_order if pid in f.procedures]
-        reasons = sorted((f for f in mine if f.kind == "status"), key=lambda f: -STATUS_RANK[f.status or "candidate"])
-        if not reasons:
-            reasons = [
-                Finding(
-                    rule_id=FALLBACK_ID,
-                    rule_version=0,
-                    title="No rule opened this option",
-                    layer="option",
-                    kind="status",
-                    status="not_indicated",
-                    procedures=[pid],
-                    text=FALLBACK_TEXT,
-                )
-            ]
-        status = reasons[0].status
-        assert status is not None
-        steps: dict[str, Step] = {}
-        if status == "after_prerequisite":
-            for f in reasons:
-                for step in f.steps:
-                    steps.setdefault(step.id, step)
-        declined = next((f for f in mine if f.kind == "declined"), None)
-        options.append(
-            OptionResult(
-                procedure=pid,
-                name=knowledge.procedures[pid].name,
-                status=status,
-                reasons=reasons,
-                cautions=[f for f in mine if f.kind == "caution"],
-                next_steps=list(steps.values()),
-                declined=declined,
-            )
-        )
-    urgent = [f for f in in_order if f.urgent_assessment]
-    open_procedures = {o.procedure for o in options if o.status in ("candidate", "after_prerequisite")}
-    cited = {c for f in trace for c in f.criteria}
-    disagreements = [
-        d.id
-        for d in knowledge.disagreements.values()
-        if open_procedures.intersection(d.procedures) or cited.intersection(d.criteria)
-    ]
-    return Result(
-        rulebook_version=rulebook.version,
-        profile=profile,
-        urgent_assessment=bool(urgent),
-        urgent_reasons=urgent,
-        options=options,
-        derived=[f for f in in_order if f.kind == "derived"],
-        trace=trace,
-        disagreements=disagreements,
-    )
+    return ResultBuilder(rulebook, knowledge, profile, params).build(firings)

@@ -1,0 +1,107 @@
+"""The durable_rules adapter: the same firings as the independent evaluator, and safe to run for ever.
+
+The adapter drives durable's native engine directly (see engine/inference.py); these tests
+hold it to what was measured about durable_rules: sessions must be deleted (at most 1,024 may
+live), deleting a session in which no action ran crashes the process, an action's error
+must surface, and an engine belongs to one thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from conftest import answers_strategy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.aid import DecisionAid
+from engine.compiler import CATCH_ALL, CompiledRuleset
+from engine.errors import EngineError
+from engine.facts import flatten
+from engine.inference import DurableEngine
+
+SESSION_LIMIT = 1024
+
+
+def patient(aid: DecisionAid, answers: dict[str, Any]) -> dict[str, Any]:
+    return flatten(aid.parse_answers(answers).model_dump(), aid.questionnaire)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_durable_fires_what_the_independent_evaluator_fires(aid: DecisionAid, data: st.DataObject) -> None:
+    answers = aid.parse_answers(data.draw(answers_strategy(aid))).model_dump()
+    profile = data.draw(st.sampled_from(sorted(aid.rulebook.profiles)))
+    durable = aid.engine(profile).run(flatten(answers, aid.questionnaire))
+    independent = aid.evaluator(profile).firings(answers)
+    assert {f.key for f in durable} == {f.key for f in independent}
+    derived = {f.rule_id: f.holds for f in independent if f.rule_id in aid.rulebook.derived_facts.values()}
+    for firing in durable:  # a rule that read a derived fact shows the value it read
+        for fact, value in firing.facts.items():
+            if fact in aid.rulebook.derived_facts:
+                assert derived[aid.rulebook.derived_facts[fact]] is value
+
+
+@pytest.mark.parametrize("tiny", [1e-05, 5e-324, 2e-07])
+def test_a_number_python_writes_with_a_bare_exponent_is_read_correctly(aid: DecisionAid, tiny: float) -> None:
+    """durable misread `1e-05` (no decimal point): no rule fired and deleting the session crashed."""
+    decimals = [q for q in aid.questionnaire.questions.values() if q.type == "number" and not q.integer]
+    assert decimals, "the questionnaire has no question that takes a decimal number"
+    for question in decimals:
+        answers = aid.parse_answers({question.id: tiny}).model_dump()
+        profile = aid.rulebook.default_profile
+        durable = aid.engine(profile).run(flatten(answers, aid.questionnaire))
+        assert {f.key for f in durable} == {f.key for f in aid.evaluator(profile).firings(answers)}
+
+
+def test_more_patients_than_durable_keeps_sessions_for(aid: DecisionAid) -> None:
+    engine = aid.engine(aid.rulebook.default_profile)
+    fact = patient(aid, {"pain_duration_months": 6, "red_flags": []})
+    first = engine.run(fact)
+    for _ in range(SESSION_LIMIT + 100):
+        assert engine.run(fact) == first
+
+
+def test_a_patient_for_whom_no_rule_fires_does_not_crash_the_engine(aid: DecisionAid) -> None:
+    compiled = aid.compiled(aid.rulebook.default_profile)
+    empty = CompiledRuleset(
+        name="no-rules", definition={CATCH_ALL: compiled.definition[CATCH_ALL]}, branches={}, parameters={}
+    )
+    engine = DurableEngine(empty, aid.questionnaire)
+    for _ in range(3):
+        assert engine.run(patient(aid, {})) == []
+
+
+def test_an_action_that_fails_raises_engine_error_and_the_engine_goes_on(
+    aid: DecisionAid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = aid.engine(aid.rulebook.default_profile)
+    fact = patient(aid, {"pain_duration_months": 6, "pain_region": "low_back", "red_flags": []})
+    expected = engine.run(fact)
+
+    def broken(*args: Any) -> Any:
+        raise ValueError("broken on purpose")
+
+    monkeypatch.setattr("engine.inference.unflatten", broken)
+    with pytest.raises(EngineError, match="broken on purpose"):
+        engine.run(fact)
+    monkeypatch.undo()
+    assert engine.run(fact) == expected
+
+
+def test_an_engine_refuses_a_second_thread(aid: DecisionAid) -> None:
+    engine = aid.engine(aid.rulebook.default_profile)
+    errors: list[BaseException] = []
+
+    def use() -> None:
+        try:
+            engine.run(patient(aid, {}))
+        except EngineError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=use)
+    thread.start()
+    thread.join()
+    assert len(errors) == 1 and "second thread" in str(errors[0])
