@@ -103,6 +103,30 @@ def evaluate(
     emit(text, output, force)
 
 
+@app.command()
+@handles_errors
+def interview(
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Carry on a saved session: only missing answers are asked.")
+    ] = None,
+    save: Annotated[
+        Path | None,
+        typer.Option("--save", help="Save the session here (default: ./pain-sdm-session-DATE-TIME.json)."),
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option("--profile", "-p", help="Guideline profile to preselect (default: consensus).")
+    ] = None,
+    rules: RulesOpt = None,
+    knowledge: KnowledgeOpt = None,
+) -> None:
+    """Walk through the questions with a patient in a terminal, then show the options side by side."""
+    from engine.interview import run_interview
+
+    code = run_interview(load_aid(rules, knowledge), resume=resume, save=save, profile=profile, stdin=sys.stdin)
+    if code:
+        raise typer.Exit(code)
+
+
 @schema_app.command("answers")
 @handles_errors
 def schema_answers(rules: RulesOpt = None, knowledge: KnowledgeOpt = None) -> None:

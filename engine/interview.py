@@ -1,0 +1,632 @@
+"""The clinician walkthrough: questions, review, results on screen and the SURE test, in a terminal.
+
+The walkthrough is split in two, so tests can drive every part of it:
+
+- the question flow, as plain functions: which questions apply (`is_asked` follows each
+  question's `ask_if` with three-valued logic: a question is asked only when its condition is
+  true), which are still missing, and how a typed or chosen answer becomes a valid answer
+  (`parse_number`, `check_choices`, `choices_answer`, `check_text`);
+- the prompting, behind the `Asker` protocol. `QuestionaryAsker` asks with questionary, in a
+  real terminal and in the tests (over prompt_toolkit pipe input).
+
+Nothing is lost: the draft session is saved after every answer. Ctrl-C or the end of input
+saves it and prints how to resume (`pain-sdm interview --resume FILE`); a resumed interview
+asks only what is missing. Answers whose question no longer applies (after an edit on the
+review screen) are removed, so the saved answers always match what was asked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Literal, Protocol
+
+from pydantic import BaseModel
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from .aid import DecisionAid
+from .conditions import Condition, Truth, compare, kleene_all, kleene_any
+from .errors import AnswersError, KnowledgeError, PainSdmError, Problem, UsageError
+from .facts import known
+from .grid import grouped, leaning_points, render_results
+from .knowledge import PROCEDURE_IDS
+from .questionnaire import UNKNOWN, Question, Questionnaire
+from .report import STATUS_LABELS
+from .result import Result
+from .session import SURE_ITEMS, Session, SureResult, load_session, save_session
+
+EXIT_INTERRUPTED = 130
+"""Exit code after Ctrl-C (128 + SIGINT), as shells expect."""
+EXIT_END_OF_INPUT = 1
+"""Exit code when the input ends before the interview does."""
+
+NOT_SURE = "Not sure"
+NOT_SURE_WORDS = frozenset({"?", "not sure", "unknown", "don't know", "dont know"})
+NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+DONE = "__done__"
+UNDECIDED = "undecided"
+INTRO = (
+    "This is a discussion aid, not a prescription. We will go through some questions about the pain, "
+    "what has been tried, safety, and what matters to you. Then you will see the options to discuss, "
+    "side by side, with the reasons for each. The decision is yours, made together with your clinician."
+)
+
+Validator = Callable[[Any], str | None]
+"""Checks a raw answer: returns the reason it is rejected, or None when it is fine."""
+
+
+class Interrupted(Exception):
+    """The person stopped the interview (Ctrl-C) or the input ended."""
+
+    def __init__(self, kind: Literal["interrupt", "end_of_input"]) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+class AnswerRejected(ValueError):
+    """A typed answer is not valid; the message says why, in plain words."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One choice of a select or checkbox prompt; a separator is a heading that cannot be chosen."""
+
+    title: str
+    value: str = ""
+    separator: bool = False
+
+
+class Asker(Protocol):
+    """What the interview needs from a prompt library. `key` names the prompt (a question id, or
+    'review', 'profile', 'leaning', 'sure_<item>', 'notes', 'summary', 'record', 'keep_session').
+    Each method raises `Interrupted` when the person stops or the input ends."""
+
+    def select(self, key: str, message: str, choices: Sequence[Choice], default: str | None = None) -> str: ...
+
+    def checkbox(
+        self, key: str, message: str, choices: Sequence[Choice], checked: Sequence[str], validate: Validator
+    ) -> list[str]: ...
+
+    def text(self, key: str, message: str, default: str, validate: Validator, instruction: str = "") -> str: ...
+
+
+class QuestionaryAsker:
+    """The Asker for a real terminal, built on questionary. `prompt_options` go to every prompt."""
+
+    def __init__(self, **prompt_options: Any) -> None:
+        self.prompt_options = prompt_options
+
+    @staticmethod
+    def _ask(question: Any) -> Any:
+        try:
+            return question.unsafe_ask()
+        except KeyboardInterrupt:
+            raise Interrupted("interrupt") from None
+        except EOFError:
+            raise Interrupted("end_of_input") from None
+
+    @staticmethod
+    def _check(validate: Validator) -> Callable[[Any], bool | str]:
+        def check(raw: Any) -> bool | str:
+            problem = validate(raw)
+            return True if problem is None else problem
+
+        return check
+
+    def select(self, key: str, message: str, choices: Sequence[Choice], default: str | None = None) -> str:
+        import questionary
+
+        options = [
+            questionary.Separator(f"-- {c.title} --") if c.separator else questionary.Choice(c.title, value=c.value)
+            for c in choices
+        ]
+        prompt = questionary.select(message, choices=options, default=default, **self.prompt_options)
+        return str(self._ask(prompt))
+
+    def checkbox(
+        self, key: str, message: str, choices: Sequence[Choice], checked: Sequence[str], validate: Validator
+    ) -> list[str]:
+        import questionary
+
+        options = [questionary.Choice(c.title, value=c.value, checked=c.value in checked) for c in choices]
+        prompt = questionary.checkbox(
+            message,
+            choices=options,
+            validate=self._check(validate),
+            instruction="(space to tick or untick, enter when done; tick nothing for none)",
+            **self.prompt_options,
+        )
+        return list(self._ask(prompt))
+
+    def text(self, key: str, message: str, default: str, validate: Validator, instruction: str = "") -> str:
+        import questionary
+
+        prompt = questionary.text(
+            message,
+            default=default,
+            validate=self._check(validate),
+            instruction=instruction or None,
+            **self.prompt_options,
+        )
+        return str(self._ask(prompt))
+
+
+# --- The question flow -------------------------------------------------------------------------
+
+
+def condition_truth(condition: Condition, answers: dict[str, Any]) -> Truth:
+    """A skip condition on the answers so far, in three-valued logic (a missing answer is unknown)."""
+    if condition.fact is not None:
+        assert condition.op is not None
+        if condition.param is not None:
+            raise KnowledgeError(
+                Problem("questionnaire.yaml", f"condition on {condition.fact}", "ask_if", "use `value`, not `param`")
+            )
+        return compare(condition.op, known(answers.get(condition.fact, UNKNOWN)), condition.value)
+    if condition.not_ is not None:
+        inner = condition_truth(condition.not_, answers)
+        return None if inner is None else not inner
+    parts = [condition_truth(c, answers) for c in (condition.all if condition.all is not None else condition.any or [])]
+    return kleene_all(parts) if condition.all is not None else kleene_any(parts)
+
+
+def is_asked(question: Question, answers: dict[str, Any]) -> bool:
+    """A question is asked when it has no skip condition, or its condition is true (not unknown)."""
+    return question.ask_if is None or condition_truth(question.ask_if, answers) is True
+
+
+def prune(questionnaire: Questionnaire, answers: dict[str, Any]) -> dict[str, Any]:
+    """The answers whose question still applies, in asking order (a skip condition reads earlier answers only)."""
+    kept: dict[str, Any] = {}
+    for q in questionnaire.questions.values():
+        if q.id in answers and is_asked(q, kept):
+            kept[q.id] = answers[q.id]
+    return kept
+
+
+def applicable(questionnaire: Questionnaire, answers: dict[str, Any]) -> list[Question]:
+    """The questions that apply to these answers, in asking order."""
+    kept = prune(questionnaire, answers)
+    return [q for q in questionnaire.questions.values() if is_asked(q, kept)]
+
+
+def missing(questionnaire: Questionnaire, answers: dict[str, Any]) -> list[Question]:
+    """The questions that apply but have no answer yet, in asking order."""
+    return [q for q in applicable(questionnaire, answers) if q.id not in answers]
+
+
+def number_hint(q: Question) -> str:
+    kind = "a whole number" if q.integer else "a number"
+    unsure = "; type ? if not sure" if q.allow_unknown else ""
+    return f"({kind} from {q.min:g} to {q.max:g}, {q.unit}{unsure})"
+
+
+def parse_number(q: Question, text: str) -> int | float | str:
+    """A typed number as an answer: an int or float in range, or 'unknown' for '?' / 'not sure'."""
+    raw = text.strip().lower()
+    if q.allow_unknown and raw in NOT_SURE_WORDS:
+        return UNKNOWN
+    assert q.min is not None and q.max is not None
+    unsure = ", or ? if you are not sure" if q.allow_unknown else ""
+    if not NUMBER.match(raw):
+        raise AnswerRejected(f"Please type a number, such as {q.min:g}{unsure}.")
+    number = float(raw)
+    if not math.isfinite(number):
+        raise AnswerRejected(f"Please type a number, such as {q.min:g}{unsure}.")
+    if q.integer and not number.is_integer():
+        raise AnswerRejected(f"Please give a whole number, with no decimals{unsure}.")
+    if not q.min <= number <= q.max:
+        raise AnswerRejected(f"{raw} is out of range: give a number from {q.min:g} to {q.max:g} ({q.unit}){unsure}.")
+    return int(number) if number.is_integer() else number
+
+
+def number_default(value: Any) -> str:
+    """A stored number answer as the text to edit (blank when there is none)."""
+    if value is None:
+        return ""
+    if value == UNKNOWN:
+        return "?"
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def rejection(check: Callable[[Any], Any]) -> Validator:
+    """A validator from a parser that raises AnswerRejected."""
+
+    def validate(raw: Any) -> str | None:
+        try:
+            check(raw)
+        except AnswerRejected as exc:
+            return str(exc)
+        return None
+
+    return validate
+
+
+def choices_for(q: Question) -> list[Choice]:
+    """The choices of a single, yes/no or multiple-choice question, with 'Not sure' where allowed."""
+    if q.type == "yes_no":
+        options = [Choice("Yes", "yes"), Choice("No", "no")]
+    else:
+        options = [Choice(o.label, o.value) for o in q.options]
+    if q.allow_unknown:
+        options.append(Choice(NOT_SURE, UNKNOWN))
+    return options
+
+
+def check_choices(selected: Sequence[str]) -> str | None:
+    """'Not sure' stands alone in a multiple-choice answer."""
+    if UNKNOWN in selected and len(selected) > 1:
+        return f"Choose '{NOT_SURE}' on its own, or untick it."
+    return None
+
+
+def choices_answer(q: Question, selected: Sequence[str]) -> list[str] | str:
+    """Ticked choices as an answer, in the question's order ('unknown' when 'Not sure' is ticked)."""
+    problem = check_choices(selected)
+    if problem:
+        raise AnswerRejected(problem)
+    if UNKNOWN in selected:
+        return UNKNOWN
+    return [v for v in q.values if v in selected]
+
+
+def check_text(q: Question, text: str) -> str:
+    if len(text) > q.max_length:
+        raise AnswerRejected(f"Please keep this to {q.max_length} characters or fewer (now {len(text)}).")
+    return text.strip()
+
+
+def answer_words(q: Question, value: Any) -> str:
+    """An answer as shown on the review screen."""
+    if q.type == "text" and not value:
+        return "(left blank)"
+    return q.describe(value)
+
+
+def shorten(text: str, limit: int = 64) -> str:
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+# --- The interview ------------------------------------------------------------------------------
+
+
+class Interview:
+    """One walkthrough with one patient. `run()` returns the exit code (0, or 130 / 1 when stopped)."""
+
+    def __init__(
+        self,
+        aid: DecisionAid,
+        asker: Asker,
+        console: Console,
+        session: Session,
+        path: Path,
+        profile: str | None = None,
+        records_db: Path | None = None,
+    ) -> None:
+        self.aid = aid
+        self.asker = asker
+        self.console = console
+        self.session = session
+        self.path = path
+        self.profile = profile
+        self.records_db = records_db
+        self.questionnaire = aid.questionnaire
+        self._section = ""
+
+    # Saving and stopping
+
+    def save(self) -> None:
+        save_session(self.session, self.path)
+
+    def run(self) -> int:
+        try:
+            self._run()
+        except (Interrupted, KeyboardInterrupt, EOFError) as exc:
+            interrupted = isinstance(exc, KeyboardInterrupt) or (
+                isinstance(exc, Interrupted) and exc.kind == "interrupt"
+            )
+            self.save()
+            why = "Stopped." if interrupted else "The input ended before the interview did."
+            self.console.print(f"\n{why} Your answers so far are saved in {self.path}.")
+            self.console.print(f"To carry on where you left off, run: pain-sdm interview --resume {self.path}")
+            return EXIT_INTERRUPTED if interrupted else EXIT_END_OF_INPUT
+        return 0
+
+    def _run(self) -> None:
+        self._intro()
+        self.ask_missing()
+        if self.session.profile is None:
+            self.review()
+            self.choose_profile()
+        answers = self.aid.parse_answers(self.session.answers, str(self.path))
+        result = self.aid.evaluate(answers, self.session.profile)
+        render_results(self.console, self.aid, result, self.session.answers)
+        if self.session.leaning is None:
+            self.ask_leaning(result)
+        self.show_leaning(result)
+        if self.session.sure is None:
+            self.ask_sure()
+        self.show_sure()
+        self.session.complete = True
+        self.save()
+        self.close(answers, result)
+
+    def _intro(self) -> None:
+        self.console.print(Panel(INTRO, title="pain-sdm: options for pain treatment", title_align="left"))
+        count = len(self.session.answers)
+        if count:
+            self.console.print(f"Carrying on the session in {self.path} ({count} answers so far).")
+        else:
+            self.console.print(f"Your answers are saved as you go, in {self.path}.")
+        self.console.print("Press Ctrl-C at any time to stop; you can carry on later.\n")
+
+    # Questions
+
+    def set_answer(self, qid: str, value: Any) -> None:
+        """Store one answer, drop answers whose question no longer applies, and save the draft."""
+        self.session.answers = prune(self.questionnaire, {**self.session.answers, qid: value})
+        self.save()
+
+    def ask_missing(self) -> None:
+        """Ask every question that applies and has no answer yet, saving after each."""
+        while todo := missing(self.questionnaire, self.session.answers):
+            question = todo[0]
+            self._section_heading(question.section)
+            self.set_answer(question.id, self.ask(question, self.session.answers.get(question.id)))
+
+    def _section_heading(self, section_id: str) -> None:
+        if section_id == self._section:
+            return
+        self._section = section_id
+        section = next(s for s in self.questionnaire.sections if s.id == section_id)
+        self.console.rule(section.title)
+        if section.intro:
+            self.console.print(section.intro)
+
+    def ask(self, q: Question, current: Any = None) -> Any:
+        """Ask one question (pre-filled with `current` when editing) and return a valid answer."""
+        if q.help:
+            self.console.print(Text(q.help, style="dim"))
+        if q.type == "number":
+            raw = self.asker.text(
+                q.id, q.prompt, number_default(current), rejection(lambda s: parse_number(q, s)), number_hint(q)
+            )
+            return parse_number(q, raw)
+        if q.type == "multiple":
+            checked = [UNKNOWN] if current == UNKNOWN else list(current or [])
+            selected = self.asker.checkbox(q.id, q.prompt, choices_for(q), checked, check_choices)
+            return choices_answer(q, selected)
+        if q.type == "text":
+            raw = self.asker.text(
+                q.id, q.prompt, current or "", rejection(lambda s: check_text(q, s)), "(optional; enter to skip)"
+            )
+            return check_text(q, raw)
+        return self.asker.select(q.id, q.prompt, choices_for(q), current)
+
+    # Review and profile
+
+    def review_table(self) -> Table:
+        table = Table(title="Your answers", title_justify="left", show_lines=False)
+        table.add_column("Question")
+        table.add_column("Answer")
+        section = ""
+        for q in applicable(self.questionnaire, self.session.answers):
+            if q.section != section:
+                section = q.section
+                title = next(s.title for s in self.questionnaire.sections if s.id == section)
+                table.add_row(Text(title, style="bold"), "")
+            table.add_row(q.prompt, answer_words(q, self.session.answers.get(q.id)))
+        return table
+
+    def review(self) -> None:
+        """Show every answer; let any one be changed (then ask what the change opens) until all is right."""
+        while True:
+            self.console.print(self.review_table())
+            choices = [Choice("Everything is right: show the options", DONE)]
+            section = ""
+            for q in applicable(self.questionnaire, self.session.answers):
+                if q.section != section:
+                    section = q.section
+                    choices.append(
+                        Choice(next(s.title for s in self.questionnaire.sections if s.id == section), "", True)
+                    )
+                value = self.session.answers.get(q.id)
+                choices.append(Choice(f"{shorten(q.prompt)}  [{shorten(answer_words(q, value), 40)}]", q.id))
+            pick = self.asker.select("review", "Check the answers. Choose one to change it, or go on.", choices, DONE)
+            if pick == DONE:
+                return
+            question = self.questionnaire.questions[pick]
+            self.set_answer(pick, self.ask(question, self.session.answers.get(pick)))
+            self.ask_missing()
+
+    def choose_profile(self) -> None:
+        """Which guideline profile settles disagreements; the default (or --profile) is preselected."""
+        rulebook = self.aid.rulebook
+        chosen = self.profile or rulebook.default_profile
+        if len(rulebook.profiles) > 1:
+            choices = [
+                Choice(f"{p.name}{' (the default)' if pid == rulebook.default_profile else ''}", pid)
+                for pid, p in rulebook.profiles.items()
+            ]
+            chosen = self.asker.select(
+                "profile", "Which guidelines should settle points where published sources disagree?", choices, chosen
+            )
+        self.session.profile = chosen
+        self.save()
+
+    # After the results
+
+    def ask_leaning(self, result: Result) -> None:
+        choices = [
+            Choice(f"{o.name} ({STATUS_LABELS[o.status].lower()})", o.procedure)
+            for _, options in grouped(result)
+            for o in options
+        ]
+        choices.append(Choice("Undecided for now", UNDECIDED))
+        self.session.leaning = self.asker.select(
+            "leaning", "Which option are you leaning towards, if any?", choices, UNDECIDED
+        )
+        self.save()
+
+    def show_leaning(self, result: Result) -> None:
+        leaning = self.session.leaning
+        if leaning is None or leaning == UNDECIDED:
+            self.console.print("Being undecided is fine. The summary lists questions to ask before you choose.")
+            return
+        points = leaning_points(self.aid, result, self.session.answers, leaning)
+        name = result.option(leaning).name
+        if points:
+            body = "\n".join(f"- {p}" for p in points)
+            self.console.print(Panel(body, title=f"Points to discuss about {name}", border_style="yellow"))
+        else:
+            self.console.print(f"Nothing you said matters to you conflicts with {name}.")
+
+    def ask_sure(self) -> None:
+        """The SURE test: four yes/no items, asked one by one."""
+        yes_no = [Choice("Yes", "yes"), Choice("No", "no")]
+        items = {key: self.asker.select(f"sure_{key}", item, yes_no) == "yes" for key, item in SURE_ITEMS.items()}
+        self.session.sure = SureResult(**items)
+        self.save()
+
+    def show_sure(self) -> None:
+        sure = self.session.sure
+        assert sure is not None
+        if sure.conflict:
+            unsure = [SURE_ITEMS[k] for k in SURE_ITEMS if not getattr(sure, k)]
+            body = (
+                f"SURE score {sure.score} of 4. The answers suggest the choice is not settled yet "
+                "(possible decisional conflict). Take more time to talk before deciding:\n"
+                + "\n".join(f"- {item} (answered no)" for item in unsure)
+            )
+            self.console.print(Panel(body, title="Talk more before deciding", border_style="bold red"))
+        else:
+            self.console.print(Panel("SURE score 4 of 4: you feel sure about the choice.", border_style="green"))
+
+    def close(self, answers: BaseModel, result: Result) -> None:
+        """Notes, then the offers: the printable summary, a stored record, keeping the session file."""
+        self.session.notes = self.asker.text(
+            "notes", "Notes for the record (optional)", self.session.notes, rejection(lambda s: s), "(enter to skip)"
+        ).strip()
+        self.save()
+        self.offer_summary()
+        self.offer_record(answers, result)
+        keep = self.asker.select(
+            "keep_session",
+            f"Keep the session file {self.path}? It holds the answers.",
+            [Choice("Keep it", "keep"), Choice("Delete it", "delete")],
+            "keep",
+        )
+        if keep == "delete":
+            self.path.unlink(missing_ok=True)
+            self.console.print(f"Deleted {self.path}.")
+        else:
+            self.console.print(f"The session is saved in {self.path}.")
+            self.console.print(f"To see the results again: pain-sdm interview --resume {self.path}")
+
+    def offer_summary(self) -> None:
+        formats = [Choice("PDF", "pdf"), Choice("Web page (HTML)", "html"), Choice("Markdown", "md"), Choice("No", "")]
+        fmt = self.asker.select("summary", "Write the printable summary to take home?", formats, "pdf")
+        if not fmt:
+            return
+        if importlib.util.find_spec("engine.summary") is None:
+            self.console.print(f"To write it, run: pain-sdm summary {self.path} --format {fmt} -o summary.{fmt}")
+            return
+        from .summary import write_summary
+
+        def free(raw: str) -> str | None:
+            return f"{raw} already exists; choose another name" if Path(raw).exists() else None
+
+        default = str(self.path.with_suffix(f".{fmt}"))
+        output = Path(self.asker.text("summary_file", "Save the summary as", default, free))
+        try:
+            write_summary(self.aid, self.path, fmt, output, profile=self.session.profile)
+        except PainSdmError as exc:
+            self.console.print(f"The summary was not written: {exc}")
+            self.console.print(f"To try again later: pain-sdm summary {self.path} --format {fmt} -o {output}")
+            return
+        self.console.print(f"Wrote the summary to {output}.")
+
+    def offer_record(self, answers: BaseModel, result: Result) -> None:
+        if importlib.util.find_spec("engine.records") is None:
+            return
+        store = self.asker.select(
+            "record",
+            "Store a record of this evaluation in the local records database (for audit)?",
+            [Choice("Yes", "yes"), Choice("No", "no")],
+            "no",
+        )
+        if store != "yes":
+            return
+        records = importlib.import_module(".records", __package__)  # issue 7's module, when present
+        label = self.session.answers.get("patient_label") or None
+        try:
+            record = records.record_evaluation(
+                self.aid,
+                answers,
+                result,
+                db=self.records_db,
+                patient_label=label,
+                sure=self.session.sure,
+                decision=self.session.decision or None,
+                notes=self.session.notes or None,
+            )
+        except PainSdmError as exc:
+            self.console.print(f"The record was not stored: {exc}")
+            return
+        self.console.print(f"Stored the record{f' {record}' if isinstance(record, str | int) else ''}.")
+
+
+# --- Starting -----------------------------------------------------------------------------------
+
+
+def default_session_path(now: dt.datetime | None = None) -> Path:
+    stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    return Path(f"pain-sdm-session-{stamp}.json")
+
+
+def prepare(aid: DecisionAid, *, resume: Path | None, save: Path | None, profile: str | None) -> tuple[Session, Path]:
+    """Check the options and load or start the session; bad options raise before anything is asked."""
+    if profile is not None:
+        aid.rulebook.check_profile(profile)
+    if resume is not None:
+        session = load_session(resume)
+        aid.parse_answers(session.answers, str(resume))  # a hand-edited draft must still be valid
+        if session.profile is not None:
+            aid.rulebook.check_profile(session.profile)
+        if session.leaning not in (None, UNDECIDED, *PROCEDURE_IDS):
+            raise AnswersError(f"{resume}: `leaning` must be an option id or '{UNDECIDED}', not {session.leaning!r}")
+        session.answers = prune(aid.questionnaire, session.answers)
+    else:
+        session = Session()
+    path = save or resume or default_session_path()
+    if path.exists() and (resume is None or path.resolve() != resume.resolve()):
+        raise UsageError(f"{path} already exists; resume it with --resume {path}, or choose another --save file")
+    if path.is_dir() or not (path.parent if str(path.parent) else Path(".")).is_dir():
+        raise UsageError(f"cannot save the session to {path}: give a file in an existing folder")
+    return session, path
+
+
+def require_terminal(stdin: IO[str]) -> None:
+    """The interview needs a person at a terminal; without one it stops at once, never waiting."""
+    if not stdin.isatty():
+        raise UsageError(
+            "the interview needs an interactive terminal, and the input is not one. "
+            "To evaluate answers from a file, use: pain-sdm evaluate ANSWERS.yaml"
+        )
+
+
+def run_interview(
+    aid: DecisionAid, *, resume: Path | None, save: Path | None, profile: str | None, stdin: IO[str]
+) -> int:
+    """The `pain-sdm interview` command: check options and the terminal, then run the walkthrough."""
+    session, path = prepare(aid, resume=resume, save=save, profile=profile)
+    require_terminal(stdin)
+    return Interview(aid, QuestionaryAsker(), Console(), session, path, profile).run()

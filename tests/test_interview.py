@@ -1,0 +1,501 @@
+"""The clinician walkthrough, driven through the real questionary prompts over a pipe.
+
+`PipeAsker` is the interview's real `QuestionaryAsker`, given a prompt_toolkit pipe as its
+input. Before each prompt it types the keys that a person would press to give the scripted
+answer (arrow keys and enter, space to tick, text then enter, Ctrl-C), so questionary itself
+reads the keys, runs the validation and returns the answer. It records every prompt's key
+(a question id, or 'review', 'profile', ...), so the tests can say what was asked.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import ROOT, run_cli
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.input.base import PipeInput
+from prompt_toolkit.output import DummyOutput
+from rich.console import Console
+
+from engine.aid import DecisionAid
+from engine.errors import AnswersError, UsageError
+from engine.grid import ROWS, leaning_points, option_grids
+from engine.interview import (
+    DONE,
+    EXIT_END_OF_INPUT,
+    EXIT_INTERRUPTED,
+    UNDECIDED,
+    AnswerRejected,
+    Choice,
+    Interview,
+    QuestionaryAsker,
+    Validator,
+    condition_truth,
+    is_asked,
+    missing,
+    parse_number,
+    prepare,
+    prune,
+)
+from engine.questionnaire import UNKNOWN, Question
+from engine.session import SURE_ITEMS, Session, load_session, save_session
+
+DOWN, UP, ENTER, SPACE, CLEAR, CTRL_C = "\x1b[B", "\x1b[A", "\r", " ", "\x15", "\x03"
+
+
+@dataclass(frozen=True)
+class Reject:
+    """Give `bad` first (the prompt must refuse it), then `good`."""
+
+    bad: Any
+    good: Any
+
+
+INTERRUPT = "<ctrl-c>"
+END_OF_INPUT = "<end of input>"
+
+Policy = Callable[[Question], Any]
+
+
+class PipeAsker(QuestionaryAsker):
+    """The real questionary prompts, typed into through a pipe; records what was asked."""
+
+    def __init__(self, pipe: PipeInput, aid: DecisionAid, script: dict[str, list[Any]], policy: Policy) -> None:
+        super().__init__(input=pipe, output=DummyOutput())
+        self.pipe = pipe
+        self.aid = aid
+        self.script = {k: list(v) for k, v in script.items()}
+        self.policy = policy
+        self.asked: list[str] = []
+        self.rejected: dict[str, list[str]] = {}
+
+    def _next(self, key: str) -> Any:
+        self.asked.append(key)
+        queue = self.script.get(key)
+        if queue:
+            return queue.pop(0)
+        question = self.aid.questionnaire.questions.get(key)
+        if question is None:
+            raise AssertionError(f"the script has no answer for the prompt {key!r}")
+        return self.policy(question)
+
+    def _special(self, action: Any) -> bool:
+        if action == INTERRUPT:
+            self.pipe.send_text(CTRL_C)
+            return True
+        if action == END_OF_INPUT:
+            self.pipe.close()
+            return True
+        return False
+
+    def _recording(self, key: str, validate: Validator) -> Validator:
+        def check(raw: Any) -> str | None:
+            problem = validate(raw)
+            if problem is not None:
+                self.rejected.setdefault(key, []).append(problem)
+            return problem
+
+        return check
+
+    def select(self, key: str, message: str, choices: Sequence[Choice], default: str | None = None) -> str:
+        action = self._next(key)
+        if not self._special(action):
+            values = [c.value for c in choices if not c.separator]
+            start = values.index(default) if default is not None else 0
+            moves = values.index(action) - start
+            self.pipe.send_text((DOWN * moves if moves > 0 else UP * -moves) + ENTER)
+        return super().select(key, message, choices, default)
+
+    def checkbox(
+        self, key: str, message: str, choices: Sequence[Choice], checked: Sequence[str], validate: Validator
+    ) -> list[str]:
+        action = self._next(key)
+        if not self._special(action):
+            values = [c.value for c in choices]
+            steps = [action.bad, action.good] if isinstance(action, Reject) else [action]
+            state = set(checked)
+            for n, want in enumerate(steps):
+                keys = "" if n == 0 else UP * (len(values) - 1)
+                for i, value in enumerate(values):
+                    keys += SPACE if (value in want) != (value in state) else ""
+                    keys += DOWN if i < len(values) - 1 else ""
+                state = set(want)
+                self.pipe.send_text(keys + ENTER)
+        return super().checkbox(key, message, choices, checked, self._recording(key, validate))
+
+    def text(self, key: str, message: str, default: str, validate: Validator, instruction: str = "") -> str:
+        action = self._next(key)
+        if not self._special(action):
+            steps = [action.bad, action.good] if isinstance(action, Reject) else [action]
+            self.pipe.send_text("".join(CLEAR + typed(v) + ENTER for v in steps))
+        return super().text(key, message, default, self._recording(key, validate), instruction)
+
+
+def typed(value: Any) -> str:
+    """What a person types for an answer: '?' for not sure."""
+    return "?" if value == UNKNOWN else str(value)
+
+
+@dataclass
+class Run:
+    code: int
+    asker: PipeAsker
+    screen: str
+    session: Session | None
+
+    @property
+    def questions_asked(self) -> list[str]:
+        return [k for k in self.asker.asked if k in self.asker.aid.questionnaire.questions]
+
+
+@pytest.fixture
+def pipe() -> Iterator[PipeInput]:
+    with create_pipe_input() as pipe_input:
+        yield pipe_input
+
+
+def interview(
+    aid: DecisionAid,
+    path: Path,
+    script: dict[str, list[Any]],
+    policy: Policy,
+    session: Session | None = None,
+    profile: str | None = None,
+) -> Run:
+    """Run one whole interview over a fresh pipe, as the command does; return what happened."""
+    with create_pipe_input() as pipe_input:
+        asker = PipeAsker(pipe_input, aid, script, policy)
+        screen = io.StringIO()
+        console = Console(file=screen, width=400, color_system=None)
+        code = Interview(aid, asker, console, session or Session(), path, profile).run()
+    saved = load_session(path) if path.exists() else None
+    return Run(code, asker, screen.getvalue(), saved)
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+# --- Answer policies: what a patient says to the questions a test does not script ---------------
+
+
+def from_answers(answers: dict[str, Any]) -> Policy:
+    """Answer as in an answers file; anything it leaves out is 'not sure' (blank for text)."""
+    return lambda q: answers.get(q.id, "" if q.type == "text" else UNKNOWN)
+
+
+def opening_everything(q: Question) -> Any:
+    """Answers that open every skip condition: yes, the first choice, every choice, mid-range numbers."""
+    if q.type == "yes_no":
+        return "yes"
+    if q.type == "multiple":
+        return list(q.values)
+    if q.type == "single":
+        return q.values[0]
+    if q.type == "number":
+        assert q.min is not None and q.max is not None
+        return int((q.min + q.max) // 2)
+    return f"about {q.id}"
+
+
+def closing_everything(q: Question) -> Any:
+    """Answers that open no skip condition: no, none, zero, and a neck pain."""
+    if q.type == "yes_no":
+        return "no"
+    if q.type == "multiple":
+        return []
+    if q.type == "single":
+        return "neck" if q.id == "pain_region" else q.values[0]
+    if q.type == "number":
+        return q.min
+    return ""
+
+
+def sure(*answers: str) -> dict[str, list[Any]]:
+    return {f"sure_{key}": [a] for key, a in zip(SURE_ITEMS, answers, strict=True)}
+
+
+CLOSE = {"leaning": [UNDECIDED], **sure("yes", "yes", "yes", "yes"), "notes": [""], "summary": [""]}
+CLOSE.update({"record": ["no"], "keep_session": ["keep"], "review": [DONE], "profile": ["consensus"]})
+
+
+def example(name: str) -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "examples" / name).read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+# --- The question flow ---------------------------------------------------------------------------
+
+
+def test_a_number_out_of_range_is_refused_with_the_range(aid: DecisionAid) -> None:
+    age = aid.questionnaire.questions["age_years"]
+    with pytest.raises(AnswerRejected, match="from 0 to 120"):
+        parse_number(age, "150")
+    with pytest.raises(AnswerRejected, match="whole number"):
+        parse_number(age, "45.5")
+    with pytest.raises(AnswerRejected, match="type a number"):
+        parse_number(age, "forty")
+    assert parse_number(age, " 45 ") == 45
+    assert parse_number(age, "?") == UNKNOWN
+    months = aid.questionnaire.questions["pain_duration_months"]
+    assert parse_number(months, "0.5") == 0.5
+
+
+def test_a_question_is_asked_only_when_its_skip_condition_is_true(aid: DecisionAid) -> None:
+    q = aid.questionnaire.questions["neurogenic_claudication"]
+    assert is_asked(q, {"pain_region": "low_back"})
+    assert not is_asked(q, {"pain_region": "neck"})
+    assert q.ask_if is not None and condition_truth(q.ask_if, {"pain_region": UNKNOWN}) is None
+    assert not is_asked(q, {"pain_region": UNKNOWN}), "an unknown skip condition skips the question"
+    assert not is_asked(q, {}), "an unanswered earlier question counts as unknown"
+    life = aid.questionnaire.questions["life_expectancy_months"]
+    assert is_asked(life, {"conditions": ["cancer_pain"]})
+    assert not is_asked(life, {"conditions": ["sciatica"]})
+
+
+def test_answers_to_questions_that_no_longer_apply_are_dropped(aid: DecisionAid) -> None:
+    answers = {"rfa_previous": "no", "rfa_relief_percent": 60, "age_years": 50}
+    assert prune(aid.questionnaire, answers) == {"age_years": 50, "rfa_previous": "no"}
+    asked_next = [q.id for q in missing(aid.questionnaire, {"rfa_previous": "yes"})]
+    assert {"rfa_relief_percent", "rfa_relief_months", "rfa_months_ago"} <= set(asked_next)
+
+
+# --- Whole interviews through the real prompts ---------------------------------------------------
+
+
+def test_a_complete_interview_with_a_refused_value_an_edit_and_the_results(aid: DecisionAid, tmp_path: Path) -> None:
+    patient = example("sciatica.yaml")
+    new_intensity = (patient["pain_intensity"] + 1) % 11
+    script = {
+        **CLOSE,
+        "age_years": [Reject(150, patient["age_years"])],
+        "review": ["pain_intensity", DONE],
+        "pain_intensity": [patient["pain_intensity"], new_intensity],
+        "profile": ["uk-nice"],
+        "leaning": ["epidural_steroid_injection"],
+        **sure("yes", "no", "yes", "yes"),
+        "notes": ["Talked about ESI risks"],
+    }
+    path = tmp_path / "session.json"
+    run = interview(aid, path, script, from_answers(patient))
+
+    assert run.code == 0
+    assert run.asker.rejected["age_years"] == [parse_error(aid, "age_years", "150")]
+    assert run.session is not None and run.session.complete
+    expected = prune(aid.questionnaire, {**patient, "pain_intensity": new_intensity})
+    stored = {k: v for k, v in run.session.answers.items() if v not in (UNKNOWN, "")}
+    assert stored == {k: v for k, v in expected.items() if v not in (UNKNOWN, "")}
+    assert run.session.profile == "uk-nice"
+    assert run.session.leaning == "epidural_steroid_injection"
+    assert run.session.sure is not None and run.session.sure.conflict and not run.session.sure.understand
+    assert run.session.notes == "Talked about ESI risks"
+    # The edit re-asked exactly the edited question, between two reviews.
+    review_at = [i for i, k in enumerate(run.asker.asked) if k == "review"]
+    assert run.asker.asked[review_at[0] + 1 : review_at[1]] == ["pain_intensity"]
+
+    result = aid.evaluate(aid.parse_answers(run.session.answers), "uk-nice")
+    screen = flat(run.screen)
+    assert "UK NICE guidance" in screen
+    for label in ROWS:
+        assert label in screen
+    for option in result.options:
+        assert flat(option.name) in screen
+        for reason in option.reasons:
+            assert flat(reason.text) in screen
+        for step in option.next_steps:
+            assert flat(step.text) in screen
+    assert "Talk more before deciding" in screen
+    assert flat(SURE_ITEMS["understand"]) in screen
+    for point in leaning_points(aid, result, run.session.answers, "epidural_steroid_injection"):
+        assert flat(point) in screen
+
+
+def parse_error(aid: DecisionAid, qid: str, raw: str) -> str:
+    with pytest.raises(AnswerRejected) as caught:
+        parse_number(aid.questionnaire.questions[qid], raw)
+    return str(caught.value)
+
+
+def test_every_question_is_asked_when_every_skip_condition_opens(aid: DecisionAid, tmp_path: Path) -> None:
+    script = {
+        **CLOSE,
+        "conditions": [Reject([UNKNOWN, "sciatica"], list(aid.questionnaire.questions["conditions"].values))],
+    }
+    run = interview(aid, tmp_path / "s.json", script, opening_everything)
+    assert run.code == 0
+    assert sorted(run.questions_asked) == sorted(aid.questionnaire.questions), "each question asked exactly once"
+    assert run.asker.rejected["conditions"], "'Not sure' ticked with a condition is refused"
+    assert run.session is not None
+    assert run.session.answers["conditions"] == list(aid.questionnaire.questions["conditions"].values)
+    assert run.session.answers["patient_label"] == "about patient_label"
+
+
+def test_skip_conditions_that_stay_closed_skip_their_questions(aid: DecisionAid, tmp_path: Path) -> None:
+    run = interview(aid, tmp_path / "s.json", CLOSE, closing_everything)
+    assert run.code == 0
+    unconditional = [q.id for q in aid.questionnaire.questions.values() if q.ask_if is None]
+    assert run.questions_asked == unconditional
+
+
+def test_an_edit_that_opens_questions_asks_them_and_an_edit_that_closes_them_drops_them(
+    aid: DecisionAid, tmp_path: Path
+) -> None:
+    follow_ups = ["rfa_relief_percent", "rfa_relief_months", "rfa_months_ago"]
+    script = {
+        **CLOSE,
+        "review": ["rfa_previous", "rfa_previous", DONE],
+        "rfa_previous": ["no", "yes", "no"],
+        "rfa_relief_percent": [60],
+        "rfa_relief_months": [8],
+        "rfa_months_ago": [Reject(-3, 14)],
+    }
+    path = tmp_path / "s.json"
+    run = interview(aid, path, script, closing_everything)
+    assert run.code == 0
+    first, second, third = [i for i, k in enumerate(run.asker.asked) if k == "review"]
+    assert run.asker.asked[first + 1 : second] == ["rfa_previous", *follow_ups]
+    assert run.asker.asked[second + 1 : third] == ["rfa_previous"]
+    assert run.asker.rejected["rfa_months_ago"]
+    assert run.session is not None
+    assert run.session.answers["rfa_previous"] == "no"
+    assert not set(follow_ups) & set(run.session.answers)
+
+
+def test_an_interrupted_interview_is_saved_and_resumes_with_only_what_is_missing(
+    aid: DecisionAid, tmp_path: Path
+) -> None:
+    patient = example("facet-back-pain.yaml")
+    order = [q.id for q in aid.questionnaire.questions.values() if is_asked(q, patient)]
+    stop_at = order[5]
+    path = tmp_path / "draft.json"
+    first = interview(aid, path, {**CLOSE, stop_at: [INTERRUPT]}, from_answers(patient))
+    assert first.code == EXIT_INTERRUPTED
+    assert f"pain-sdm interview --resume {path}" in flat(first.screen)
+    assert first.session is not None and not first.session.complete
+    assert list(first.session.answers) == order[:5]
+
+    second = interview(aid, path, CLOSE, from_answers(patient), session=first.session)
+    assert second.code == 0
+    assert second.questions_asked[0] == stop_at
+    assert not set(second.questions_asked) & set(order[:5])
+    assert second.session is not None and second.session.complete
+
+
+def test_the_end_of_input_saves_the_draft_and_a_resume_after_the_results_goes_on(
+    aid: DecisionAid, tmp_path: Path
+) -> None:
+    patient = example("failed-back-surgery.yaml")
+    path = tmp_path / "draft.json"
+    first = interview(aid, path, {**CLOSE, "sure_values": [END_OF_INPUT]}, from_answers(patient))
+    assert first.code == EXIT_END_OF_INPUT
+    assert "--resume" in first.screen
+    assert first.session is not None and first.session.sure is None and first.session.leaning == UNDECIDED
+
+    second = interview(aid, path, {**CLOSE, **sure("yes", "yes", "yes", "yes")}, from_answers(patient), first.session)
+    assert second.code == 0
+    assert second.asker.asked[:4] == [f"sure_{k}" for k in SURE_ITEMS], "no question, review or leaning again"
+    assert second.session is not None and second.session.sure is not None and not second.session.sure.conflict
+    assert "SURE score 4 of 4" in second.screen
+
+
+def test_the_profile_given_on_the_command_line_is_preselected(aid: DecisionAid, tmp_path: Path) -> None:
+    script = {**CLOSE, "profile": ["us-medicare"]}
+    patient = example("sciatica.yaml")
+    run = interview(aid, tmp_path / "s.json", script, from_answers(patient), profile="us-medicare")
+    assert run.session is not None and run.session.profile == "us-medicare"
+
+
+def test_deleting_the_session_at_the_end_leaves_no_file(aid: DecisionAid, tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    run = interview(aid, path, {**CLOSE, "keep_session": ["delete"]}, closing_everything)
+    assert run.code == 0 and not path.exists()
+
+
+def test_the_printable_summary_is_offered_at_the_close(aid: DecisionAid, tmp_path: Path) -> None:
+    pytest.importorskip("engine.summary", reason="the summary (issue 5) is not in this tree")
+    path = tmp_path / "s.json"
+    script = {**CLOSE, "summary": ["md"], "summary_file": [str(tmp_path / "summary.md")]}
+    run = interview(aid, path, script, from_answers(example("stenosis-claudication.yaml")))
+    assert run.code == 0
+    summary = (tmp_path / "summary.md").read_text()
+    result = aid.evaluate(aid.parse_answers(example("stenosis-claudication.yaml")))
+    for option in result.options:
+        assert option.name in summary
+    assert f"Wrote the summary to {tmp_path / 'summary.md'}" in flat(run.screen)
+
+
+# --- The grid ------------------------------------------------------------------------------------
+
+
+def test_the_grid_groups_options_by_status_with_conservative_care_always_a_column(aid: DecisionAid) -> None:
+    for name in ("sciatica.yaml", "red-flags.yaml", "crps-declines-implants.yaml"):
+        result = aid.evaluate(aid.parse_answers(example(name)))
+        columns = [str(col.header).split("\n")[0] for t in option_grids(aid, result, 400) for col in t.columns[1:]]
+        assert columns == [o.name for o in sorted(result.options, key=lambda o: group_rank(o.status))]
+        assert aid.knowledge.procedures["conservative_care"].name in columns
+
+
+def group_rank(status: str) -> int:
+    return {"candidate": 0, "after_prerequisite": 1, "not_indicated": 2, "deferred": 2}[status]
+
+
+def test_a_value_that_conflicts_with_the_leaning_is_a_point_to_discuss(aid: DecisionAid) -> None:
+    answers = {**example("crps-declines-implants.yaml"), "value_avoid_implants": "very_important"}
+    result = aid.evaluate(aid.parse_answers(answers))
+    points = leaning_points(aid, result, answers, "spinal_cord_stimulation")
+    assert any("avoiding a device in the body" in p for p in points)
+    assert not any("device" in p for p in leaning_points(aid, result, answers, "conservative_care"))
+
+
+# --- Starting: options, resume files and the terminal --------------------------------------------
+
+
+def test_bad_start_options_are_refused_before_anything_is_asked(aid: DecisionAid, tmp_path: Path) -> None:
+    taken = tmp_path / "taken.json"
+    taken.write_text("{}")
+    with pytest.raises(UsageError, match="already exists"):
+        prepare(aid, resume=None, save=taken, profile=None)
+    with pytest.raises(UsageError, match="unknown profile"):
+        prepare(aid, resume=None, save=tmp_path / "new.json", profile="nowhere")
+    bad = tmp_path / "bad.json"
+    save_session(Session(answers={"age_years": 500}), bad)
+    with pytest.raises(AnswersError, match="age_years"):
+        prepare(aid, resume=bad, save=None, profile=None)
+    good = tmp_path / "good.json"
+    save_session(Session(answers={"age_years": 50}), good)
+    session, path = prepare(aid, resume=good, save=None, profile=None)
+    assert path == good and session.answers == {"age_years": 50}
+
+
+def test_without_a_terminal_the_command_exits_at_once_pointing_to_evaluate(tmp_path: Path) -> None:
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "interview"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "pain-sdm evaluate" in proc.stderr and "terminal" in proc.stderr
+    assert not list(tmp_path.iterdir()), "nothing is written"
+    assert time.monotonic() - started < 30
+
+
+def test_a_bad_resume_file_is_named_through_the_cli(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"format": "pain-sdm/session/1", "answers": {"pain_intensity": 11}}')
+    proc = run_cli("interview", "--resume", str(broken), input="")
+    assert proc.returncode == 2
+    assert "broken.json" in proc.stderr and "pain_intensity" in proc.stderr

@@ -1,0 +1,105 @@
+"""The interview command in a real terminal (tmux): keys typed by a person, Ctrl-C, resume, Ctrl-D.
+
+Skipped when tmux is not installed; tests/test_interview.py drives the same prompts over a pipe.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from engine.session import load_session
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+class Terminal:
+    """One tmux session on a private server, running one command."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.socket = f"pain-sdm-test-{uuid.uuid4().hex[:8]}"
+        self.cwd = cwd
+
+    def tmux(self, *args: str) -> str:
+        proc = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=30)
+        return proc.stdout
+
+    def start(self, *cli_args: str) -> None:
+        command = " ".join(shlex.quote(a) for a in [sys.executable, str(ROOT / "cli.py"), *cli_args])
+        script = f"cd {shlex.quote(str(self.cwd))} && {command}; echo $? > exit-code; sleep 600"
+        self.tmux("new-session", "-d", "-s", "t", "-x", "120", "-y", "40", script)
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", "t", "-S", "-200")
+
+    def keys(self, *keys: str) -> None:
+        self.tmux("send-keys", "-t", "t", *keys)
+
+    def wait_for(self, done: Callable[[], bool], what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; screen:\n{self.screen()}")
+            time.sleep(0.05)
+
+    def wait_text(self, text: str) -> None:
+        self.wait_for(lambda: text in " ".join(self.screen().split()), repr(text))
+
+    def exit_code(self) -> int:
+        marker = self.cwd / "exit-code"
+        self.wait_for(marker.exists, "the command to exit")
+        self.wait_for(lambda: marker.read_text().strip() != "", "the exit code")
+        code = int(marker.read_text())
+        marker.unlink()
+        return code
+
+    def close(self) -> None:
+        self.tmux("kill-server")
+
+
+@pytest.fixture
+def terminal(tmp_path: Path) -> Iterator[Terminal]:
+    term = Terminal(tmp_path)
+    yield term
+    term.close()
+
+
+def test_ctrl_c_saves_the_draft_and_a_resume_asks_only_what_is_missing(terminal: Terminal, tmp_path: Path) -> None:
+    terminal.start("interview", "--save", "draft.json")
+    terminal.wait_text("A label for this discussion")
+    terminal.keys("AB", "Enter")
+    terminal.wait_text("How old are you?")
+    terminal.keys("150", "Enter")
+    terminal.wait_text("150 is out of range")
+    terminal.keys("C-u", "45", "Enter")
+    terminal.wait_text("Which of these has a doctor said you have?")
+    terminal.keys("C-c")
+    assert terminal.exit_code() == 130
+    terminal.wait_text("pain-sdm interview --resume draft.json")
+    assert load_session(tmp_path / "draft.json").answers == {"patient_label": "AB", "age_years": 45}
+
+    terminal.close()
+    terminal.start("interview", "--resume", "draft.json")
+    terminal.wait_text("Which of these has a doctor said you have?")
+    assert "How old are you?" not in terminal.screen()
+    terminal.keys("Down", "Down", "Space", "Enter")
+    terminal.wait_text("Where is the main pain?")
+    terminal.keys("Down", "Enter")
+    terminal.wait_text("Which best describes how the pain spreads?")
+    terminal.keys("Enter")
+    terminal.wait_text("How long have you had this pain?")
+    terminal.keys("C-d")
+    assert terminal.exit_code() == 1
+    terminal.wait_text("--resume draft.json")
+    answers = load_session(tmp_path / "draft.json").answers
+    expected = {"conditions": ["sciatica"], "pain_region": "neck", "pain_pattern": "axial"}
+    assert answers == {"patient_label": "AB", "age_years": 45, **expected}
