@@ -513,7 +513,7 @@ class Interview:
     def close(self, answers: BaseModel, result: Result) -> None:
         """Notes, then the offers: the printable summary, a stored record, keeping the session file."""
         self.session.notes = self.asker.text(
-            "notes", "Notes for the record (optional)", self.session.notes, rejection(lambda s: s), "(enter to skip)"
+            "notes", "Notes for the record (optional)", self.session.notes, lambda _: None, "(enter to skip)"
         ).strip()
         self.save()
         self.offer_summary()
@@ -555,8 +555,7 @@ class Interview:
         self.console.print(f"Wrote the summary to {output}.")
 
     def offer_record(self, answers: BaseModel, result: Result) -> None:
-        if importlib.util.find_spec("engine.records") is None:
-            return
+        """Offer to store the evaluation in the records database (engine.records), for audit."""
         store = self.asker.select(
             "record",
             "Store a record of this evaluation in the local records database (for audit)?",
@@ -565,15 +564,14 @@ class Interview:
         )
         if store != "yes":
             return
-        records = importlib.import_module(".records", __package__)  # issue 7's module, when present
-        label = self.session.answers.get("patient_label") or None
+        from .records import record_evaluation
+
         try:
-            record = records.record_evaluation(
+            record = record_evaluation(
                 self.aid,
                 answers,
                 result,
                 db=self.records_db,
-                patient_label=label,
                 sure=self.session.sure,
                 decision=self.session.decision or None,
                 notes=self.session.notes or None,
@@ -581,7 +579,7 @@ class Interview:
         except PainSdmError as exc:
             self.console.print(f"The record was not stored: {exc}")
             return
-        self.console.print(f"Stored the record{f' {record}' if isinstance(record, str | int) else ''}.")
+        self.console.print(f"Stored as record number {record.id}.")
 
 
 # --- Starting -----------------------------------------------------------------------------------

@@ -434,6 +434,28 @@ def test_the_printable_summary_is_offered_at_the_close(aid: DecisionAid, tmp_pat
     assert f"Wrote the summary to {tmp_path / 'summary.md'}" in flat(run.screen)
 
 
+def test_a_record_is_stored_when_asked(aid: DecisionAid, tmp_path: Path) -> None:
+    from engine.records import RecordStore
+
+    patient = example("facet-back-pain.yaml")
+    db = tmp_path / "records.sqlite3"
+    script = {**CLOSE, "record": ["yes"], **sure("yes", "yes", "no", "yes"), "notes": ["second visit"]}
+    with create_pipe_input() as pipe_input:
+        asker = PipeAsker(pipe_input, aid, script, from_answers(patient))
+        console = Console(file=io.StringIO(), width=200)
+        session = Session()
+        code = Interview(aid, asker, console, session, tmp_path / "s.json", records_db=db).run()
+    assert code == 0
+    with RecordStore.open(db, create=False) as store:
+        assert store.count() == 1
+        record = store.get(1)
+    assert record.notes == "second visit"
+    assert record.sure == {"sure": True, "understand": True, "values": False, "support": True}
+    assert record.patient_label == patient.get("patient_label")
+    expected = aid.evaluate(aid.parse_answers(session.answers), session.profile)
+    assert record.statuses() == expected.statuses()
+
+
 # --- The grid ------------------------------------------------------------------------------------
 
 
