@@ -68,6 +68,23 @@ def test_case(aid: DecisionAid, case: dict[str, Any]) -> None:
         full = aid.evaluate(answers, case.get("profile"))
         found = {d.profile: d.status for d in full.profile_differences if d.procedure == pid}
         assert found == profiles
+    for pid, by_profile in expect.get("profile_differences", {}).items():
+        full = aid.evaluate(answers, case.get("profile"))
+        diffs = {d.profile: d for d in full.profile_differences if d.procedure == pid}
+        for other, want in by_profile.items():
+            assert other in diffs, f"{pid}: no difference under {other}"
+            diff = diffs[other]
+            assert diff.status == want["status"]
+            assert set(want.get("rules", [])) <= set(diff.rules), diff.rules
+            assert set(want.get("parameters", [])) <= set(diff.parameters), diff.parameters
+            assert diff.rules or diff.parameters, "a difference must name the rule or parameter behind it"
+    for pid, rule_ids in expect.get("unconfirmed", {}).items():
+        option = result.option(pid)
+        marked = {f.rule_id for f in [*option.reasons, *option.cautions] if f.unconfirmed}
+        assert set(rule_ids) <= marked, f"{pid}: marked unconfirmed: {sorted(marked)}"
+    cited = {c for f in result.trace for c in f.criteria}
+    missing = set(case.get("criteria", [])) - cited
+    assert not missing, f"criteria named by the case but cited by no rule that fired: {sorted(missing)}"
 
 
 def test_case_agrees_with_independent_evaluator(aid: DecisionAid, case: dict[str, Any]) -> None:
