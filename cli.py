@@ -80,18 +80,86 @@ def load_aid(rules: Path | None, knowledge: Path | None) -> Any:
     return DecisionAid.load(rules, knowledge)
 
 
+BatchOpt = Annotated[
+    Path | None,
+    typer.Option("--batch", help="Evaluate every record of this JSON Lines (.jsonl) or CSV file into -o OUT."),
+]
+WorkersOpt = Annotated[int, typer.Option("--workers", min=1, max=64, help="With --batch: worker processes.")]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="With --batch: stop at the first invalid record; nothing is written.")
+]
+CompareOpt = Annotated[
+    bool, typer.Option("--compare-profiles", help="With --batch: list where other profiles differ (slower).")
+]
+FullOpt = Annotated[bool, typer.Option("--full", help="With --batch: write each full result, not the summary.")]
+
+
+def evaluate_batch(source: Path, output: Path | None, force: bool, workers: int, strict: bool, options: Any) -> None:
+    """Run a batch, with a progress bar on a terminal; invalid records are reported on stderr."""
+    from engine.batch import Outcome, count_lines, run_batch
+    from engine.errors import UsageError
+
+    if output is None:
+        raise UsageError("--batch needs -o OUT, the JSON Lines file to write")
+    aid = load_aid(options.rules_dir, options.knowledge_dir)
+    say: Callable[[str], None] = functools.partial(typer.echo, err=True)
+
+    def report(outcome: Outcome) -> None:
+        for problem in outcome.problems:
+            say(f"pain-sdm: {problem}")
+
+    run = functools.partial(run_batch, aid, source, output, options, workers=workers, strict=strict, force=force)
+    if not sys.stderr.isatty():
+        summary = run(on_invalid=report)
+    else:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        columns = (TextColumn("evaluating, line"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("batch", total=count_lines(source))
+            say = functools.partial(bar.console.print, markup=False, highlight=False)
+            summary = run(on_invalid=report, on_progress=lambda line: bar.update(task, completed=line))
+    invalid = f", {summary.invalid} invalid (reported above)" if summary.invalid else ""
+    typer.echo(f"wrote {output}: {summary.records} records{invalid} in {summary.seconds:.1f} s", err=True)
+    if summary.invalid:
+        raise typer.Exit(1)
+
+
 @app.command()
 @handles_errors
 def evaluate(
-    answers: Annotated[Path, typer.Argument(help="The patient's answers, as a YAML or JSON file.")],
+    answers: Annotated[
+        Path | None, typer.Argument(help="The patient's answers, as a YAML or JSON file (not with --batch).")
+    ] = None,
     fmt: Annotated[ResultFormat, typer.Option("--format", "-f", help="Output format.")] = ResultFormat.text,
     profile: ProfileOpt = None,
     output: OutputOpt = None,
     force: ForceOpt = False,
     rules: RulesOpt = None,
     knowledge: KnowledgeOpt = None,
+    batch: BatchOpt = None,
+    workers: WorkersOpt = 1,
+    strict: StrictOpt = False,
+    compare_profiles: CompareOpt = False,
+    full: FullOpt = False,
 ) -> None:
-    """Evaluate one patient's answers and show every option with its status and reasons."""
+    """Evaluate one patient's answers and show every option with its status and reasons.
+
+    With --batch IN -o OUT, evaluate every record of IN and write one JSON line per record (see README).
+    """
+    from engine.errors import UsageError
+
+    if (answers is None) == (batch is None):
+        raise UsageError("give one patient's ANSWERS file, or --batch IN -o OUT (not both)")
+    if batch is not None:
+        from engine.batch import BatchOptions
+
+        options = BatchOptions(rules, knowledge, profile, compare_profiles, full)
+        return evaluate_batch(batch, output, force, workers, strict, options)
+    if workers != 1 or strict or compare_profiles or full:
+        raise UsageError("--workers, --strict, --compare-profiles and --full go with --batch")
+    assert answers is not None
     aid = load_aid(rules, knowledge)
     result = aid.evaluate(aid.read_answers(answers), profile)
     if fmt is ResultFormat.json:

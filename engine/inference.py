@@ -28,7 +28,6 @@ import itertools
 import json
 import re
 import threading
-from collections.abc import Iterable
 from typing import Any
 
 from .compiler import CATCH_ALL, Branch, CompiledRuleset
@@ -50,24 +49,17 @@ _HANDLED, _NOT_HANDLED, _OBSERVED = 0, 1, 2
 _BARE_EXPONENT = re.compile(r"(?<=[:,\[ ])(-?\d+)(?=[eE])")
 
 
-def _bare_exponent(value: Any) -> bool:
-    """A float that Python writes as e.g. `1e-05`: durable's parser misreads it (see `to_json`)."""
-    if type(value) is not float:
-        return False
-    text = repr(value)
-    return "e" in text and "." not in text
-
-
-def to_json(data: Any, scalars: Iterable[Any] | None = None) -> str:
+def to_json(data: Any) -> str:
     """JSON text for durable_rules.
 
     durable's parser misreads a number written with an exponent but no decimal point (Python
     writes 0.00001 as `1e-05`): the fact is taken, no rule ever fires for it, and deleting its
     session kills the process. Such numbers are written with a decimal point (`1.0e-05`).
-    With `scalars` (the values inside `data`), the rewrite is done only when one needs it.
+    Python always writes an exponent's sign, and no key or answer value of a fact can hold
+    `e-` or `e+` (ids are lower-case letters, digits and `_`), so most texts need no rewrite.
     """
     text = json.dumps(data, ensure_ascii=False)
-    if scalars is None or any(_bare_exponent(v) for v in scalars):
+    if "e-" in text or "e+" in text:
         text = _BARE_EXPONENT.sub(r"\1.0", text)
     return text
 
@@ -175,7 +167,7 @@ class DurableEngine:
         self._run = run = _Run(patient, sid)
         name, started, message = "", None, None
         try:
-            code, state = native.assert_facts(handle, to_json([{**patient, "sid": sid}], patient.values()))
+            code, state = native.assert_facts(handle, to_json([{**patient, "sid": sid}]))
             if code != _HANDLED:
                 raise EngineError(f"the rule engine could not take the patient's answers (code {code})")
             started = native.start_action_for_state(handle, state)

@@ -8,13 +8,28 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import OutputError
 
 
 def write_atomic(path: Path, content: str | bytes, force: bool = False) -> None:
     """Write `content` to `path` atomically; refuse to overwrite unless `force`."""
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    with open_atomic(path, force) as handle:
+        handle.write(data)
+
+
+@contextmanager
+def open_atomic(path: Path, force: bool = False) -> Iterator[BinaryIO]:
+    """A file to stream `path`'s content into: renamed into place when the block ends, removed on error.
+
+    Everything `write_atomic` promises holds: it is checked before anything is written that
+    `path` may be written, and nothing reaches `path` unless the whole block succeeded.
+    """
     if path.exists() and not force:
         raise OutputError(f"{path} already exists; use --force to overwrite it")
     if path.is_dir():
@@ -22,13 +37,14 @@ def write_atomic(path: Path, content: str | bytes, force: bool = False) -> None:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise OutputError(f"cannot write {path}: the folder {parent} does not exist")
-    data = content.encode("utf-8") if isinstance(content, str) else content
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        if path.exists() and not force:
+            raise OutputError(f"{path} appeared while it was being written; use --force to overwrite it")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -97,6 +97,13 @@ class Result(Model):
         data = self.model_dump(mode="json", by_alias=True)
         return {"schema": data.pop("schema_"), **data}
 
+    def to_json_text(self) -> str:
+        """`to_json()` as compact JSON text, written by pydantic's serializer (several times faster)."""
+        text = self.model_dump_json(by_alias=True)
+        head = '{"schema_":'
+        assert text.startswith(head), "schema_ must stay the first field"
+        return '{"schema":' + text[len(head) :]
+
 
 def _unconfirmed(rule: Rule, rulebook: Rulebook, knowledge: Knowledge) -> list[str]:
     marks = [c for c in rule.criteria if knowledge.criteria[c].confidence != "confirmed"]
@@ -181,9 +188,12 @@ class ResultBuilder:
         order = self._order
         trace = [self.finding(f) for f in firings]
         in_order = sorted(trace, key=lambda f: order[f.rule_id])
+        by_procedure: dict[str, list[Finding]] = {pid: [] for pid in PROCEDURE_IDS}
+        for f in in_order:
+            for pid in set(f.procedures):  # a procedure named twice is one reason, not two
+                by_procedure[pid].append(f)
         options = []
-        for pid in PROCEDURE_IDS:
-            mine = [f for f in in_order if pid in f.procedures]
+        for pid, mine in by_procedure.items():
             reasons = sorted(
                 (f for f in mine if f.kind == "status"), key=lambda f: -STATUS_RANK[f.status or "candidate"]
             )
