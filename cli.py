@@ -41,6 +41,10 @@ ProfileOpt = Annotated[
 ]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of the screen.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")]
+DbOpt = Annotated[
+    Path | None,
+    typer.Option("--db", help="The records database (default: $PAIN_SDM_DB, else one in the user's data folder)."),
+]
 
 
 class ResultFormat(StrEnum):
@@ -136,6 +140,11 @@ def evaluate(
     profile: ProfileOpt = None,
     output: OutputOpt = None,
     force: ForceOpt = False,
+    record: Annotated[bool, typer.Option("--record", help="Store this evaluation in the records database.")] = False,
+    db: DbOpt = None,
+    patient_label: Annotated[
+        str | None, typer.Option("--patient-label", help="A label for the record, e.g. initials (no name needed).")
+    ] = None,
     rules: RulesOpt = None,
     knowledge: KnowledgeOpt = None,
     batch: BatchOpt = None,
@@ -155,13 +164,20 @@ def evaluate(
     if batch is not None:
         from engine.batch import BatchOptions
 
+        if record or db or patient_label:
+            raise UsageError("--record, --db and --patient-label go with one patient, not --batch")
         options = BatchOptions(rules, knowledge, profile, compare_profiles, full)
         return evaluate_batch(batch, output, force, workers, strict, options)
     if workers != 1 or strict or compare_profiles or full:
         raise UsageError("--workers, --strict, --compare-profiles and --full go with --batch")
     assert answers is not None
+    if record or db or patient_label:
+        from engine.records import check_record_options
+
+        check_record_options(record, db, patient_label)
     aid = load_aid(rules, knowledge)
-    result = aid.evaluate(aid.read_answers(answers), profile)
+    parsed = aid.read_answers(answers)
+    result = aid.evaluate(parsed, profile)
     if fmt is ResultFormat.json:
         text = json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n"
     else:
@@ -169,6 +185,11 @@ def evaluate(
 
         text = render(result, aid, fmt.value)  # type: ignore[arg-type]
     emit(text, output, force)
+    if record:
+        from engine.records import record_evaluation, resolve_path
+
+        stored = record_evaluation(aid, parsed, result, db=db, patient_label=patient_label)
+        typer.echo(f"recorded as record {stored.id} in {resolve_path(db)}", err=True)
 
 
 @app.command()
@@ -210,6 +231,136 @@ def schema_result() -> None:
     from engine.result import Result
 
     typer.echo(json.dumps(Result.model_json_schema(by_alias=True), indent=2, ensure_ascii=False))
+
+
+records_app = typer.Typer(
+    help="The stored evaluation records: list, show, export, stats, verify, replay.", no_args_is_help=True
+)
+app.add_typer(records_app, name="records")
+SinceOpt = Annotated[
+    str | None, typer.Option("--since", help="Only records from this UTC date or time on (e.g. 2024-05-01).")
+]
+UntilOpt = Annotated[str | None, typer.Option("--until", help="Only records up to this UTC date (inclusive) or time.")]
+RecordIdArg = Annotated[int, typer.Argument(help="The record number (see `pain-sdm records list`).", min=1)]
+
+
+class RecordsFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+RecordsFormatOpt = Annotated[RecordsFormat, typer.Option("--format", "-f", help="Output format.")]
+
+
+def _window(since: str | None, until: str | None) -> tuple[str | None, str | None]:
+    from engine.records import parse_time
+
+    return (
+        parse_time(since, option="--since") if since else None,
+        parse_time(until, end=True, option="--until") if until else None,
+    )
+
+
+@records_app.command("list")
+@handles_errors
+def records_list(
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the most recent N records.")] = None,
+    db: DbOpt = None,
+) -> None:
+    """List the records as a table: id, time, label, profile, rulebook version, open options."""
+    from engine.records import RecordStore, render_list
+
+    with RecordStore.open(db, create=False) as store:
+        sys.stdout.write(render_list(store.list(*_window(since, until), limit=limit)))
+
+
+@records_app.command("show")
+@handles_errors
+def records_show(
+    record_id: RecordIdArg,
+    fmt: RecordsFormatOpt = RecordsFormat.text,
+    db: DbOpt = None,
+) -> None:
+    """Show one record: the answers, every status, the rulebook version, SURE, decision and notes."""
+    from engine.records import RecordStore, render_record
+
+    with RecordStore.open(db, create=False) as store:
+        record = store.get(record_id)
+    if fmt is RecordsFormat.json:
+        sys.stdout.write(json.dumps(record.to_json(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(render_record(record))
+
+
+@records_app.command("export")
+@handles_errors
+def records_export(
+    output: Annotated[Path, typer.Option("--output", "-o", help="The JSON Lines file to write.")],
+    force: ForceOpt = False,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Write the records as JSON Lines (one record per line, hashes included), atomically."""
+    from engine.records import RecordStore
+
+    with RecordStore.open(db, create=False) as store:
+        count = store.export_jsonl(output, force, *_window(since, until))
+    typer.echo(f"wrote {count} record{'s' if count != 1 else ''} to {output}", err=True)
+
+
+@records_app.command("stats")
+@handles_errors
+def records_stats(
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    fmt: RecordsFormatOpt = RecordsFormat.text,
+    db: DbOpt = None,
+) -> None:
+    """Per-rule firing counts and per-procedure status counts over the records."""
+    from engine.records import RecordStore, render_stats
+
+    with RecordStore.open(db, create=False) as store:
+        stats = store.stats(*_window(since, until))
+    if fmt is RecordsFormat.json:
+        sys.stdout.write(json.dumps(stats.to_json(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(render_stats(stats))
+
+
+@records_app.command("verify")
+@handles_errors
+def records_verify(db: DbOpt = None) -> None:
+    """Recompute the hash chain; exits 1 and names each record if any was edited, deleted or reordered."""
+    from engine.records import RecordStore
+
+    with RecordStore.open(db, create=False) as store:
+        problems = store.verify()
+        count, head = store.count(), store.head()[1]
+    if problems:
+        typer.echo(f"pain-sdm: the records database {store.path} FAILS its integrity check:", err=True)
+        for problem in problems:
+            typer.echo(f"  - {problem}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{store.path}: {count} record{'s' if count != 1 else ''}, chain intact; head hash {head}")
+
+
+@records_app.command("replay")
+@handles_errors
+def records_replay(
+    record_id: RecordIdArg,
+    db: DbOpt = None,
+    rules: RulesOpt = None,
+    knowledge: KnowledgeOpt = None,
+) -> None:
+    """Re-evaluate a record's answers with the current (or given) rulebook and show what changed."""
+    from engine.records import RecordStore, render_replay, replay
+
+    with RecordStore.open(db, create=False) as store:
+        record = store.get(record_id)
+    sys.stdout.write(render_replay(replay(load_aid(rules, knowledge), record)))
 
 
 def main() -> None:

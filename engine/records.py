@@ -178,6 +178,14 @@ def check_path(path: Path | str | None) -> Path:
     return where
 
 
+def check_record_options(record: bool, db: Path | None, patient_label: str | None) -> None:
+    """`evaluate`'s record options: --db and --patient-label only make sense with --record."""
+    if not record:
+        raise UsageError("--db and --patient-label are for storing a record; add --record")
+    check_path(db)
+    _checked_text(patient_label, "patient label", MAX_LABEL)
+
+
 def _secure_file(path: Path, create: bool) -> None:
     """Create the file with mode 0600 (before SQLite opens it), or tighten an existing file's mode."""
     if create and not path.exists() and not path.parent.exists():
@@ -339,17 +347,27 @@ class RecordStore:
 
     @classmethod
     def open(cls, path: Path | str | None = None, *, create: bool = True) -> RecordStore:
-        """Open (and with `create`, create) the database at `path`, `$PAIN_SDM_DB`, or the default place."""
+        """Open the database at `path`, `$PAIN_SDM_DB`, or the default place.
+
+        With `create` it is created if missing; without, it must exist already (reviewers'
+        commands only read it; it is still opened for writing so that SQLite can roll back a
+        transaction a killed writer left unfinished).
+        """
         where = check_path(path)
         _secure_file(where, create)
         try:
-            conn = sqlite3.connect(where, isolation_level=None, timeout=30)
+            if create:
+                conn = sqlite3.connect(where, isolation_level=None, timeout=30)
+            else:
+                conn = sqlite3.connect(
+                    f"{where.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None, timeout=30
+                )
         except sqlite3.Error as exc:
             raise UsageError(f"cannot open the records database {where}: {exc}") from None
         conn.row_factory = sqlite3.Row
         store = cls(conn, where)
         try:
-            store._prepare()
+            store._prepare(create)
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise UsageError(f"{where} is not a pain-sdm records database ({exc})") from None
@@ -358,19 +376,20 @@ class RecordStore:
             raise
         return store
 
-    def _prepare(self) -> None:
+    def _prepare(self, writable: bool) -> None:
         conn = self.conn
         conn.execute("PRAGMA trusted_schema = OFF")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA journal_mode = DELETE")
+        if writable:
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA journal_mode = DELETE")
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "records" in tables:
             fmt = self._meta("format")
             if fmt != FORMAT:
                 raise UsageError(f"{self.path} is not a pain-sdm records database (format {fmt!r}, expected {FORMAT})")
             return
-        if tables - {"meta"}:
-            raise UsageError(f"{self.path} is a SQLite database of something else, not pain-sdm records")
+        if tables - {"meta"} or not writable:
+            raise UsageError(f"{self.path} is not a pain-sdm records database (it has no records table)")
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in _statements(_SCHEMA):
@@ -510,7 +529,7 @@ class RecordStore:
         return problems
 
     def export_jsonl(self, path: Path, force: bool = False, since: str | None = None, until: str | None = None) -> int:
-        """Write the records as JSON Lines, atomically; returns how many were written."""
+        """Write the records as JSON Lines, streamed and atomic; returns how many were written."""
         from .output import open_atomic
 
         count = 0
@@ -625,3 +644,127 @@ def replay(aid: DecisionAid, record: StoredRecord) -> Replay:
     names.update({o["procedure"]: o.get("name", o["procedure"]) for o in record.result.get("options", [])})
     changes = [(pid, names[pid], old.get(pid), new.get(pid)) for pid in dict.fromkeys([*old, *new])]
     return Replay(record, result, changes)
+
+
+# --- Rendering (reviewer-facing plain text) ------------------------------------------------------
+
+STATUS_SHORT = {"candidate": "cand", "after_prerequisite": "after", "not_indicated": "no", "deferred": "defer"}
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _open_options(record: StoredRecord) -> str:
+    opened = [
+        f"{o['procedure']}{'' if o['status'] == 'candidate' else ' (after steps)'}"
+        for o in record.result.get("options", [])
+        if o["status"] in ("candidate", "after_prerequisite") and o["procedure"] != "conservative_care"
+    ]
+    return ", ".join(opened) or "-"
+
+
+def render_list(records: list[StoredRecord]) -> str:
+    if not records:
+        return "no records\n"
+    rows = [
+        [
+            str(r.id),
+            r.time,
+            r.patient_label or "-",
+            r.profile,
+            r.rulebook_version[:12],
+            "URGENT" if r.result.get("urgent_assessment") else "",
+            _open_options(r),
+        ]
+        for r in records
+    ]
+    return _table(["id", "time (UTC)", "label", "profile", "rulebook", "urgent", "open options"], rows)
+
+
+def render_record(record: StoredRecord) -> str:
+    """One record for a reviewer: who/when, the rulebook version, the answers, every status."""
+    lines = [
+        f"record {record.id}",
+        f"time (UTC):       {record.time}",
+        f"patient label:    {record.patient_label or '-'}",
+        f"profile:          {record.profile}",
+        f"rulebook version: {record.rulebook_version}",
+        f"urgent assessment: {'YES' if record.result.get('urgent_assessment') else 'no'}",
+        f"hash:             {record.hash}",
+        f"previous hash:    {record.prev_hash}",
+        "",
+        "statuses:",
+    ]
+    lines += [f"  {o['procedure']}: {o['status']}" for o in record.result.get("options", [])]
+    answered = {k: v for k, v in record.answers.items() if v != "unknown"}
+    unknown = sorted(k for k, v in record.answers.items() if v == "unknown")
+    lines += ["", f"answers ({len(answered)} given; questions not listed were not answered):"]
+    lines += [f"  {k}: {json.dumps(v, ensure_ascii=False)}" for k, v in answered.items()]
+    if unknown:
+        lines.append(f"  marked not sure: {', '.join(unknown)}")
+    if record.sure is not None:
+        score = sum(1 for v in record.sure.values() if v is True)
+        items = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in record.sure.items())
+        lines += ["", f"SURE: {score} of {len(record.sure)} ({items})"]
+    if record.decision:
+        lines += ["", f"decision: {record.decision}"]
+    if record.notes:
+        lines += ["", "notes:", *(f"  {line}" for line in record.notes.splitlines())]
+    return "\n".join(lines) + "\n"
+
+
+def render_stats(stats: Stats) -> str:
+    if not stats.records:
+        return "no records in this period\n"
+    lines = [
+        f"{stats.records} records from {stats.first} to {stats.last}; urgent assessment in {stats.urgent}",
+        "",
+        "statuses per procedure:",
+    ]
+    statuses = list(STATUS_SHORT)
+    rows = [[pid, *(str(c.get(s, 0)) for s in statuses)] for pid, c in stats.statuses.items()]
+    lines.append(_table(["procedure", *statuses], rows))
+    lines.append("rule firings (a rule that fired as 'not the case' is listed separately):")
+    rows = [
+        [rid + ("" if holds else " (not the case)"), str(n), str(stats.rule_records[(rid, holds)])]
+        for (rid, holds), n in sorted(stats.rules.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
+    lines.append(_table(["rule", "firings", "records"], rows))
+    return "\n".join(lines)
+
+
+def render_replay(rp: Replay) -> str:
+    rec = rp.record
+    lines = [f"record {rec.id} ({rec.time}), profile {rec.profile}"]
+    if rp.same_rulebook:
+        lines.append(f"rulebook version: {rec.rulebook_version} (the same as when stored)")
+    else:
+        lines.append(
+            f"rulebook version: {rec.rulebook_version} when stored, {rp.result.rulebook_version} now (differs)"
+        )
+    rows = [[pid, old or "-", new or "-", "" if old == new else "CHANGED"] for pid, _name, old, new in rp.changes]
+    lines += ["", _table(["procedure", "stored status", "status now", ""], rows).rstrip("\n"), ""]
+    changed = sum(1 for _p, _n, old, new in rp.changes if old != new)
+    urgent_old = bool(rec.result.get("urgent_assessment"))
+    if urgent_old != rp.result.urgent_assessment:
+        lines.append(
+            f"urgent assessment: {'yes' if urgent_old else 'no'} -> {'yes' if rp.result.urgent_assessment else 'no'}"
+        )
+    before = {(f["rule_id"], f.get("holds", True)) for f in rec.result.get("trace", [])}
+    now = {(f.rule_id, f.holds) for f in rp.result.trace}
+    for label, keys in (("fired only when stored", before - now), ("fires only now", now - before)):
+        if keys:
+            names = ", ".join(rid + ("" if holds else " (not the case)") for rid, holds in sorted(keys))
+            lines.append(f"rules that {label}: {names}")
+    if rp.identical:
+        lines.append("the result is identical to the stored one")
+    elif changed:
+        lines.append(f"{changed} status{'es' if changed != 1 else ''} changed")
+    else:
+        lines.append("no status changed, but the result differs in its details (reasons, cautions or steps)")
+    return "\n".join(lines) + "\n"
