@@ -36,6 +36,42 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+def _has_alias(node: yaml.Node) -> bool:
+    """Whether a composed document reaches one node twice: that is what an alias (*name) does."""
+    seen: set[int] = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            return True
+        seen.add(id(item))
+        if isinstance(item, yaml.MappingNode):
+            stack.extend(part for pair in item.value for part in pair)
+        elif isinstance(item, yaml.SequenceNode):
+            stack.extend(item.value)
+    return False
+
+
+def _load_yaml(text: str) -> Any:
+    """Parse YAML safely, with libyaml when PyYAML has it (several times faster: start-up time).
+
+    Only a document that libyaml reads without error and without aliases is taken from it;
+    anything else is read again by `_NoAliasLoader`, which gives the errors in its own words.
+    """
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        loader = fast(text)
+        try:
+            node = loader.get_single_node()
+            if node is not None and not _has_alias(node):
+                return loader.construct_document(node)
+        except yaml.YAMLError:
+            pass  # reported below, by the same loader as always
+        finally:
+            loader.dispose()
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _depth(value: Any, limit: int = MAX_DEPTH) -> int:
     stack: list[tuple[Any, int]] = [(value, 1)]
     deepest = 0
@@ -60,7 +96,7 @@ def parse_text(text: str, name: str, error: type[DataFileError] = DataFileError)
         if stripped[0] in "{[":
             data = json.loads(text)
         else:
-            data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+            data = _load_yaml(text)
     except json.JSONDecodeError as exc:
         raise error(Problem(name, "", "", f"not valid JSON: {exc.msg} at line {exc.lineno}")) from exc
     except yaml.YAMLError as exc:
