@@ -1,0 +1,39 @@
+"""What keeps pain-sdm fast, held without timing anything (timings are bench/run.py's job)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from engine.loading import _NoAliasLoader, parse_text
+
+HEAVY = ("durable", "durable_rules_engine", "pydantic", "yaml", "questionary", "weasyprint", "jinja2", "sqlite3")
+DATA_FILES = sorted([*(ROOT / "rules").rglob("*.yaml"), *(ROOT / "knowledge").rglob("*.yaml")])
+
+
+@pytest.mark.skipif(not hasattr(yaml, "CSafeLoader"), reason="PyYAML was built without libyaml")
+@pytest.mark.parametrize("path", DATA_FILES, ids=[p.name for p in DATA_FILES])
+def test_libyaml_reads_every_data_file_as_the_python_loader_does(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert parse_text(text, str(path)) == yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506
+
+
+def test_help_imports_no_heavy_library() -> None:
+    probe = (
+        "import runpy, sys\n"
+        "sys.argv = ['pain-sdm', '--help']\n"
+        "try:\n"
+        f"    runpy.run_path({str(ROOT / 'cli.py')!r}, run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    loaded = set(done.stderr.split())
+    assert "Usage" in done.stdout
+    assert not loaded.intersection(HEAVY), f"`pain-sdm --help` imports {sorted(loaded.intersection(HEAVY))}"
