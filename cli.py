@@ -363,6 +363,54 @@ def records_replay(
     sys.stdout.write(render_replay(replay(load_aid(rules, knowledge), record)))
 
 
+class SummaryFormat(StrEnum):
+    pdf = "pdf"
+    html = "html"
+    md = "md"
+
+
+class Paper(StrEnum):
+    a4 = "a4"
+    letter = "letter"
+
+
+@app.command()
+@handles_errors
+def summary(
+    source: Annotated[Path, typer.Argument(help="The patient's answers (YAML or JSON) or a saved interview session.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write.")],
+    fmt: Annotated[
+        SummaryFormat, typer.Option("--format", "-f", help="pdf, html or md (Markdown).")
+    ] = SummaryFormat.pdf,
+    paper: Annotated[Paper, typer.Option("--paper", help="Paper size for printing.")] = Paper.a4,
+    patient_label: Annotated[
+        str | None, typer.Option("--patient-label", help="A label printed on each page, e.g. initials (optional).")
+    ] = None,
+    clinician: Annotated[
+        str | None, typer.Option("--clinician", help="The clinician's name, printed on the summary.")
+    ] = None,
+    profile: ProfileOpt = None,
+    force: ForceOpt = False,
+    rules: RulesOpt = None,
+    knowledge: KnowledgeOpt = None,
+) -> None:
+    """Write the printable discussion summary for the patient (PDF, HTML or Markdown)."""
+    from engine.summary import write_summary
+
+    write_summary(
+        load_aid(rules, knowledge),
+        source,
+        fmt.value,
+        output,
+        paper=paper.value,
+        profile=profile,
+        patient_label=patient_label,
+        clinician=clinician,
+        force=force,
+    )
+    typer.echo(f"wrote {output}", err=True)
+
+
 def main() -> None:
     app()
 
