@@ -29,6 +29,11 @@ app = typer.Typer(
 )
 schema_app = typer.Typer(help="Print JSON Schemas of the data pain-sdm reads and writes.", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
+rules_app = typer.Typer(
+    help="Audit the rulebook: list, show, verify, coverage, diff, and a printable book for reviewers.",
+    no_args_is_help=True,
+)
+app.add_typer(rules_app, name="rules")
 
 RulesOpt = Annotated[
     Path | None, typer.Option("--rules", help="Use this rules directory instead of the installed rulebook.")
@@ -233,6 +238,250 @@ def schema_result() -> None:
     typer.echo(json.dumps(Result.model_json_schema(by_alias=True), indent=2, ensure_ascii=False))
 
 
+AnswersArg = Annotated[Path, typer.Argument(help="The patient's answers, as a YAML or JSON file.")]
+
+
+@app.command()
+@handles_errors
+def explain(
+    answers: AnswersArg,
+    profile: ProfileOpt = None,
+    rules: RulesOpt = None,
+    knowledge: KnowledgeOpt = None,
+) -> None:
+    """Show the full trace: every rule that fired, in order, the facts it matched and what it concluded."""
+    from engine.explain import explain as render_trace
+
+    aid = load_aid(rules, knowledge)
+    result = aid.evaluate(aid.read_answers(answers), profile, compare_profiles=False)
+    sys.stdout.write(render_trace(result, aid))
+
+
+@app.command("why-not")
+@handles_errors
+def why_not(
+    procedure: Annotated[str, typer.Argument(help="A procedure id, e.g. radiofrequency_ablation.")],
+    answers: AnswersArg,
+    profile: ProfileOpt = None,
+    rules: RulesOpt = None,
+    knowledge: KnowledgeOpt = None,
+) -> None:
+    """Show why a procedure is not open: every rule that could open it, condition by condition."""
+    from engine.explain import why_not as render_why_not
+
+    aid = load_aid(rules, knowledge)
+    sys.stdout.write(render_why_not(aid, procedure, aid.read_answers(answers), profile))
+
+
+@rules_app.command("list")
+@handles_errors
+def rules_list(
+    procedure: Annotated[str | None, typer.Option("--procedure", help="Only rules about this procedure.")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", help="Only rules in this state (active, draft, retired) or concluding this status."),
+    ] = None,
+    source: Annotated[str | None, typer.Option("--source", help="Only rules citing this source id.")] = None,
+    criterion: Annotated[str | None, typer.Option("--criterion", help="Only rules encoding this criterion id.")] = None,
+    rules: RulesOpt = None,
+    knowledge: KnowledgeOpt = None,
+) -> None:
+    """List the rules as a table: id, title, version, status, procedures, sources, criteria, last reviewed."""
+    from rich.console import Console
+
+    from engine.rulebook_doc import rules_table, select_rules
+
+    aid = load_aid(rules, knowledge)
+    table = rules_table(select_rules(aid.rulebook, procedure, status, source, criterion))
+    Console(width=None if sys.stdout.isatty() else 240).print(table)
+
+
+@rules_app.command("show")
+@handles_errors
+def rules_show(
+    rule_id: Annotated[str, typer.Argument(help="A rule id (or one of its aliases), e.g. ESI-CAND.")],
+    rules: RulesOpt = None,
+    knowledge: KnowledgeOpt = None,
+) -> None:
+    """Show one rule in plain English (IF ... THEN ...), with its parameters in each profile and its sources."""
+    from engine.rulebook_doc import render_card, rule_card
+
+    aid = load_aid(rules, knowledge)
+    sys.stdout.write(render_card(rule_card(aid, aid.rulebook.rule(rule_id))))
+
+
+class ReportFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+@rules_app.command("verify")
+@handles_errors
+def rules_verify(
+    today: Annotated[
+        str | None, typer.Option("--today", help="The date review ages are counted to (YYYY-MM-DD; default today).")
+    ] = None,
+    max_age_days: Annotated[
+        int, typer.Option("--max-age-days", min=1, help="A rule not reviewed for longer than this is overdue.")
+    ] = 365,
+    fmt: Annotated[ReportFormat, typer.Option("--format", "-f", help="Output format.")] = ReportFormat.text,
+    profile: Annotated[
+        str | None, typer.Option("--profile", "-p", help="Check under this profile only (default: every profile).")
+    ] = None,
+    rules: RulesOpt = None,
+    knowledge: KnowledgeOpt = None,
+) -> None:
+    """Check the rulebook: references, dead or conflicting rules, reachability, review dates, safety invariants.
+
+    Exits 1 when any finding is an error.
+    """
+    import datetime as dt
+
+    from engine.errors import UsageError
+    from engine.verify import render, verify
+
+    try:
+        day = dt.date.fromisoformat(today) if today else None
+    except ValueError:
+        raise UsageError(f"--today: expected a date such as 2026-11-24; got {today!r}") from None
+    report = verify(rules, knowledge, day, max_age_days, profile)
+    if fmt is ReportFormat.json:
+        sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(render(report))
+    if report.errors:
+        raise typer.Exit(1)
+
+
+CasesOpt = Annotated[
+    Path | None, typer.Option("--cases", help="Golden cases directory (default: tests/golden of the checkout).")
+]
+ExamplesOpt = Annotated[
+    Path | None, typer.Option("--examples", help="Example patients that cases name as `base` (default: examples/).")
+]
+
+
+@rules_app.command("coverage")
+@handles_errors
+def rules_coverage(
+    cases: CasesOpt = None,
+    examples: ExamplesOpt = None,
+    fail_under: Annotated[
+        float | None, typer.Option("--fail-under", help="Exit 1 if fewer than this % of active rules fired.")
+    ] = None,
+    rules: RulesOpt = None,
+    knowledge: KnowledgeOpt = None,
+) -> None:
+    """Run the golden cases and report how often each rule fired, and which rules never fired."""
+    from engine.coverage import coverage, load_cases, render_coverage
+
+    aid = load_aid(rules, knowledge)
+    report = coverage(aid, load_cases(cases, examples))
+    sys.stdout.write(render_coverage(report))
+    if fail_under is not None and report.percent < fail_under:
+        raise typer.Exit(1)
+
+
+@rules_app.command("diff")
+@handles_errors
+def rules_diff(
+    old: Annotated[str, typer.Argument(help="The old rules: a directory or a git revision (e.g. HEAD~3).")],
+    new: Annotated[str, typer.Argument(help="The new rules: a directory or a git revision (e.g. HEAD).")],
+    cases: CasesOpt = None,
+    examples: ExamplesOpt = None,
+    repo: Annotated[
+        Path | None, typer.Option("--repo", help="The git repository revisions are read from (default: here).")
+    ] = None,
+    knowledge: KnowledgeOpt = None,
+) -> None:
+    """Show rules added, removed and changed (field by field), and the golden cases whose outcome changes."""
+    from engine.coverage import load_cases
+    from engine.rulediff import render_diff
+    from engine.rulediff import rules_diff as compare
+
+    sys.stdout.write(render_diff(compare(old, new, load_cases(cases, examples), repo, knowledge)))
+
+
+class BookFormat(StrEnum):
+    md = "md"
+    html = "html"
+    pdf = "pdf"
+
+
+@rules_app.command("book")
+@handles_errors
+def rules_book(
+    fmt: Annotated[BookFormat, typer.Option("--format", "-f", help="Output format.")] = BookFormat.md,
+    output: OutputOpt = None,
+    force: ForceOpt = False,
+    rules: RulesOpt = None,
+    knowledge: KnowledgeOpt = None,
+) -> None:
+    """Write the whole rulebook as a reviewer's document, grouped by procedure, with a sign-off table."""
+    from engine.errors import UsageError
+    from engine.rulebook_doc import render_book
+
+    if fmt is BookFormat.pdf and output is None:
+        raise UsageError("a PDF cannot be printed to the screen; give a file with -o FILE")
+    content = render_book(load_aid(rules, knowledge), fmt.value)
+    if isinstance(content, bytes):
+        from engine.output import write_atomic
+
+        assert output is not None
+        write_atomic(output, content, force)
+        typer.echo(f"wrote {output}", err=True)
+    else:
+        emit(content, output, force)
+
+
+class SummaryFormat(StrEnum):
+    pdf = "pdf"
+    html = "html"
+    md = "md"
+
+
+class Paper(StrEnum):
+    a4 = "a4"
+    letter = "letter"
+
+
+@app.command()
+@handles_errors
+def summary(
+    source: Annotated[Path, typer.Argument(help="The patient's answers (YAML or JSON) or a saved interview session.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write.")],
+    fmt: Annotated[
+        SummaryFormat, typer.Option("--format", "-f", help="pdf, html or md (Markdown).")
+    ] = SummaryFormat.pdf,
+    paper: Annotated[Paper, typer.Option("--paper", help="Paper size for printing.")] = Paper.a4,
+    patient_label: Annotated[
+        str | None, typer.Option("--patient-label", help="A label printed on each page, e.g. initials (optional).")
+    ] = None,
+    clinician: Annotated[
+        str | None, typer.Option("--clinician", help="The clinician's name, printed on the summary.")
+    ] = None,
+    profile: ProfileOpt = None,
+    force: ForceOpt = False,
+    rules: RulesOpt = None,
+    knowledge: KnowledgeOpt = None,
+) -> None:
+    """Write the printable discussion summary for the patient (PDF, HTML or Markdown)."""
+    from engine.summary import write_summary
+
+    write_summary(
+        load_aid(rules, knowledge),
+        source,
+        fmt.value,
+        output,
+        paper=paper.value,
+        profile=profile,
+        patient_label=patient_label,
+        clinician=clinician,
+        force=force,
+    )
+    typer.echo(f"wrote {output}", err=True)
+
+
 records_app = typer.Typer(
     help="The stored evaluation records: list, show, export, stats, verify, replay.", no_args_is_help=True
 )
@@ -361,54 +610,6 @@ def records_replay(
     with RecordStore.open(db, create=False) as store:
         record = store.get(record_id)
     sys.stdout.write(render_replay(replay(load_aid(rules, knowledge), record)))
-
-
-class SummaryFormat(StrEnum):
-    pdf = "pdf"
-    html = "html"
-    md = "md"
-
-
-class Paper(StrEnum):
-    a4 = "a4"
-    letter = "letter"
-
-
-@app.command()
-@handles_errors
-def summary(
-    source: Annotated[Path, typer.Argument(help="The patient's answers (YAML or JSON) or a saved interview session.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write.")],
-    fmt: Annotated[
-        SummaryFormat, typer.Option("--format", "-f", help="pdf, html or md (Markdown).")
-    ] = SummaryFormat.pdf,
-    paper: Annotated[Paper, typer.Option("--paper", help="Paper size for printing.")] = Paper.a4,
-    patient_label: Annotated[
-        str | None, typer.Option("--patient-label", help="A label printed on each page, e.g. initials (optional).")
-    ] = None,
-    clinician: Annotated[
-        str | None, typer.Option("--clinician", help="The clinician's name, printed on the summary.")
-    ] = None,
-    profile: ProfileOpt = None,
-    force: ForceOpt = False,
-    rules: RulesOpt = None,
-    knowledge: KnowledgeOpt = None,
-) -> None:
-    """Write the printable discussion summary for the patient (PDF, HTML or Markdown)."""
-    from engine.summary import write_summary
-
-    write_summary(
-        load_aid(rules, knowledge),
-        source,
-        fmt.value,
-        output,
-        paper=paper.value,
-        profile=profile,
-        patient_label=patient_label,
-        clinician=clinician,
-        force=force,
-    )
-    typer.echo(f"wrote {output}", err=True)
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ and building a durable_rules host per test would only slow the suite down.
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,42 @@ def answers_strategy(aid: DecisionAid) -> st.SearchStrategy[dict[str, Any]]:
     """Whole answer sets: every question answered or left out (left out means 'unknown')."""
     fields = {qid: answer_strategy(q) for qid, q in aid.questionnaire.questions.items()}
     return st.fixed_dictionaries({}, optional=fields)
+
+
+def threshold_answers(aid: DecisionAid, rng: random.Random) -> dict[str, Any]:
+    """A random answer set biased toward the rules' thresholds, so that rules actually fire.
+
+    Numbers are drawn mostly from each threshold a rule compares the question with (its value or
+    parameter, in any profile) and the numbers either side of it; choices the rules name are
+    picked more often than others; about one answer in ten is 'unknown'.
+    """
+    thresholds: dict[str, set[float]] = {}
+    named: dict[str, set[str]] = {}
+    for rule in aid.rulebook.rules:
+        for atom in rule.when.atoms():
+            fact = atom.fact or ""
+            if atom.param is not None:
+                param = aid.rulebook.parameters[atom.param]
+                thresholds.setdefault(fact, set()).update(param.value(p) for p in aid.rulebook.profiles)
+            elif isinstance(atom.value, int | float):
+                thresholds.setdefault(fact, set()).add(atom.value)
+            elif atom.value is not None:
+                named.setdefault(fact, set()).update(atom.value if isinstance(atom.value, list) else [atom.value])
+    answers: dict[str, Any] = {}
+    for qid, q in aid.questionnaire.questions.items():
+        if q.type == "text" or rng.random() < 0.1:
+            continue
+        if q.type == "number":
+            assert q.min is not None and q.max is not None
+            near = sorted(thresholds.get(qid, set()))
+            if near and rng.random() < 0.8:
+                value = rng.choice(near) + rng.choice((-1, 0, 0, 1) if q.integer else (-1, -0.5, 0, 0, 0.5, 1))
+            else:
+                value = rng.uniform(q.min, q.max)
+            value = min(max(value, q.min), q.max)
+            answers[qid] = round(value) if q.integer else value
+        elif q.type == "multiple":
+            answers[qid] = [v for v in q.values if rng.random() < (0.3 if v in named.get(qid, set()) else 0.1)]
+        else:
+            answers[qid] = rng.choice(q.values)
+    return answers

@@ -1,0 +1,384 @@
+"""The reviewer's commands, through the real command line: rules list/show/coverage/diff/book, explain, why-not.
+
+Expectations are computed from the rulebook and the engine, not written out, so the tests keep
+holding as the rulebook grows.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import ROOT, run_cli
+
+from engine.aid import DecisionAid
+from engine.coverage import load_cases
+from engine.knowledge import PROCEDURE_IDS
+
+SCIATICA = str(ROOT / "examples" / "sciatica.yaml")
+
+
+def listed(output: str) -> set[str]:
+    """Rule ids in the first column of a `rules list` table."""
+    return set(re.findall(r"^│ ([A-Z]{2,5}-[A-Z0-9-]+)\s+│", output, re.M))
+
+
+def evaluate_json(*args: str) -> dict[str, Any]:
+    done = run_cli("evaluate", *args, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+# -- rules list ------------------------------------------------------------------------------------
+
+
+def test_list_shows_every_rule(aid: DecisionAid) -> None:
+    done = run_cli("rules", "list")
+    assert done.returncode == 0, done.stderr
+    assert listed(done.stdout) == {r.id for r in aid.rulebook.rules}
+    for header in ("title", "version", "status", "procedures", "sources", "criteria", "last reviewed"):
+        assert header in done.stdout
+
+
+def test_list_filters_by_procedure_status_source_and_criterion(aid: DecisionAid) -> None:
+    rules = aid.rulebook.rules
+    rule = next(r for r in rules if r.active and r.sources and r.criteria and r.then.status == "candidate")
+    procedure = rule.then.procedures[0]
+    source, criterion = rule.sources[0], rule.criteria[0]
+    cases = {
+        ("--procedure", procedure): {r.id for r in rules if procedure in r.then.procedures},
+        ("--status", "candidate"): {r.id for r in rules if r.then.status == "candidate"},
+        ("--status", "active"): {r.id for r in rules if r.status == "active"},
+        ("--source", source): {r.id for r in rules if source in r.sources},
+        ("--criterion", criterion): {r.id for r in rules if criterion in r.criteria},
+    }
+    for args, expected in cases.items():
+        done = run_cli("rules", "list", *args)
+        assert done.returncode == 0, done.stderr
+        assert listed(done.stdout) == expected, args
+    both = run_cli("rules", "list", "--procedure", procedure, "--status", "candidate")
+    assert rule.id in listed(both.stdout)
+    assert listed(both.stdout) == cases[("--procedure", procedure)] & cases[("--status", "candidate")]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--procedure", "acupuncture"), ("--status", "maybe")], ids=["procedure", "status"]
+)
+def test_list_refuses_unknown_procedure_or_status(option: str, value: str) -> None:
+    done = run_cli("rules", "list", option, value)
+    assert done.returncode == 2
+    assert f"unknown {option[2:]} `{value}`" in done.stderr
+    assert done.stdout == ""
+
+
+# -- rules show ------------------------------------------------------------------------------------
+
+
+def test_show_gives_if_then_parameters_per_profile_sources_and_criteria(aid: DecisionAid) -> None:
+    rulebook = aid.rulebook
+
+    def differs(pid: str) -> bool:
+        return len({rulebook.parameters[pid].value(p) for p in rulebook.profiles}) > 1
+
+    rule = next(r for r in rulebook.rules if r.criteria and any(a.param and differs(a.param) for a in r.when.atoms()))
+    done = run_cli("rules", "show", rule.id)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith(f"{rule.id} v{rule.version}: {rule.title}")
+    assert "\nIF " in out and "\nTHEN " in out
+    for atom in rule.when.atoms():
+        assert atom.fact is not None and atom.fact in out
+        if atom.param:
+            param = rulebook.parameters[atom.param]
+            values = ", ".join(f"{p} {param.value(p):g}" for p in rulebook.profiles)
+            assert f"{atom.param} ({param.unit}): {values}" in out
+    for sid in rule.sources:
+        source = aid.knowledge.sources[sid]
+        assert f"{sid}: {source.title}. {source.publisher}, {source.year}." in out
+    for cid in rule.criteria:
+        assert cid in out
+    assert " ".join(rule.explanation.split()) in " ".join(out.split())
+
+
+def test_show_names_questions_in_words_and_marks_unconfirmed_figures(aid: DecisionAid) -> None:
+    rule = next(
+        r
+        for r in aid.rulebook.rules
+        if any(a.param and aid.rulebook.parameters[a.param].confidence != "confirmed" for a in r.when.atoms())
+    )
+    out = run_cli("rules", "show", rule.id).stdout
+    assert "UNCONFIRMED" in out
+    question = next(a.fact for a in rule.when.atoms() if a.fact in aid.questionnaire.questions)
+    assert aid.questionnaire.questions[question].prompt in out
+
+
+def test_show_refuses_an_unknown_rule() -> None:
+    done = run_cli("rules", "show", "NO-SUCH-RULE")
+    assert done.returncode == 2
+    assert "no rule with id `NO-SUCH-RULE`" in done.stderr
+
+
+# -- explain ---------------------------------------------------------------------------------------
+
+
+def test_explain_lists_the_trace_in_firing_order_with_derived_facts_justified(aid: DecisionAid) -> None:
+    result = evaluate_json(SCIATICA)
+    done = run_cli("explain", SCIATICA)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    steps = re.findall(r"^\s*\d+\. ([A-Z]{2,5}-[A-Z0-9-]+) v\d+", out, re.M)
+    assert steps == [f["rule_id"] for f in result["trace"]]
+    trace_part, derived_part = out.split("Derived facts and what justifies them:")
+    for finding in result["trace"]:
+        if finding["kind"] == "status":
+            assert f"{', '.join(finding['procedures'])} -> {finding['status']}" in trace_part
+    shown = {f["derived"]: f["holds"] for f in result["derived"]}
+    assert False in shown.values(), "the example should show a derived fact false"
+    for fact in aid.rulebook.derived_facts:
+        word = {True: "true", False: "false"}.get(shown.get(fact), "unknown")  # type: ignore[call-overload]
+        assert re.search(rf"^  {fact}: {word}\b", derived_part, re.M), fact
+    for option in result["options"]:
+        assert f"  {option['procedure']}: {option['status']}" in out
+
+
+def test_explain_uses_the_profile(aid: DecisionAid) -> None:
+    out = run_cli("explain", SCIATICA, "--profile", "us-medicare").stdout
+    assert "(us-medicare)" in out
+
+
+# -- why-not ---------------------------------------------------------------------------------------
+
+
+def openers(aid: DecisionAid, procedure: str, profile: str) -> list[Any]:
+    results, _ = aid.evaluator(profile).evaluate_rules(aid.read_answers(Path(SCIATICA)).model_dump())
+    return [
+        r
+        for r in results
+        if r.rule.then.status in ("candidate", "after_prerequisite") and procedure in r.rule.then.procedures
+    ]
+
+
+@pytest.mark.parametrize("profile", ["consensus", "us-medicare"])
+def test_why_not_checks_every_rule_that_could_open_the_procedure(aid: DecisionAid, profile: str) -> None:
+    result = evaluate_json(SCIATICA, "--profile", profile)
+    closed = next(
+        o for o in result["options"] if o["status"] in ("not_indicated", "deferred") and o["procedure"] != "nerve_block"
+    )
+    procedure = closed["procedure"]
+    done = run_cli("why-not", procedure, SCIATICA, "--profile", profile)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.splitlines()[0].endswith(f": {closed['status']}.")
+    for reason in closed["reasons"]:
+        assert reason["rule_id"] in out
+    candidates = openers(aid, procedure, profile)
+    assert candidates
+    for res in candidates:
+        assert f"{res.rule.id} v{res.rule.version}:" in out
+        for atom in res.atoms:
+            if atom.truth is False and atom.param is not None:
+                value = aid.rulebook.parameters[atom.param].value(profile)
+                assert re.search(rf"NOT MET\]\s.*\b{value:g} .*\({atom.param}\W.*; patient: ", out), atom
+    assert "Derived facts these rules read:" in out
+
+
+def test_why_not_refuses_an_unknown_procedure() -> None:
+    done = run_cli("why-not", "acupuncture", SCIATICA)
+    assert done.returncode == 2
+    assert "unknown procedure `acupuncture`" in done.stderr
+    assert all(p in done.stderr for p in PROCEDURE_IDS)
+
+
+def test_why_not_refuses_bad_answers(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pain_duration_months: three\n")
+    done = run_cli("why-not", "nerve_block", str(bad))
+    assert done.returncode == 2
+    assert "pain_duration_months" in done.stderr
+
+
+# -- rules coverage --------------------------------------------------------------------------------
+
+
+def test_coverage_counts_firings_over_the_golden_cases(aid: DecisionAid) -> None:
+    done = run_cli("rules", "coverage")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    cases = load_cases()
+    assert out.startswith(f"{len(cases)} golden cases")
+    always = next(r for r in aid.rulebook.rules if r.active and r.when.all == [] and not r.profiles)
+    assert re.search(rf"^{always.id}\s+\w+\s+{len(cases)}\s", out, re.M)
+    for rule in aid.rulebook.rules:
+        if rule.active:
+            assert re.search(rf"^{rule.id}\s", out, re.M), rule.id
+
+
+def test_coverage_names_the_rules_that_never_fired(tmp_path: Path, aid: DecisionAid) -> None:
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    (cases / "one.yaml").write_text(
+        yaml.safe_dump({"cases": [{"id": "only-sciatica", "base": "sciatica", "expect": {}}]})
+    )
+    fired = {f["rule_id"] for f in evaluate_json(SCIATICA)["trace"] if f["holds"]}
+    done = run_cli("rules", "coverage", "--cases", str(cases))
+    assert done.returncode == 0, done.stderr
+    never = done.stdout.split("Never fired")[1]
+    for rule in aid.rulebook.rules:
+        if rule.active:
+            assert (f"  {rule.id}\n" in never or f"  {rule.id} (" in never) == (rule.id not in fired), rule.id
+    assert run_cli("rules", "coverage", "--cases", str(cases), "--fail-under", "100").returncode == 1
+
+
+def test_coverage_refuses_a_missing_cases_directory(tmp_path: Path) -> None:
+    done = run_cli("rules", "coverage", "--cases", str(tmp_path / "nothing"))
+    assert done.returncode == 2
+    assert "does not exist" in done.stderr
+
+
+# -- rules diff ------------------------------------------------------------------------------------
+
+
+def edit(rules: Path) -> dict[str, str]:
+    """Remove the epidural candidate rules, retitle a rule without a version bump, add a rule, change a parameter."""
+    made: dict[str, str] = {}
+    for path in sorted(rules.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        if path.name == "parameters.yaml":
+            param = data["parameters"][0]
+            param["default"] = param["default"] + 1
+            made["parameter"] = param["id"]
+        elif isinstance(data, dict) and data.get("layer") == "option":
+            keep = []
+            for rule in data["rules"]:
+                then = rule["then"]
+                if then.get("status") == "candidate" and "epidural_steroid_injection" in then["procedures"]:
+                    made.setdefault("removed", rule["id"])
+                    continue
+                keep.append(rule)
+            retitled = next(r for r in keep if r["id"] != made.get("removed"))
+            retitled["title"] += " (reworded)"
+            made["retitled"] = retitled["id"]
+            added = {**copy.deepcopy(retitled), "id": "ZZ-NEW-RULE", "title": "A new rule"}
+            keep.append(added)
+            data["rules"] = keep
+        else:
+            continue
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return made
+
+
+def test_diff_of_two_directories_shows_rule_changes_and_golden_cases_that_change(tmp_path: Path) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    shutil.copytree(ROOT / "rules", old)
+    shutil.copytree(ROOT / "rules", new)
+    made = edit(new)
+    done = run_cli("rules", "diff", str(old), str(new))
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert f"- removed {made['removed']} " in out
+    assert "+ added   ZZ-NEW-RULE v" in out
+    assert re.search(rf"~ changed {made['retitled']} \(v\d+, VERSION NOT BUMPED\): title", out)
+    assert f"~ parameter {made['parameter']}:" in out
+    expect_candidate = [
+        c.id for c in load_cases() if c.expect.get("statuses", {}).get("epidural_steroid_injection") == "candidate"
+    ]
+    assert expect_candidate
+    for case_id in expect_candidate:
+        assert re.search(rf"^  {re.escape(case_id)} \[.*epidural_steroid_injection: candidate -> ", out, re.M)
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=test", "-c", "user.email=test@example.org", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_diff_of_two_git_revisions(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copytree(ROOT / "rules", repo / "rules")
+    shutil.copytree(ROOT / "knowledge", repo / "knowledge")
+    git(repo, "init", "-q")
+    git(repo, "add", "rules", "knowledge")
+    git(repo, "commit", "-q", "-m", "v1")
+    made = edit(repo / "rules")
+    git(repo, "commit", "-q", "-am", "v2")
+    done = run_cli("rules", "diff", "HEAD~1", "HEAD", "--repo", str(repo))
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^Rules: HEAD~1 \([0-9a-f]{12}\) -> HEAD \([0-9a-f]{12}\)", done.stdout)
+    assert f"- removed {made['removed']} " in done.stdout
+    same = run_cli("rules", "diff", "HEAD", "HEAD", "--repo", str(repo))
+    assert "No rule, parameter or profile changed." in same.stdout
+    assert re.search(r"Golden cases: \d+ run under both; 0 change outcome", same.stdout)
+
+
+def test_diff_refuses_what_is_neither_a_directory_nor_a_revision(tmp_path: Path) -> None:
+    done = run_cli("rules", "diff", "no-such-revision-xyz", "HEAD", "--repo", str(ROOT))
+    assert done.returncode == 2
+    assert "neither a rules directory nor a git revision" in done.stderr
+
+
+# -- rules book ------------------------------------------------------------------------------------
+
+
+def test_book_in_markdown_has_every_procedure_rule_parameter_and_a_sign_off_table(aid: DecisionAid) -> None:
+    done = run_cli("rules", "book", "--format", "md")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith("# pain-sdm rulebook")
+    assert f"Rulebook version `{aid.rulebook.version}`" in out
+    for pid in PROCEDURE_IDS:
+        assert f"(`{pid}`)" in out
+    for rule in aid.rulebook.rules:
+        assert f"#### {rule.id} v{rule.version}:" in out
+    assert "## Derived facts" in out
+    header = "| parameter | unit | " + " | ".join(aid.rulebook.profiles) + " | confidence | sources |"
+    assert header in out
+    for pid in aid.rulebook.parameters:
+        assert f"| `{pid}` |" in out
+    if any(p.confidence != "confirmed" for p in aid.rulebook.parameters.values()):
+        assert "**UNCONFIRMED**" in out
+    assert "| reviewer | role | date | signature |" in out
+
+
+def test_book_in_html_is_written_atomically_and_never_overwritten_without_force(tmp_path: Path) -> None:
+    target = tmp_path / "book.html"
+    done = run_cli("rules", "book", "--format", "html", "-o", str(target))
+    assert done.returncode == 0, done.stderr
+    html = target.read_text()
+    assert '<table class="signoff">' in html and "<th>signature</th>" in html
+    assert "<script" not in html
+    target.write_text("keep me")
+    again = run_cli("rules", "book", "--format", "html", "-o", str(target))
+    assert again.returncode == 1
+    assert "--force" in again.stderr
+    assert target.read_text() == "keep me"
+    assert run_cli("rules", "book", "--format", "html", "-o", str(target), "--force").returncode == 0
+    assert target.read_text() == html
+    assert [p.name for p in tmp_path.iterdir()] == ["book.html"]
+
+
+def test_book_as_pdf(tmp_path: Path) -> None:
+    """On the small fixture rulebook: WeasyPrint takes tens of seconds on the whole real one."""
+    from pypdf import PdfReader
+
+    small = str(Path(__file__).parent / "fixtures" / "broken_rules" / "base")
+    assert run_cli("rules", "book", "--format", "pdf", "--rules", small).returncode == 2
+    target = tmp_path / "book.pdf"
+    done = run_cli("rules", "book", "--format", "pdf", "-o", str(target), "--rules", small)
+    assert done.returncode == 0, done.stderr
+    reader = PdfReader(target)
+    text = "".join(page.extract_text() for page in reader.pages)
+    assert "ESI-CAND v1" in text and "Derived facts" in text
+    assert "Sign-off" in text and "signature" in text

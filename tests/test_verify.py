@@ -1,0 +1,305 @@
+"""`pain-sdm rules verify`: the real rulebook passes, and every check catches a rulebook broken on purpose.
+
+Small broken rulebooks live in tests/fixtures/broken_rules/ (each folder is copied over `base/`);
+the safety invariants are proven on mutated copies of the real rulebook. Each test names the
+finding it expects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import ROOT, run_cli, threshold_answers
+
+import engine.verify as verify_module
+from engine.aid import DecisionAid
+from engine.answer_space import AnswerSpace
+from engine.knowledge import PROCEDURE_IDS
+from engine.verify import AuditFinding, VerifyReport, verify
+
+FIXTURES = Path(__file__).parent / "fixtures" / "broken_rules"
+TODAY = dt.date(2026, 11, 24)
+CASES = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir() and p.name != "base")
+
+EXPECTED: dict[str, tuple[str, str]] = {
+    "never-fires-derived": ("never-fires", "error"),
+    "never-fires-in-one-profile": ("never-fires", "warning"),
+    "missing-criteria": ("missing-criteria", "info"),
+    "overlapping-rules": ("overlapping-rules", "info"),
+    "status-overlap": ("status-overlap", "info"),
+    "duplicate-rule": ("duplicate-rule", "warning"),
+    "subsumed-rule": ("subsumed-rule", "warning"),
+    "shadowed-rule": ("shadowed-rule", "warning"),
+    "overdue-review": ("overdue-review", "warning"),
+    "review-date-in-future": ("review-date-in-future", "warning"),
+    "unused-parameter": ("unused-parameter", "warning"),
+}
+"""Fixture folder -> (finding name, severity), where the folder is not simply named after an error finding."""
+
+
+def broken(tmp_path: Path, case: str) -> Path:
+    rules = tmp_path / "rules"
+    shutil.copytree(FIXTURES / "base", rules)
+    for path in (FIXTURES / case).iterdir():
+        shutil.copy(path, rules / path.name)
+    return rules
+
+
+def names(report: VerifyReport) -> set[tuple[str, str]]:
+    return {(f.name, f.severity) for f in report.findings}
+
+
+@pytest.fixture(scope="module")
+def base_report() -> VerifyReport:
+    return verify(FIXTURES / "base", today=TODAY)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_each_broken_rulebook_is_caught_by_name(tmp_path: Path, case: str, base_report: VerifyReport) -> None:
+    name, severity = EXPECTED.get(case, (case, "error"))
+    report = verify(broken(tmp_path, case), today=TODAY)
+    if case == "unreachable-status":
+        wanted = [
+            f for f in report.findings if f.name == name and f.subject == "nerve_block" and "after_prereq" in f.message
+        ]
+        assert wanted and wanted[0].severity == "error", report.findings
+        base = [f for f in base_report.findings if f.subject == "nerve_block" and "after_prereq" in f.message]
+        assert [f.severity for f in base] == ["warning"]  # base: no rule sets it, which is only a warning
+        return
+    assert (name, severity) in names(report), [f for f in report.findings if f.severity != "info"]
+    assert (name, severity) not in names(base_report)
+
+
+def test_a_derived_fact_that_is_never_true_is_named_in_the_rule_that_needs_it(tmp_path: Path) -> None:
+    report = verify(broken(tmp_path, "never-fires-derived"), today=TODAY)
+    reader = next(f for f in report.findings if f.name == "never-fires" and f.subject == "FJ-NEEDS-IMPOSSIBLE")
+    assert "impossible_pattern" in reader.message
+
+
+def test_overlaps_carry_answers_that_show_them(tmp_path: Path, aid: DecisionAid) -> None:
+    report = verify(broken(tmp_path, "status-overlap"), today=TODAY)
+    overlap = next(f for f in report.findings if f.name == "status-overlap")
+    assert overlap.example is not None
+    assert overlap.example["pain_pattern"] == "axial" and overlap.example["pain_intensity"] < 3
+
+
+def test_every_finding_name_is_documented() -> None:
+    doc = verify_module.__doc__ or ""
+    for name, _ in list(EXPECTED.values()) + [(c, "") for c in CASES if c not in EXPECTED]:
+        assert f"`{name}`" in doc, name
+    for name in ("safety-red-flag", "safety-infection", "safety-implant", "safety-conservative-care", "undecided"):
+        assert f"`{name}`" in doc, name
+
+
+# -- through the command line ------------------------------------------------------------------
+
+
+def test_the_real_rulebook_verifies_with_no_error_in_under_60_seconds() -> None:
+    done = run_cli("rules", "verify", "--format", "json")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    report = json.loads(done.stdout)
+    assert report["counts"]["error"] == 0
+    assert report["seconds"] < 60
+    checked = "\n".join(report["enumerated"])
+    for invariant in ("safety-red-flag", "safety-infection", "safety-implant", "safety-conservative-care"):
+        assert invariant in checked
+    assert "answer sets evaluated" in checked and "search steps" in checked
+
+
+def test_an_error_finding_exits_1_and_is_printed_with_its_name(tmp_path: Path) -> None:
+    rules = broken(tmp_path, "contradiction")
+    done = run_cli("rules", "verify", "--rules", str(rules), "--today", "2026-11-24")
+    assert done.returncode == 1
+    assert "ERROR   contradiction: NB-CAND / NB-NI" in done.stdout
+    assert "What was checked:" in done.stdout
+
+
+def test_warnings_alone_exit_0(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    path = next(p for p in sorted(rules.glob("*.yaml")) if "last_reviewed" in p.read_text())
+    path.write_text(path.read_text().replace("last_reviewed: 20", "last_reviewed: 19", 1))
+    done = run_cli("rules", "verify", "--rules", str(rules), "--profile", "consensus", "--format", "json")
+    assert done.returncode == 0, done.stdout[-2000:]
+    found = json.loads(done.stdout)["findings"]
+    assert any(f["name"] == "overdue-review" and f["severity"] == "warning" for f in found)
+
+
+def test_a_rulebook_that_does_not_load_is_reported_not_raised(tmp_path: Path) -> None:
+    done = run_cli("rules", "verify", "--rules", str(broken(tmp_path, "unknown-reference")))
+    assert done.returncode == 1
+    assert "unknown-reference" in done.stdout and "pain_patern" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--today", "yesterday"], "--today"),
+        (["--rules", "/no/such/dir"], "does not exist"),
+        (["--profile", "mars"], "unknown profile"),
+    ],
+)
+def test_bad_options_exit_2(args: list[str], message: str) -> None:
+    done = run_cli("rules", "verify", *args)
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+# -- safety invariants, on a mutated copy of the real rulebook -----------------------------------
+#
+# Four independent mutations are made to one copy (verifying it once keeps the suite fast):
+# the red-flag rule loses its urgent flag; an infection rule forgets a needle procedure; the
+# stimulator's candidate rule loses its trial condition; conservative care is deferred by
+# the first deferring rule.
+
+
+def reads(rule: dict[str, Any], fact: str) -> bool:
+    return f"'fact': '{fact}'" in str(rule["when"])
+
+
+def drop_urgency(rule: dict[str, Any]) -> bool:
+    return rule["then"].pop("urgent_assessment", False) is True
+
+
+def forget_needle(needle: str) -> Any:
+    def change(rule: dict[str, Any]) -> bool:
+        then = rule["then"]
+        infection = reads(rule, "systemic_infection") or reads(rule, "local_infection")
+        if then.get("status") == "deferred" and infection and needle in then["procedures"]:
+            then["procedures"].remove(needle)
+            return True
+        return False
+
+    return change
+
+
+def drop_scs_trial(rule: dict[str, Any]) -> bool:
+    then, when = rule["then"], rule["when"]
+    if then.get("status") == "candidate" and "spinal_cord_stimulation" in then.get("procedures", []):
+        parts = when.get("all", [])
+        kept = [p for p in parts if p.get("fact") != "scs_trial_relief_percent"]
+        when["all"] = kept
+        return len(kept) < len(parts)
+    return False
+
+
+def defer_conservative_care() -> Any:
+    done: list[str] = []
+
+    def change(rule: dict[str, Any]) -> bool:
+        then = rule["then"]
+        if not done and then.get("status") == "deferred" and not then.get("urgent_assessment"):
+            then["procedures"].append("conservative_care")
+            done.append(rule["id"])
+            return True
+        return False
+
+    return change
+
+
+@pytest.fixture(scope="module")
+def needle(aid: DecisionAid) -> str:
+    return next(p for p in PROCEDURE_IDS if aid.knowledge.procedures[p].needle)
+
+
+@pytest.fixture(scope="module")
+def mutated(tmp_path_factory: pytest.TempPathFactory, needle: str) -> VerifyReport:
+    rules = tmp_path_factory.mktemp("mutated") / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    changes = [drop_urgency, forget_needle(needle), drop_scs_trial, defer_conservative_care()]
+    made = [0] * len(changes)
+    for path in sorted(rules.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text())
+        if not isinstance(data, dict) or "rules" not in data:
+            continue
+        for rule in data["rules"]:
+            for i, change in enumerate(changes):
+                made[i] += change(rule)
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert all(made), f"a mutation found nothing to change: {made}"
+    return verify(rules, today=TODAY, profile="consensus")
+
+
+def safety(report: VerifyReport, name: str) -> list[AuditFinding]:
+    return [f for f in report.findings if f.name == name and f.severity == "error"]
+
+
+def test_red_flag_rule_without_urgency_breaks_the_red_flag_invariant(mutated: VerifyReport) -> None:
+    found = safety(mutated, "safety-red-flag")
+    assert found and "urgent assessment is not set" in found[0].message
+    assert found[0].example is not None and found[0].example["red_flags"]
+
+
+def test_infection_rule_forgetting_a_procedure_breaks_the_infection_invariant(
+    mutated: VerifyReport, needle: str
+) -> None:
+    found = safety(mutated, "safety-infection")
+    assert found and f"{needle} is a candidate" in found[0].message
+
+
+def test_stimulator_without_a_trial_breaks_the_implant_invariant(mutated: VerifyReport) -> None:
+    found = [f for f in safety(mutated, "safety-implant") if f.subject == "spinal_cord_stimulation"]
+    assert found and found[0].example is not None
+    assert found[0].example.get("scs_trial_relief_percent", "unknown") == "unknown"
+
+
+def test_deferring_conservative_care_breaks_its_invariant(mutated: VerifyReport) -> None:
+    found = safety(mutated, "safety-conservative-care")
+    assert found and "conservative_care is deferred" in found[0].message
+
+
+# -- the checker's own faults are findings too ---------------------------------------------------
+
+
+def test_a_search_the_evaluator_does_not_confirm_is_an_internal_disagreement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = verify_module.outcome_of
+
+    def lying(results: Any) -> verify_module.Outcome:
+        out = real(results)
+        return verify_module.Outcome(out.statuses, out.urgent, frozenset())
+
+    monkeypatch.setattr(verify_module, "outcome_of", lying)
+    report = verify(FIXTURES / "base", today=TODAY)
+    assert ("internal-disagreement", "error") in names(report)
+
+
+def test_a_search_over_budget_is_undecided() -> None:
+    report = verify(FIXTURES / "base", today=TODAY, budget=1)
+    assert ("undecided", "warning") in names(report)
+
+
+# -- the search agrees with the independent evaluator on generated patients ----------------------
+
+
+def test_generated_patients_never_contradict_what_the_search_proved(aid: DecisionAid) -> None:
+    """Rules the search says cannot hold together never do; implications it proves always hold."""
+    profile = aid.rulebook.default_profile
+    space = AnswerSpace(aid.rulebook, aid.questionnaire, profile)
+    rules = [r for r in space.rules if r.then.status is not None or r.then.derive is not None]
+    disjoint, implies = [], []
+    for a, b in itertools.combinations(rules, 2):
+        if space.solve([space.rule_true(a), space.rule_true(b)]) is None:
+            disjoint.append((a.id, b.id))
+            continue
+        for x, y in ((a, b), (b, a)):
+            if space.solve([space.rule_true(x), space.rule_not_true(y)]) is None:
+                implies.append((x.id, y.id))
+    assert disjoint and implies
+    evaluator = aid.evaluator(profile)
+    rng = random.Random(7)
+    for _ in range(1500):
+        results, _ = evaluator.evaluate_rules(aid.parse_answers(threshold_answers(aid, rng)).model_dump())
+        holding = {r.rule.id for r in results if r.truth is True}
+        assert not [p for p in disjoint if set(p) <= holding]
+        assert not [p for p in implies if p[0] in holding and p[1] not in holding]
