@@ -100,7 +100,7 @@ class DecisionAid:
         return result.model_copy(update={"profile_differences": differences})
 
     def _evaluate_one(self, answers: BaseModel, profile: str) -> Result:
-        values = answers.model_dump()
+        values = dict(answers)  # the fields as they are: flatten only reads them (model_dump would copy)
         firings = self.engine(profile).run(flatten(values, self.questionnaire))
         return self.builder(profile).build(firings)
 
