@@ -43,9 +43,6 @@ class Wording:
     aid: DecisionAid
     profile: str | None = None
 
-    def fact(self, fact: str) -> str:
-        return fact
-
     def describe_fact(self, fact: str) -> str:
         """What a fact is: the question's prompt, or the rule that derives it."""
         question = self.aid.questionnaire.questions.get(fact)

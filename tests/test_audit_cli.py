@@ -143,7 +143,7 @@ def test_explain_lists_the_trace_in_firing_order_with_derived_facts_justified(ai
     shown = {f["derived"]: f["holds"] for f in result["derived"]}
     assert False in shown.values(), "the example should show a derived fact false"
     for fact in aid.rulebook.derived_facts:
-        word = {True: "true", False: "false"}.get(shown.get(fact), "unknown")  # type: ignore[call-overload]
+        word = {True: "true", False: "false", None: "unknown"}[shown.get(fact)]
         assert re.search(rf"^  {fact}: {word}\b", derived_part, re.M), fact
     for option in result["options"]:
         assert f"  {option['procedure']}: {option['status']}" in out
