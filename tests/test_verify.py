@@ -303,3 +303,28 @@ def test_generated_patients_never_contradict_what_the_search_proved(aid: Decisio
         holding = {r.rule.id for r in results if r.truth is True}
         assert not [p for p in disjoint if set(p) <= holding]
         assert not [p for p in implies if p[0] in holding and p[1] not in holding]
+
+
+def test_each_condition_compiles_to_exactly_the_answers_that_give_each_truth(aid: DecisionAid) -> None:
+    """The search's alternatives for 'true', 'false', 'unknown' and 'not true' match three-valued evaluation."""
+    from engine.answer_space import FALSE, NOT_TRUE, TRUE, UNKNOWN_, truth_of
+
+    profile = aid.rulebook.default_profile
+    space = AnswerSpace(aid.rulebook, aid.questionnaire, profile)
+    rng = random.Random(3)
+    checked = 0
+    for rule in space.rules:
+        facts = sorted({a.fact for a in rule.when.atoms() if a.fact is not None})
+        domains = [range(len(space.domain(f))) for f in facts]
+        combos = list(itertools.product(*domains))
+        for combo in combos if len(combos) <= 300 else rng.sample(combos, 300):
+            values = {f: space.domain(f)[i] for f, i in zip(facts, combo, strict=True)}
+            truth = truth_of(rule.when, values, space.params)
+            for wanted in (TRUE, FALSE, UNKNOWN_, NOT_TRUE):
+                covered = any(
+                    all(conj.get(f, space.full(f)) >> i & 1 for f, i in zip(facts, combo, strict=True))
+                    for conj in space.cases(rule.when, wanted)
+                )
+                assert covered == (truth in wanted), (rule.id, values, sorted(map(str, wanted)))
+            checked += 1
+    assert checked > 1000
