@@ -228,6 +228,15 @@ CLOSE = {"leaning": [UNDECIDED], **sure("yes", "yes", "yes", "yes"), "notes": ["
 CLOSE.update({"record": ["no"], "keep_session": ["keep"], "review": [DONE], "profile": ["consensus"]})
 
 
+def answered(aid: DecisionAid, patient: dict[str, Any]) -> Session:
+    """A draft with every question that applies answered as in `patient` (tests of the close start here)."""
+    policy = from_answers(patient)
+    answers: dict[str, Any] = {}
+    while todo := missing(aid.questionnaire, answers):
+        answers[todo[0].id] = policy(todo[0])
+    return Session(answers=answers)
+
+
 def example(name: str) -> dict[str, Any]:
     data = yaml.safe_load((ROOT / "examples" / name).read_text())
     assert isinstance(data, dict)
@@ -396,7 +405,9 @@ def test_the_end_of_input_saves_the_draft_and_a_resume_after_the_results_goes_on
 ) -> None:
     patient = example("failed-back-surgery.yaml")
     path = tmp_path / "draft.json"
-    first = interview(aid, path, {**CLOSE, "sure_values": [END_OF_INPUT]}, from_answers(patient))
+    first = interview(
+        aid, path, {**CLOSE, "sure_values": [END_OF_INPUT]}, from_answers(patient), answered(aid, patient)
+    )
     assert first.code == EXIT_END_OF_INPUT
     assert "--resume" in first.screen
     assert first.session is not None and first.session.sure is None and first.session.leaning == UNDECIDED
@@ -411,13 +422,15 @@ def test_the_end_of_input_saves_the_draft_and_a_resume_after_the_results_goes_on
 def test_the_profile_given_on_the_command_line_is_preselected(aid: DecisionAid, tmp_path: Path) -> None:
     script = {**CLOSE, "profile": ["us-medicare"]}
     patient = example("sciatica.yaml")
-    run = interview(aid, tmp_path / "s.json", script, from_answers(patient), profile="us-medicare")
+    run = interview(aid, tmp_path / "s.json", script, from_answers(patient), answered(aid, patient), "us-medicare")
+    assert run.questions_asked == []
     assert run.session is not None and run.session.profile == "us-medicare"
 
 
 def test_deleting_the_session_at_the_end_leaves_no_file(aid: DecisionAid, tmp_path: Path) -> None:
     path = tmp_path / "s.json"
-    run = interview(aid, path, {**CLOSE, "keep_session": ["delete"]}, closing_everything)
+    patient = example("sciatica.yaml")
+    run = interview(aid, path, {**CLOSE, "keep_session": ["delete"]}, from_answers(patient), answered(aid, patient))
     assert run.code == 0 and not path.exists()
 
 
@@ -425,7 +438,8 @@ def test_the_printable_summary_is_offered_at_the_close(aid: DecisionAid, tmp_pat
     pytest.importorskip("engine.summary", reason="the summary (issue 5) is not in this tree")
     path = tmp_path / "s.json"
     script = {**CLOSE, "summary": ["md"], "summary_file": [str(tmp_path / "summary.md")]}
-    run = interview(aid, path, script, from_answers(example("stenosis-claudication.yaml")))
+    patient = example("stenosis-claudication.yaml")
+    run = interview(aid, path, script, from_answers(patient), answered(aid, patient))
     assert run.code == 0
     summary = (tmp_path / "summary.md").read_text()
     result = aid.evaluate(aid.parse_answers(example("stenosis-claudication.yaml")))
@@ -443,7 +457,7 @@ def test_a_record_is_stored_when_asked(aid: DecisionAid, tmp_path: Path) -> None
     with create_pipe_input() as pipe_input:
         asker = PipeAsker(pipe_input, aid, script, from_answers(patient))
         console = Console(file=io.StringIO(), width=200)
-        session = Session()
+        session = answered(aid, patient)
         code = Interview(aid, asker, console, session, tmp_path / "s.json", records_db=db).run()
     assert code == 0
     with RecordStore.open(db, create=False) as store:
