@@ -42,6 +42,7 @@ Safety invariants (error when broken; the message gives answers that break it):
   spinal cord stimulation, and for a pump unless it is for cancer pain or spasticity, a
   favourable psychological evaluation.
 - `safety-conservative-care`: conservative care is always a candidate.
+- `example-skipped` (info): an example patient could not be read, so it is not a baseline.
 - `internal-disagreement` (error): answers the search found do not behave as predicted when
   run through the independent evaluator (a fault in this checker, never expected).
 
@@ -69,12 +70,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from .answer_space import NOT_TRUE, TRUE, AnswerSpace, Conj, SearchBudgetExceeded, Wanted, as_answer, truth_of
 from .conditions import Condition
 from .errors import DataFileError, Problem
 from .evaluator import Evaluator, RuleResult
 from .facts import known
 from .knowledge import PROCEDURE_IDS, Knowledge, load_knowledge
+from .loading import read_data
 from .paths import data_dir
 from .questionnaire import Questionnaire, load_questionnaire
 from .rulebook import STATUS_RANK, STATUSES, Rule, Rulebook, load_rulebook
@@ -419,6 +423,7 @@ class ProfileAudit:
         self.safety_overlaps = 0
         self.fires: set[str] = set()
         self._witness_cache: dict[str, list[dict[str, Any]]] = {}
+        self.examples: list[dict[str, Any]] = []
 
     # helpers
     def status_rules(self, pid: str, status: str | None = None) -> list[Rule]:
@@ -658,7 +663,7 @@ class ProfileAudit:
         return facts, {f: space.classes(f, [a for a in atoms if a.fact == f]) for f in facts}
 
     def enumerate(self, inv: Invariant) -> None:
-        baselines: list[dict[str, Any]] = [{}]
+        baselines: list[dict[str, Any]] = [{}, *self.examples]
         for pid in self.concerned(inv):
             baselines += self.candidate_witnesses(pid)
         facts, values = self.projection(inv, len(baselines))
@@ -679,6 +684,23 @@ class ProfileAudit:
 def _product(facts: list[str], values: dict[str, list[Any]]) -> Iterator[dict[str, Any]]:
     for combo in itertools.product(*(values[f] for f in facts)):
         yield {f: as_answer(v) for f, v in zip(facts, combo, strict=True)}
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def example_patients(questionnaire: Questionnaire) -> tuple[list[dict[str, Any]], list[AuditFinding]]:
+    """The example patients of the source checkout (examples/*.yaml), as baselines; none when installed."""
+    out, skipped = [], []
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        try:
+            data = read_data(path)
+            answers = questionnaire.answers_model.model_validate(data).model_dump()
+        except (DataFileError, ValidationError) as exc:
+            skipped.append(AuditFinding("example-skipped", "info", path.name, f"not used as a baseline: {exc}"))
+            continue
+        out.append({k: v for k, v in answers.items() if questionnaire.questions[k].type != "text"})
+    return out, skipped
 
 
 # -- putting it together -------------------------------------------------------------------------
@@ -720,6 +742,8 @@ def verify(
         return VerifyReport(_merge(findings), [note], time.perf_counter() - start)
     findings = upkeep_findings(rulebook, today, max_age_days)
     checks, missing = invariants(knowledge, questionnaire, rulebook)
+    examples, skipped = example_patients(questionnaire)
+    findings += skipped
     findings += missing
     enumerated: list[str] = []
     active_in: dict[str, list[str]] = {}
@@ -729,6 +753,7 @@ def verify(
     profiles = list(rulebook.profiles) if profile is None else [rulebook.check_profile(profile)]
     for name in profiles:
         audit = ProfileAudit(rulebook, questionnaire, name, checks, budget)
+        audit.examples = examples
         audit.never_fires()
         for rule in audit.space.rules:
             active_in.setdefault(rule.id, []).append(name)

@@ -11,6 +11,7 @@ import datetime as dt
 import itertools
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -272,6 +273,23 @@ def test_a_search_the_evaluator_does_not_confirm_is_an_internal_disagreement(
     monkeypatch.setattr(verify_module, "outcome_of", lying)
     report = verify(FIXTURES / "base", today=TODAY)
     assert ("internal-disagreement", "error") in names(report)
+
+
+def test_example_patients_are_baselines_and_an_unreadable_one_is_skipped_and_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def baselines(report: VerifyReport) -> int:
+        found = re.search(r"safety-red-flag: \d+ answer sets evaluated = (\d+) baselines", "\n".join(report.enumerated))
+        assert found
+        return int(found.group(1))
+
+    monkeypatch.setattr(verify_module, "EXAMPLES", tmp_path)
+    without = verify(FIXTURES / "base", today=TODAY)
+    shutil.copy(ROOT / "examples" / "sciatica.yaml", tmp_path / "good.yaml")
+    (tmp_path / "bad.yaml").write_text("pain_duration_months: three\n")
+    report = verify(FIXTURES / "base", today=TODAY)
+    assert [f.subject for f in report.findings if f.name == "example-skipped"] == ["bad.yaml"]
+    assert baselines(report) == baselines(without) + 1
 
 
 def test_a_search_over_budget_is_undecided() -> None:
