@@ -853,14 +853,17 @@ def _reach_findings(
 
 
 def render(report: VerifyReport) -> str:
-    """The report as text: what was enumerated, then the findings, most severe first."""
+    """The report as text: what was enumerated, then the findings, most severe first.
+
+    Example answers are printed for errors and warnings; notes carry theirs in `--format json`.
+    """
     lines = ["What was checked:"]
     lines += [f"  {line}" for block in report.enumerated for line in block.splitlines()]
     lines.append("")
     for f in report.findings:
         where = f" [{', '.join(f.profiles)}]" if f.profiles else ""
         lines.append(f"{f.severity.upper():7} {f.name}: {f.subject}{where}: {f.message}")
-        if f.example is not None:
+        if f.example is not None and f.severity != "info":
             shown = ", ".join(f"{k}={v}" for k, v in sorted(f.example.items()))
             lines.append(f"        e.g. answers: {shown or '(all unknown)'}")
     counts = report.counts()
