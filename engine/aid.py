@@ -15,6 +15,7 @@ from .compiler import CompiledRuleset, compile_rulebook
 from .errors import AnswersError
 from .evaluator import Evaluator
 from .facts import flatten
+from .firing import Firing
 from .inference import DurableEngine
 from .knowledge import Knowledge, load_knowledge
 from .loading import read_data, validate
@@ -99,10 +100,17 @@ class DecisionAid:
             differences.extend(self._differences(result, theirs, chosen, other))
         return result.model_copy(update={"profile_differences": differences})
 
+    def summarize(self, answers: BaseModel, profile: str | None = None) -> dict[str, Any]:
+        """`result.summary(self.evaluate(answers, profile, compare_profiles=False))`, several times faster."""
+        chosen = self.rulebook.check_profile(profile)
+        return self.builder(chosen).summarize(self._firings(answers, chosen))
+
     def _evaluate_one(self, answers: BaseModel, profile: str) -> Result:
+        return self.builder(profile).build(self._firings(answers, profile))
+
+    def _firings(self, answers: BaseModel, profile: str) -> list[Firing]:
         values = dict(answers)  # the fields as they are: flatten only reads them (model_dump would copy)
-        firings = self.engine(profile).run(flatten(values, self.questionnaire))
-        return self.builder(profile).build(firings)
+        return self.engine(profile).run(flatten(values, self.questionnaire))
 
     def _parameters_behind(self, rule_ids: set[str]) -> set[str]:
         """Parameters read by these rules, directly or through the derived facts they read."""

@@ -14,7 +14,7 @@ Output (`OUT`), JSON Lines in UTF-8, one line per input record and in input orde
 
 - `{"line":N,"result":{...}}`: N is the record's line number in the input file (for CSV, the
   line the record starts on; the header is line 1). `result` is a compact summary (schema
-  `pain-sdm/result-summary/1`, see `summary`): each option's status with the ids of the
+  `pain-sdm/result-summary/1`, see `engine.result.summary`): each option's status with the ids of the
   rules behind it, about 3 KB a record; with `full`, it is the whole result that
   `pain-sdm evaluate --format json` prints (schema `pain-sdm/result/1`, about 40 KB a record);
 - `{"line":N,"error":{"problems":[{"field":F,"message":M},...]}}` for an invalid record, which
@@ -51,10 +51,9 @@ from .errors import AnswersError, DataFileError, PainSdmError, Problem, UsageErr
 from .loading import MAX_FILE_BYTES
 from .output import open_atomic
 from .questionnaire import UNKNOWN, Question, Questionnaire
-from .result import Finding, Result
+from .result import summary
 
 FORMATS = (".jsonl", ".csv")
-SUMMARY_SCHEMA = "pain-sdm/result-summary/1"
 CHUNK_SIZE = 200
 IN_FLIGHT_PER_WORKER = 3
 NONE_CHOSEN = "[]"
@@ -68,11 +67,21 @@ Payload = bytes | list[str]
 
 @dataclass(frozen=True)
 class Outcome:
-    """One record's output line, and its problems when it was invalid."""
+    """An invalid record: its line number, its output line and its problems."""
 
     line: int
     text: str
     problems: tuple[Problem, ...] = ()
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A chunk of records evaluated: their output lines as one text, and the invalid ones."""
+
+    text: bytes
+    count: int
+    last_line: int
+    invalid: list[Outcome]
 
 
 @dataclass
@@ -236,41 +245,6 @@ def cell_value(question: Question, cell: str) -> Any:
 # --- results and records -------------------------------------------------------------------------
 
 
-def summary(result: Result) -> dict[str, Any]:
-    """The compact form of a result written by a batch run (schema `pain-sdm/result-summary/1`).
-
-    Rules are named by id; the full evidence (texts, facts, sources) is in the full result.
-    """
-    ids = _rule_ids
-    return {
-        "schema": SUMMARY_SCHEMA,
-        "rulebook_version": result.rulebook_version,
-        "profile": result.profile,
-        "urgent_assessment": result.urgent_assessment,
-        "urgent_reasons": ids(result.urgent_reasons),
-        "options": {
-            o.procedure: {
-                "status": o.status,
-                "reasons": ids(o.reasons),
-                "cautions": ids(o.cautions),
-                "next_steps": [s.id for s in o.next_steps],
-                "declined": o.declined.rule_id if o.declined else None,
-            }
-            for o in result.options
-        },
-        "derived": {f.derived: f.holds for f in result.derived},
-        "trace": ids(result.trace),
-        "profile_differences": [
-            {"procedure": d.procedure, "profile": d.profile, "status": d.status} for d in result.profile_differences
-        ],
-        "disagreements": list(result.disagreements),
-    }
-
-
-def _rule_ids(findings: list[Finding]) -> list[str]:
-    return [f.rule_id for f in findings]
-
-
 class ChunkEvaluator:
     """Evaluates chunks of records with one DecisionAid (one per process)."""
 
@@ -282,8 +256,9 @@ class ChunkEvaluator:
         self.compare_profiles = options.compare_profiles
         self.full = options.full
 
-    def evaluate(self, records: list[tuple[int, Payload]]) -> list[Outcome]:
-        out = []
+    def evaluate(self, records: list[tuple[int, Payload]]) -> Chunk:
+        out: list[str] = []
+        invalid: list[Outcome] = []
         for line, payload in records:
             where = f"{self.source}, line {line}"
             try:
@@ -291,15 +266,21 @@ class ChunkEvaluator:
             except AnswersError as exc:
                 problems = [{"field": p.field, "message": p.message} for p in exc.problems]
                 text = json.dumps({"line": line, "error": {"problems": problems}}, ensure_ascii=False)
-                out.append(Outcome(line, text, tuple(exc.problems)))
+                invalid.append(Outcome(line, text, tuple(exc.problems)))
+                out.append(text)
                 continue
-            result = self.aid.evaluate(answers, self.profile, self.compare_profiles)
             if self.full:
-                text = result.to_json_text()
+                text = self.aid.evaluate(answers, self.profile, self.compare_profiles).to_json_text()
             else:
-                text = json.dumps(summary(result), ensure_ascii=False, separators=(",", ":"))
-            out.append(Outcome(line, f'{{"line":{line},"result":{text}}}'))
-        return out
+                found = (
+                    summary(self.aid.evaluate(answers, self.profile, compare_profiles=True))
+                    if self.compare_profiles
+                    else self.aid.summarize(answers, self.profile)
+                )
+                text = json.dumps(found, ensure_ascii=False, separators=(",", ":"))
+            out.append(f'{{"line":{line},"result":{text}}}')
+        out.append("")
+        return Chunk("\n".join(out).encode("utf-8"), len(records), records[-1][0] if records else 0, invalid)
 
 
 @dataclass(frozen=True)
@@ -329,7 +310,7 @@ def _failure(exc: PainSdmError) -> _Failure:
     return _Failure(type(exc), (str(exc),))
 
 
-def _work(records: list[tuple[int, Payload]]) -> list[Outcome] | _Failure:
+def _work(records: list[tuple[int, Payload]]) -> Chunk | _Failure:
     assert _worker is not None, "worker not started"
     if isinstance(_worker, _Failure):
         return _worker
@@ -356,7 +337,7 @@ def _in_order(
     options: BatchOptions,
     header: list[str] | None,
     source: str,
-) -> Iterator[list[Outcome]]:
+) -> Iterator[Chunk]:
     """Chunks evaluated by worker processes, yielded in input order with a bounded number in flight."""
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers, initializer=_start_worker, initargs=(options, header, source)) as pool:
@@ -369,10 +350,10 @@ def _in_order(
             yield _unwrap(pending.popleft().get())
 
 
-def _unwrap(outcomes: list[Outcome] | _Failure) -> list[Outcome]:
-    if isinstance(outcomes, _Failure):
-        raise outcomes.error(*outcomes.args)
-    return outcomes
+def _unwrap(chunk: Chunk | _Failure) -> Chunk:
+    if isinstance(chunk, _Failure):
+        raise chunk.error(*chunk.args)
+    return chunk
 
 
 def run_batch(
@@ -402,28 +383,27 @@ def run_batch(
     aid.rulebook.check_profile(options.profile)
     header = read_header(source, aid.questionnaire) if kind == ".csv" else None
     records = read_records(source, kind)
-    summary = BatchSummary(workers=workers)
+    done = BatchSummary(workers=workers)
     started = time.perf_counter()
     chunks = _chunks(records, chunk_size)
     with open_atomic(output, force) as handle:
         if workers == 1:
             evaluator = ChunkEvaluator(aid, RecordDecoder(aid.questionnaire, header), str(source), options)
-            results: Iterator[list[Outcome]] = (evaluator.evaluate(chunk) for chunk in chunks)
+            results: Iterator[Chunk] = (evaluator.evaluate(chunk) for chunk in chunks)
         else:
             results = _in_order(chunks, workers, options, header, str(source))
-        for outcomes in results:
-            for outcome in outcomes:
-                summary.records += 1
-                if outcome.problems:
-                    if strict:
-                        raise AnswersError(list(outcome.problems))
-                    summary.invalid += 1
-                    if on_invalid is not None:
-                        on_invalid(outcome)
-                handle.write(outcome.text.encode("utf-8") + b"\n")
-            if on_progress is not None and outcomes:
-                on_progress(outcomes[-1].line)
-        if summary.records == 0:
+        for chunk in results:
+            if chunk.invalid and strict:
+                raise AnswersError(list(chunk.invalid[0].problems))
+            for outcome in chunk.invalid:
+                if on_invalid is not None:
+                    on_invalid(outcome)
+            handle.write(chunk.text)
+            done.records += chunk.count
+            done.invalid += len(chunk.invalid)
+            if on_progress is not None:
+                on_progress(chunk.last_line)
+        if done.records == 0:
             raise AnswersError(Problem(str(source), "", "", "the file has no records"))
-    summary.seconds = time.perf_counter() - started
-    return summary
+    done.seconds = time.perf_counter() - started
+    return done

@@ -7,6 +7,7 @@ fields may be added, never renamed or removed, without a new schema version.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -16,6 +17,7 @@ from .knowledge import PROCEDURE_IDS, Knowledge
 from .rulebook import STATUS_RANK, Rule, Rulebook, Status, Step
 
 SCHEMA = "pain-sdm/result/1"
+SUMMARY_SCHEMA = "pain-sdm/result-summary/1"
 
 FALLBACK_ID = "FALLBACK"
 FALLBACK_TEXT = (
@@ -161,12 +163,7 @@ class ResultBuilder:
 
     def finding(self, firing: Firing) -> Finding:
         """The evidence record for one firing (the same as `finding`, faster)."""
-        template = self._templates.get(firing.key)
-        if template is None:
-            rule = self._rules[firing.rule_id]
-            template = finding(rule, Firing(rule.id, firing.holds), self.params, self.rulebook, self.knowledge)
-            self._templates[firing.key] = template
-        return template.model_copy(update={"facts": dict(firing.facts)})
+        return self._template(firing).model_copy(update={"facts": dict(firing.facts)})
 
     def _fallback(self, pid: str) -> Finding:
         if pid not in self._fallbacks:
@@ -182,11 +179,17 @@ class ResultBuilder:
             )
         return self._fallbacks[pid]
 
-    def build(self, firings: list[Firing]) -> Result:
-        """Resolve firings into one status per procedure (the most restrictive wins)."""
-        knowledge = self.knowledge
+    def _template(self, firing: Firing) -> Finding:
+        template = self._templates.get(firing.key)
+        if template is None:
+            rule = self._rules[firing.rule_id]
+            template = finding(rule, Firing(rule.id, firing.holds), self.params, self.rulebook, self.knowledge)
+            self._templates[firing.key] = template
+        return template
+
+    def _resolve(self, trace: list[Finding]) -> Resolution:
+        """One status per procedure (the most restrictive wins), with the findings behind each."""
         order = self._order
-        trace = [self.finding(f) for f in firings]
         in_order = sorted(trace, key=lambda f: order[f.rule_id])
         by_procedure: dict[str, list[Finding]] = {pid: [] for pid in PROCEDURE_IDS}
         for f in in_order:
@@ -207,35 +210,111 @@ class ResultBuilder:
                     for step in f.steps:
                         steps.setdefault(step.id, step)
             declined = next((f for f in mine if f.kind == "declined"), None)
-            options.append(
-                OptionResult(
-                    procedure=pid,
-                    name=knowledge.procedures[pid].name,
-                    status=status,
-                    reasons=reasons,
-                    cautions=[f for f in mine if f.kind == "caution"],
-                    next_steps=list(steps.values()),
-                    declined=declined,
-                )
-            )
+            cautions = [f for f in mine if f.kind == "caution"]
+            options.append(ResolvedOption(pid, status, reasons, cautions, list(steps.values()), declined))
         urgent = [f for f in in_order if f.urgent_assessment]
         open_procedures = {o.procedure for o in options if o.status in ("candidate", "after_prerequisite")}
         cited = {c for f in trace for c in f.criteria}
         disagreements = [
             d.id
-            for d in knowledge.disagreements.values()
+            for d in self.knowledge.disagreements.values()
             if open_procedures.intersection(d.procedures) or cited.intersection(d.criteria)
         ]
+        derived = [f for f in in_order if f.kind == "derived"]
+        return Resolution(trace, options, urgent, derived, disagreements)
+
+    def build(self, firings: list[Firing]) -> Result:
+        """The result of one patient's firings."""
+        found = self._resolve([self.finding(f) for f in firings])
+        names = self.knowledge.procedures
         return Result(
             rulebook_version=self.rulebook.version,
             profile=self.profile,
-            urgent_assessment=bool(urgent),
-            urgent_reasons=urgent,
-            options=options,
-            derived=[f for f in in_order if f.kind == "derived"],
-            trace=trace,
-            disagreements=disagreements,
+            urgent_assessment=bool(found.urgent),
+            urgent_reasons=found.urgent,
+            options=[
+                OptionResult(
+                    procedure=o.procedure,
+                    name=names[o.procedure].name,
+                    status=o.status,
+                    reasons=o.reasons,
+                    cautions=o.cautions,
+                    next_steps=o.next_steps,
+                    declined=o.declined,
+                )
+                for o in found.options
+            ],
+            derived=found.derived,
+            trace=found.trace,
+            disagreements=found.disagreements,
         )
+
+    def summarize(self, firings: list[Firing]) -> dict[str, Any]:
+        """`summary(self.build(firings))`, without building the evidence records (much faster)."""
+        found = self._resolve([self._template(f) for f in firings])
+        return _summary(self.rulebook.version, self.profile, found, [])
+
+
+@dataclass(frozen=True)
+class ResolvedOption:
+    procedure: str
+    status: Status
+    reasons: list[Finding]
+    cautions: list[Finding]
+    next_steps: list[Step]
+    declined: Finding | None
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What one patient's findings come to: the fields of a `Result`, before it is built."""
+
+    trace: list[Finding]
+    options: list[ResolvedOption]
+    urgent: list[Finding]
+    derived: list[Finding]
+    disagreements: list[str]
+
+
+def summary(result: Result) -> dict[str, Any]:
+    """The compact form of a result (schema `pain-sdm/result-summary/1`), as a batch run writes it.
+
+    Rules are named by id; the evidence (texts, facts, parameters, sources) is in the full result.
+    """
+    options = [
+        ResolvedOption(o.procedure, o.status, o.reasons, o.cautions, o.next_steps, o.declined) for o in result.options
+    ]
+    found = Resolution(result.trace, options, result.urgent_reasons, result.derived, result.disagreements)
+    return _summary(result.rulebook_version, result.profile, found, result.profile_differences)
+
+
+def _summary(version: str, profile: str, found: Resolution, differences: list[ProfileDifference]) -> dict[str, Any]:
+    def ids(findings: list[Finding]) -> list[str]:
+        return [f.rule_id for f in findings]
+
+    return {
+        "schema": SUMMARY_SCHEMA,
+        "rulebook_version": version,
+        "profile": profile,
+        "urgent_assessment": bool(found.urgent),
+        "urgent_reasons": ids(found.urgent),
+        "options": {
+            o.procedure: {
+                "status": o.status,
+                "reasons": ids(o.reasons),
+                "cautions": ids(o.cautions),
+                "next_steps": [s.id for s in o.next_steps],
+                "declined": o.declined.rule_id if o.declined else None,
+            }
+            for o in found.options
+        },
+        "derived": {f.derived: f.holds for f in found.derived},
+        "trace": ids(found.trace),
+        "profile_differences": [
+            {"procedure": d.procedure, "profile": d.profile, "status": d.status} for d in differences
+        ],
+        "disagreements": list(found.disagreements),
+    }
 
 
 def build_result(

@@ -20,8 +20,9 @@ from conftest import EXAMPLES, ROOT, run_cli
 
 from bench.patients import generate
 from engine.aid import DecisionAid
-from engine.batch import SUMMARY_SCHEMA, cell_value, summary
+from engine.batch import cell_value
 from engine.questionnaire import UNKNOWN
+from engine.result import SUMMARY_SCHEMA, summary
 
 SCIATICA = ROOT / "examples" / "sciatica.yaml"
 
@@ -72,6 +73,14 @@ def test_two_workers_write_exactly_what_one_process_writes(
         expected = aid.evaluate(aid.parse_answers(patients[index]), compare_profiles=False)
         assert lines[index]["result"] == summary(expected)
     assert f"{len(patients)} records" in done.stderr
+
+
+def test_the_fast_summary_is_the_summary_of_the_full_result(aid: DecisionAid, patients: list[dict[str, Any]]) -> None:
+    profiles = sorted(aid.rulebook.profiles)
+    for index, record in enumerate(patients[:300]):
+        answers = aid.parse_answers(record)
+        profile = profiles[index % len(profiles)]
+        assert aid.summarize(answers, profile) == summary(aid.evaluate(answers, profile, compare_profiles=False))
 
 
 def test_csv_cells_are_read_by_question_type(aid: DecisionAid, patients: list[dict[str, Any]], tmp_path: Path) -> None:
