@@ -104,6 +104,9 @@ def parse_text(text: str, name: str, error: type[DataFileError] = DataFileError)
         raise error(Problem(name, "", "", f"not valid YAML: {detail}")) from exc
     except RecursionError as exc:
         raise error(Problem(name, "", "", f"nested too deeply (limit {MAX_DEPTH} levels)")) from exc
+    except ValueError as exc:  # a number of over 4,300 digits, a date such as 2024-13-45
+        detail = "a number has too many digits" if "integer string conversion" in str(exc) else str(exc)
+        raise error(Problem(name, "", "", f"a value cannot be read: {detail}")) from exc
     if _depth(data) > MAX_DEPTH:
         raise error(Problem(name, "", "", f"nested too deeply (limit {MAX_DEPTH} levels)"))
     return data

@@ -304,9 +304,17 @@ class StoredRecord:
         return {"format": RECORD_FORMAT, **{name: getattr(self, name) for name in _COLUMNS}}
 
     def result_model(self) -> Result:
-        from .result import Result
+        return result_from_json(self.result)
 
-        return Result.model_validate(self.result)
+
+def result_from_json(data: Mapping[str, Any]) -> Result:
+    """A `Result` back from its JSON form (`Result.to_json()`, where `schema_` is written `schema`)."""
+    from .result import Result
+
+    fields = dict(data)
+    if "schema" in fields:
+        fields["schema_"] = fields.pop("schema")
+    return Result.model_validate(fields)
 
 
 @dataclass

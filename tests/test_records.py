@@ -87,6 +87,7 @@ def test_a_record_holds_the_answers_result_sure_decision_and_notes(aid: Decision
     assert back.rulebook_version == aid.rulebook.version
     assert back.result == result.to_json()
     assert back.result["trace"] == result.to_json()["trace"]
+    assert back.result_model() == result
     assert aid.parse_answers(back.answers) == answers
     assert back.sure == {"sure": True, "understand": True, "values": False, "support": True}
     assert (back.decision, back.notes) == ("try the injection", "line 1\nl2")
@@ -278,27 +279,26 @@ def test_an_exported_line_can_be_checked_against_its_hash_without_the_database(f
 # --- Crash safety -------------------------------------------------------------------------------
 
 WRITER = """
-import sys
-from pathlib import Path
+import json, sys
 sys.path.insert(0, {root!r})
-from engine.aid import DecisionAid
 from engine.records import NewRecord, RecordStore
-aid = DecisionAid.load()
-answers = aid.read_answers(Path({example!r}))
-result = aid.evaluate(answers).to_json()
-data = answers.model_dump(mode="json", exclude_unset=True)
-with RecordStore.open(Path({db!r})) as store:
+with open({record!r}, encoding="utf-8") as f:
+    data = json.load(f)
+with RecordStore.open({db!r}) as store:
     n = store.head()[0]
     while True:
         n += 1
-        stored = store.append(NewRecord(answers=data, result=result, notes="note " * n))
+        stored = store.append(NewRecord(answers=data["answers"], result=data["result"], notes="note " * n))
         print(stored.id, flush=True)
 """
 
 
 @pytest.mark.parametrize("after", [2, 30])
-def test_a_writer_killed_mid_write_loses_nothing_it_committed(db: Path, after: int) -> None:
-    script = WRITER.format(root=str(ROOT), example=str(SCIATICA), db=str(db))
+def test_a_writer_killed_mid_write_loses_nothing_it_committed(aid: DecisionAid, db: Path, after: int) -> None:
+    answers, result = evaluated(aid, SCIATICA)
+    record = db.with_suffix(".json")
+    record.write_text(json.dumps({"answers": answers.model_dump(mode="json"), "result": result.to_json()}))
+    script = WRITER.format(root=str(ROOT), record=str(record), db=str(db))
     committed: list[int] = []
     for _round in range(2):  # a second writer carries on after the first one's crash
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT)
