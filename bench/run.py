@@ -54,34 +54,62 @@ class Timing:
     p95_ms: float
     per_second: float
     cpu_ms: float
+    cpu_p50_ms: float
+    cpu_p95_ms: float
 
 
 @dataclass(frozen=True)
 class Target:
+    """A target of issue 8, measured by the wall clock and, where it means something, by CPU time."""
+
     measure: str
-    target: str
-    value: float
+    limit: float
     unit: str
-    passed: bool
+    wall: float | None
+    cpu: float | None = None
+    at_least: bool = False
+
+    def met(self, value: float | None) -> str:
+        if value is None:
+            return "-"
+        return "PASS" if (value >= self.limit if self.at_least else value <= self.limit) else "FAIL"
+
+    def shown(self, value: float | None) -> str:
+        if value is None:
+            return "-"
+        return f"{value:,.0f} {self.unit}" if self.at_least else f"{value:,.3f} {self.unit}"
 
 
 def timed(name: str, fn: Callable[[Any], Any], items: Sequence[Any]) -> Timing:
     """Time `fn` on each item (after a warm-up): per-call percentiles and calls per second."""
     for item in items[:WARM_UP]:
         fn(item)
-    clock = time.perf_counter_ns
-    times = []
+    clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
+    times, cpu_times = [], []
     cpu = time.process_time()
     started = clock()
     for item in items:
-        before = clock()
+        before, cpu_before = clock(), cpu_clock()
         fn(item)
+        cpu_times.append(cpu_clock() - cpu_before)
         times.append(clock() - before)
     wall = (clock() - started) / 1e9
     cpu_ms = (time.process_time() - cpu) * 1000 / len(items)
-    times.sort()
-    p50, p95 = times[len(times) // 2] / 1e6, times[int(len(times) * 0.95)] / 1e6
-    return Timing(name, p50, p95, len(items) / wall, cpu_ms)
+    p50, p95 = percentiles(times)
+    cpu_p50, cpu_p95 = percentiles(cpu_times)
+    return Timing(name, p50, p95, len(items) / wall, cpu_ms, cpu_p50, cpu_p95)
+
+
+def percentiles(nanoseconds: list[int]) -> tuple[float, float]:
+    """p50 and p95 in milliseconds."""
+    ordered = sorted(nanoseconds)
+    return ordered[len(ordered) // 2] / 1e6, ordered[int(len(ordered) * 0.95)] / 1e6
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (worker processes), user and system."""
+    mine, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return mine.ru_utime + mine.ru_stime + children.ru_utime + children.ru_stime
 
 
 def rss_bytes() -> int:
@@ -101,16 +129,21 @@ def memory_growth(aid: DecisionAid, parsed: Sequence[Any], count: int, profile: 
 
 
 def batch_rate(aid: DecisionAid, patients: Sequence[dict[str, Any]], workers: int, folder: Path) -> tuple[float, float]:
-    """Records per second of a batch run, by the wall clock and by this process's CPU time."""
+    """Records per second of a batch run by the wall clock, and as the CPU time it took allows.
+
+    The second figure is what `workers` cores of our own would give: records / (CPU seconds of
+    every process involved / workers). On a machine shared with other work, the wall clock
+    measures the sharing as much as pain-sdm.
+    """
     source = folder / "bench.jsonl"
     if not source.exists():
         source.write_text("".join(json.dumps(p) + "\n" for p in patients), encoding="utf-8")
     output = folder / f"out-{workers}.jsonl"
-    cpu = time.process_time()
+    cpu = cpu_seconds()
     summary = run_batch(aid, source, output, BatchOptions(), workers=workers, force=True)
-    cpu = time.process_time() - cpu
+    cpu = cpu_seconds() - cpu
     assert summary.records == len(patients) and summary.invalid == 0
-    return summary.records / summary.seconds, summary.records / cpu
+    return summary.records / summary.seconds, summary.records / (cpu / workers)
 
 
 def command_line() -> list[str]:
@@ -186,18 +219,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         timed("independent evaluator (floor)", evaluator.firings, values),
     ]
     floor = timings[-1]
-    print(f"  {'path':38s} {'p50 ms':>7s} {'p95 ms':>7s} {'cases/s':>8s} {'x floor':>8s} {'CPU ms/case':>12s}")
+    head = ("p50 ms", "p95 ms", "cases/s", "x floor", "CPU p50", "CPU p95", "CPU cases/s")
+    print(f"  {'path':38s} " + " ".join(f"{h:>8s}" for h in head))
     for t in timings:
-        ratio = t.p50_ms / floor.p50_ms
-        print(f"  {t.name:38s} {t.p50_ms:7.3f} {t.p95_ms:7.3f} {t.per_second:8.0f} {ratio:8.2f} {t.cpu_ms:12.3f}")
-    print("  (x floor: p50 over the independent evaluator's p50; CPU ms/case: this process's CPU time per case)")
+        cells = (t.p50_ms, t.p95_ms, t.per_second, t.p50_ms / floor.p50_ms, t.cpu_p50_ms, t.cpu_p95_ms, 1000 / t.cpu_ms)
+        print(f"  {t.name:38s} " + " ".join(f"{c:8.3f}" if c < 100 else f"{c:8.0f}" for c in cells))
+    print("  (wall-clock figures first; x floor = p50 / the independent evaluator's p50; CPU = this thread's CPU time)")
 
     print(f"\nbatch, {args.batch_cases} records end to end (JSON Lines in, compact results out):")
     with tempfile.TemporaryDirectory() as folder:
         measured = {w: batch_rate(aid, patients[: args.batch_cases], w, Path(folder)) for w in (1, 2)}
     rates = {w: wall for w, (wall, _) in measured.items()}
-    print(f"  1 process: {rates[1]:,.0f} records/s (by CPU time: {measured[1][1]:,.0f} records/s)")
-    print(f"  2 worker processes: {rates[2]:,.0f} records/s (start-up of the workers included)")
+    cpu_rates = {w: cpu for w, (_, cpu) in measured.items()}
+    print(f"  1 process: {rates[1]:,.0f} records/s (as its CPU time allows: {cpu_rates[1]:,.0f})")
+    print(f"  2 worker processes: {rates[2]:,.0f} records/s (with 2 free cores, as the CPU time of all")
+    print(f"    processes allows: {cpu_rates[2]:,.0f}); the workers' start-up is included")
 
     print(f"\nmemory over {args.memory_cases:,} evaluations:")
     growth, final = memory_growth(aid, parsed, args.memory_cases, profile)
@@ -222,35 +258,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     evaluate = timings[1]
     targets = [
-        Target("per case p50 (evaluate)", "<= 0.5 ms", evaluate.p50_ms, "ms", evaluate.p50_ms <= 0.5),
-        Target("per case p95 (evaluate)", "<= 1 ms", evaluate.p95_ms, "ms", evaluate.p95_ms <= 1.0),
-        Target("throughput, one process (batch)", ">= 2,000 cases/s", rates[1], "cases/s", rates[1] >= 2000),
-        Target("throughput, 2 workers (batch)", ">= 3,500 cases/s", rates[2], "cases/s", rates[2] >= 3500),
-        Target(f"memory growth over {args.memory_cases:,} cases", "<= 5 MiB", growth, "MiB", growth <= 5),
+        Target("per case p50 (evaluate)", 0.5, "ms", evaluate.p50_ms, evaluate.cpu_p50_ms),
+        Target("per case p95 (evaluate)", 1.0, "ms", evaluate.p95_ms, evaluate.cpu_p95_ms),
+        Target("throughput, one process (batch)", 2000, "cases/s", rates[1], cpu_rates[1], at_least=True),
+        Target("throughput, 2 workers (batch)", 3500, "cases/s", rates[2], cpu_rates[2], at_least=True),
+        Target(f"memory growth over {args.memory_cases:,} cases (MiB)", 5, "MiB", growth),
     ]
     for name, limit in (("--help", 0.25), ("evaluate", 0.5), ("summary (PDF)", 1.5)):
         if name in startup:
-            seconds = startup[name]
-            value = float("nan") if seconds is None else seconds
-            targets.append(
-                Target(f"pain-sdm {name}", f"<= {limit} s", value, "s", seconds is not None and value <= limit)
-            )
-    print("\ntargets (2-core machine, full rulebook):")
-    print(f"  {'measure':40s} {'target':>18s} {'measured':>14s}  result")
-    for t in targets:
-        shown = f"{t.value:,.3f} {t.unit}" if t.unit in ("ms", "s", "MiB") else f"{t.value:,.0f} {t.unit}"
-        print(f"  {t.measure:40s} {t.target:>18s} {shown:>14s}  {'PASS' if t.passed else 'FAIL'}")
+            targets.append(Target(f"pain-sdm {name}", limit, "s", startup[name]))
+    print("\ntargets (2-core machine, full rulebook); CPU: the same measure on CPU time, as with the cores to itself:")
+    print(f"  {'measure':44s} {'target':>16s} {'wall clock':>14s} {'':4s} {'CPU time':>14s}")
+    for goal in targets:
+        target = f"{'>=' if goal.at_least else '<='} {goal.limit:,g} {goal.unit}"
+        wall = f"{goal.shown(goal.wall):>14s} {goal.met(goal.wall):4s}"
+        cpu = f"{goal.shown(goal.cpu):>14s} {goal.met(goal.cpu)}"
+        print(f"  {goal.measure:44s} {target:>16s} {wall} {cpu}")
     if args.json:
         figures = {
             "machine": facts,
             "timings": [t.__dict__ for t in timings],
             "batch_per_second": rates,
+            "batch_per_second_cpu": cpu_rates,
             "memory_growth_mib": growth,
             "startup_s": startup,
-            "targets": [t.__dict__ for t in targets],
+            "targets": [goal.__dict__ for goal in targets],
         }
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    return 0 if all(t.passed for t in targets) else 1
+    return 0 if all(goal.met(goal.wall) == "PASS" for goal in targets) else 1
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ questions to ask, the SURE test, space for notes, and the sources with their dat
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -128,6 +129,7 @@ class BriefItem:
     """Options not suggested now that share one status and the same reasons, named together."""
 
     names: list[str]
+    declined: str | None
     reasons: list[Point]
     notes: list[str]
 
@@ -307,7 +309,6 @@ def _decision(aid: DecisionAid, answers: dict[str, Any], result: Result) -> str:
     count = len(result.options)
     return (
         f"You and your clinician are choosing how to treat your {where}. "
-        f"One choice is always to keep going with your current care, with no procedure. "
         f"This summary shows {count} options. "
         f"{len(open_names)} of them {'is' if len(open_names) == 1 else 'are'} open to discuss: {'; '.join(open_names)}."
     )
@@ -333,7 +334,7 @@ def _option_view(
         status=option.status,
         status_label=STATUS_LABELS[option.status],
         open=option.status in OPEN_STATUSES,
-        detailed=option.status in OPEN_STATUSES or leaning == option.procedure,
+        detailed=(option.status in OPEN_STATUSES and option.declined is None) or leaning == option.procedure,
         declined=option.declined.text if option.declined is not None else None,
         leaning=leaning == option.procedure,
         description=" ".join(proc.description.split()),
@@ -359,13 +360,12 @@ def _brief_groups(views: list[OptionView]) -> list[BriefGroup]:
     """Options not discussed in detail, by status (most restrictive first), sharing identical reasons."""
     groups: dict[str, dict[tuple[Any, ...], BriefItem]] = {}
     for view in sorted(views, key=lambda v: -STATUS_RANK[v.status]):
-        key = (tuple(view.reasons), tuple(view.other_profiles))
+        key = (view.declined, tuple(view.reasons), tuple(view.other_profiles))
         items = groups.setdefault(view.status, {})
-        name = f"{view.name} (declined by you)" if view.declined else view.name
         if key in items:
-            items[key].names.append(name)
+            items[key].names.append(view.name)
         else:
-            items[key] = BriefItem([name], view.reasons, view.other_profiles)
+            items[key] = BriefItem([view.name], view.declined, view.reasons, view.other_profiles)
     return [BriefGroup(STATUS_LABELS[status], list(items.values())) for status, items in groups.items()]
 
 
@@ -530,6 +530,7 @@ def render_pdf(summary: Summary) -> bytes:
         import weasyprint
     except ImportError as exc:
         raise UsageError("PDF output needs WeasyPrint: pip install 'pain-sdm[pdf]'") from exc
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)  # its font-subsetting notices are not for patients
     return bytes(weasyprint.HTML(string=render_html(summary)).write_pdf())
 
 

@@ -1,0 +1,374 @@
+"""The printable discussion summary: content, agreement of HTML, PDF and Markdown, print layout, safety.
+
+Every example patient is rendered once per paper size (module fixture); the PDFs are read
+back with pypdf, and their layout boxes are checked with WeasyPrint, as a printer would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import io
+import json
+import re
+import subprocess
+import sys
+import unicodedata
+import zipfile
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import EXAMPLES, ROOT, run_cli
+
+from engine.aid import DecisionAid
+from engine.errors import OutputError, UsageError
+from engine.session import Session, SureResult
+from engine.summary import Summary, build_summary, read_input, render_summary, write_summary
+
+pypdf = pytest.importorskip("pypdf")
+pytest.importorskip("weasyprint")
+
+TYPICAL = ("sciatica", "red-flags")
+"""Examples with at most two options to discuss in detail: these must print on 4 pages or fewer."""
+
+SECTIONS = (
+    "Your pain treatment options: a summary to discuss",
+    "The decision you face",
+    "Your situation",
+    "The options to discuss, side by side",
+    "What matters to you",
+    "The options to discuss, in detail",
+    "Questions to ask your doctor",
+    "Notes",
+    "Sources",
+)
+PAGE_POINTS = {"a4": (595.28, 841.89), "letter": (612.0, 792.0)}
+SCRIPT = "<script>alert(1)</script>"
+
+
+@dataclass
+class Rendered:
+    summary: Summary
+    html: str
+    md: str
+    pdf: dict[str, bytes]
+
+    def pdf_pages(self, paper: str) -> list[str]:
+        return [page.extract_text() for page in pypdf.PdfReader(io.BytesIO(self.pdf[paper])).pages]
+
+    def pdf_body(self, paper: str) -> str:
+        """The text of all pages in order, without the running header and footer (so text flows across pages)."""
+        margins = (
+            f"For: {self.summary.patient_label}",
+            f"Discussion summary, {self.summary.date}",
+            "A discussion aid, not a prescription",
+        )
+        pages = []
+        for page in self.pdf_pages(paper):
+            for text in margins:
+                page = page.replace(text, "")
+            pages.append(re.sub(r"Page \d+ of \d+", "", page))
+        return "\n".join(pages)
+
+
+def squash(text: str) -> str:
+    """Text compared across formats: no spaces, hyphens (PDF hyphenation), Markdown marks or bullets."""
+    text = unicodedata.normalize("NFKC", text)
+    return re.sub(r"[\s\-\u00ad\u2010\u2011*\\|•_\[\]]", "", text)
+
+
+class TextOf(HTMLParser):
+    """The visible text of an HTML page (the style sheet left out)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self.skip = False
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        self.skip = tag in ("style", "script")
+
+    def handle_endtag(self, tag: str) -> None:
+        self.skip = False
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.parts.append(data)
+
+
+def html_text(page: str) -> str:
+    parser = TextOf()
+    parser.feed(page)
+    return " ".join(parser.parts)
+
+
+@pytest.fixture(scope="module")
+def rendered(aid: DecisionAid) -> dict[str, Rendered]:
+    out = {}
+    for path in EXAMPLES:
+        answers, session = read_input(aid, path)
+        pdf = {}
+        for paper in PAGE_POINTS:
+            summary = build_summary(aid, answers, session=session, paper=paper, today=dt.date(2025, 1, 31))
+            pdf[paper] = render_summary(summary, "pdf")
+        out[path.stem] = Rendered(summary, render_summary(summary, "html"), render_summary(summary, "md"), pdf)  # type: ignore[arg-type]
+    return out
+
+
+def expected_snippets(s: Summary) -> list[str]:
+    """What every format must show: sections, every option and status, every benefit and risk shown, cautions."""
+    snippets = list(SECTIONS) + [s.disclaimer, s.decision, s.rulebook_version, s.profile_name]
+    for o in s.options:
+        snippets += [o.name, o.status_label, *(r.text for r in o.reasons)]
+    for o in s.detailed:
+        snippets += [o.description, o.relief, o.recovery, o.burden, *o.benefits, *o.questions]
+        snippets += [f"{s.frequency_labels[r.frequency]}: {r.text}" for r in o.risks]
+    snippets += [c.text for c in s.cautions]
+    snippets += [f"{d.topic}. {d.plain}" for d in s.disagreements]
+    snippets += [src.publisher for src in s.sources] + [title for src in s.sources for title, _ in src.works]
+    snippets += [f"{line.question} {line.answer}" for line in s.situation + s.shaped_by]
+    return snippets
+
+
+@pytest.mark.parametrize("example", [p.stem for p in EXAMPLES])
+def test_html_pdf_and_markdown_say_the_same_things(rendered: dict[str, Rendered], example: str) -> None:
+    r = rendered[example]
+    formats = {
+        "html": squash(html.unescape(html_text(r.html))),
+        "md": squash(r.md),
+        "pdf a4": squash(r.pdf_body("a4")),
+        "pdf letter": squash(r.pdf_body("letter")),
+    }
+    for snippet in expected_snippets(r.summary):
+        for name, text in formats.items():
+            assert squash(snippet) in text, f"{example}: {name} lacks {snippet!r}"
+
+
+def test_every_option_appears_with_its_status_and_conservative_care_is_detailed(
+    rendered: dict[str, Rendered], aid: DecisionAid
+) -> None:
+    for example, r in rendered.items():
+        s = r.summary
+        assert [o.procedure for o in s.options] == list(aid.knowledge.procedures), example
+        assert s.detailed[0].procedure == "conservative_care", example
+        assert {o.procedure for o in s.detailed} | {o.procedure for o in s.brief} == set(aid.knowledge.procedures)
+        for o in s.detailed:
+            proc = aid.knowledge.procedures[o.procedure]
+            assert len(o.benefits) == len(proc.benefits) and len(o.risks) == len(proc.risks), o.procedure
+            assert not o.declined or o.leaning, "a declined option is listed briefly, not discussed in detail"
+
+
+def test_options_open_to_discuss_are_detailed_and_the_rest_are_listed_with_reasons(
+    rendered: dict[str, Rendered],
+) -> None:
+    r = rendered["crps-declines-implants"]
+    detailed = {o.procedure for o in r.summary.detailed}
+    assert detailed == {o.procedure for o in r.summary.options if o.open and not o.declined}
+    declined = [o for o in r.summary.brief if o.declined]
+    assert declined, "this example declines implants"
+    md = r.md
+    for o in declined:
+        assert o.name in md and "Declined by you" in md
+    for o in r.summary.brief:
+        assert all(reason.text in md for reason in o.reasons)
+
+
+@pytest.mark.parametrize("paper", list(PAGE_POINTS))
+def test_page_size_page_numbers_and_patient_label_on_every_page(rendered: dict[str, Rendered], paper: str) -> None:
+    r = rendered["sciatica"]
+    reader = pypdf.PdfReader(io.BytesIO(r.pdf[paper]))
+    width, height = PAGE_POINTS[paper]
+    total = len(reader.pages)
+    for number, page in enumerate(reader.pages, 1):
+        assert abs(float(page.mediabox.width) - width) < 1 and abs(float(page.mediabox.height) - height) < 1
+        text = page.extract_text()
+        assert f"Page {number} of {total}" in text
+        assert f"For: {r.summary.patient_label}" in text
+        assert "A discussion aid, not a prescription" in text
+
+
+@pytest.mark.parametrize("paper", list(PAGE_POINTS))
+def test_page_counts_stay_within_bounds(rendered: dict[str, Rendered], paper: str) -> None:
+    counts = {name: len(pypdf.PdfReader(io.BytesIO(r.pdf[paper])).pages) for name, r in rendered.items()}
+    for name, count in counts.items():
+        detailed = len(rendered[name].summary.detailed)
+        limit = 4 if name in TYPICAL else 4 + detailed // 2 + 1
+        assert count <= limit, f"{name} on {paper}: {count} pages (limit {limit}; {detailed} options in detail)"
+    for name in TYPICAL:
+        assert len(rendered[name].summary.detailed) <= 2, f"{name} is no longer a typical case"
+
+
+def test_body_text_is_at_least_11pt_and_cells_wrap() -> None:
+    css = (ROOT / "engine/templates/summary/print.css").read_text()
+    sizes = [float(v) for v in re.findall(r"font(?:-size)?:\s*([\d.]+)pt", css)]
+    assert sizes and min(sizes) >= 11, sizes
+    assert not re.search(r"font(?:-size)?:\s*[\d.]+(px|em|rem|%)", css), "sizes are given in pt only"
+    assert "table-layout: fixed" in css and "overflow-wrap: break-word" in css
+
+
+def test_no_table_cell_is_clipped_even_with_long_unbroken_text(aid: DecisionAid) -> None:
+    import weasyprint
+
+    data = yaml.safe_load((ROOT / "examples/stenosis-claudication.yaml").read_text())
+    data["patient_label"] = "X" * 80
+    data["concerns"] = "Y" * 300
+    answers = aid.parse_answers(data)
+    for paper in PAGE_POINTS:
+        page_html = render_summary(build_summary(aid, answers, paper=paper, clinician="Z" * 60), "html")
+        document = weasyprint.HTML(string=page_html).render()
+        checked = 0
+        for page in document.pages:
+            stack: list[tuple[Any, Any]] = [(page._page_box, None)]
+            while stack:
+                box, cell = stack.pop()
+                kind = type(box).__name__
+                if kind == "TableCellBox":
+                    cell = box
+                if cell is not None and kind == "TextBox":
+                    checked += 1
+                    right = cell.content_box_x() + cell.width + 0.5
+                    assert box.position_x + box.width <= right, f"text overflows a table cell: {box.text[:40]!r}"
+                stack.extend((child, cell) for child in getattr(box, "children", []) or [])
+        assert checked > 20, "the walk found the table cells"
+
+
+def test_text_a_user_typed_is_escaped_everywhere(aid: DecisionAid, tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "examples/sciatica.yaml").read_text())
+    data["concerns"] = f"Worried {SCRIPT} about work"
+    data["patient_label"] = f"AB {SCRIPT}"
+    answers = aid.parse_answers(data)
+    summary = build_summary(aid, answers, clinician=f"Dr {SCRIPT}")
+    page = render_summary(summary, "html")
+    assert isinstance(page, str)
+    assert "<script" not in page.lower()
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 3
+    md = render_summary(summary, "md")
+    assert isinstance(md, str) and "<script" not in md.lower() and "&lt;script&gt;" in md
+    pdf = render_summary(summary, "pdf")
+    assert isinstance(pdf, bytes)
+    text = " ".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf)).pages)
+    assert squash(SCRIPT) in squash(text), "shown as plain text on paper"
+
+
+def test_a_saved_session_brings_sure_leaning_clinician_and_notes(aid: DecisionAid, tmp_path: Path) -> None:
+    answers = yaml.safe_load((ROOT / "examples/sciatica.yaml").read_text())
+    session = Session(
+        complete=True,
+        profile="uk-nice",
+        answers=answers,
+        leaning="epidural_steroid_injection",
+        sure=SureResult(sure=True, understand=False, values=True, support=True),
+        clinician="Dr Rivera",
+        notes="Call back in two weeks.",
+        decision="Thinking it over",
+    )
+    path = tmp_path / "session.json"
+    path.write_text(json.dumps(session.model_dump(mode="json")))
+    out = tmp_path / "summary.md"
+    write_summary(aid, path, "md", out)
+    md = out.read_text()
+    assert "Dr Rivera" in md and "Call back in two weeks." in md and "Thinking it over" in md
+    assert "Score: 3 out of 4." in md and "not feel ready to decide" in md
+    assert "You are leaning towards:** Epidural steroid injection" in md
+    assert "Avoiding needles and procedures" in md.split("leaning towards")[1], "a poor fit is raised"
+    assert "uk-nice" in md, "the session's profile is used"
+    assert session.updated.date().isoformat() in md
+
+
+def test_no_sure_section_without_a_session(rendered: dict[str, Rendered]) -> None:
+    r = rendered["sciatica"]
+    assert r.summary.sure is None and "SURE" not in r.md and "SURE" not in html_text(r.html)
+
+
+def test_cli_writes_each_format_and_never_overwrites_without_force(tmp_path: Path) -> None:
+    example = str(ROOT / "examples/sciatica.yaml")
+    for fmt, magic in (("pdf", b"%PDF"), ("html", b"<!DOCTYPE html>"), ("md", b"# Your pain")):
+        out = tmp_path / f"summary.{fmt}"
+        done = run_cli("summary", example, "--format", fmt, "-o", str(out), "--paper", "letter")
+        assert done.returncode == 0, done.stderr
+        assert out.read_bytes().startswith(magic)
+    out = tmp_path / "summary.md"
+    out.write_text("keep me")
+    done = run_cli("summary", example, "--format", "md", "-o", str(out), "--clinician", "Dr Lee")
+    assert done.returncode == 1 and "already exists" in done.stderr and "--force" in done.stderr
+    assert out.read_text() == "keep me"
+    done = run_cli("summary", example, "--format", "md", "-o", str(out), "--clinician", "Dr Lee", "--force")
+    assert done.returncode == 0, done.stderr
+    assert "Dr Lee" in out.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.html", "summary.md", "summary.pdf"], "no temp files"
+
+
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pain_intensity: eleven\n")
+    out = tmp_path / "summary.pdf"
+    done = run_cli("summary", str(bad), "-o", str(out))
+    assert done.returncode == 2 and "pain_intensity" in done.stderr
+    done = run_cli("summary", str(ROOT / "examples/sciatica.yaml"), "-o", str(out), "--profile", "nowhere")
+    assert done.returncode == 2 and "unknown profile" in done.stderr
+    done = run_cli("summary", str(ROOT / "examples/sciatica.yaml"), "-o", str(out), "--paper", "a3")
+    assert done.returncode == 2
+    assert not out.exists() and list(tmp_path.iterdir()) == [bad]
+
+
+def test_engine_rejects_unknown_format_or_paper_before_writing(aid: DecisionAid, tmp_path: Path) -> None:
+    out = tmp_path / "x.doc"
+    with pytest.raises(UsageError, match="unknown summary format"):
+        write_summary(aid, ROOT / "examples/sciatica.yaml", "doc", out)
+    with pytest.raises(UsageError, match="unknown paper size"):
+        write_summary(aid, ROOT / "examples/sciatica.yaml", "md", out, paper="a3")
+    out.write_text("old")
+    with pytest.raises(OutputError, match="already exists"):
+        write_summary(aid, ROOT / "examples/sciatica.yaml", "md", out)
+    assert out.read_text() == "old" and list(tmp_path.iterdir()) == [out]
+
+
+def test_templates_ship_in_the_wheel_and_render_from_an_install(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    wheel = next(tmp_path.glob("pain_sdm-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ("summary.html", "print.css", "summary.md.j2"):
+        assert f"engine/templates/summary/{name}" in names
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    out = tmp_path / "s.html"
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import engine.summary as s;"
+        "assert s.__file__.startswith(sys.argv[1]), s.__file__;"
+        "from engine.aid import DecisionAid; from pathlib import Path;"
+        "s.write_summary(DecisionAid.load(), Path(sys.argv[2]), 'html', Path(sys.argv[3]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(target), str(ROOT / "examples/sciatica.yaml"), str(out)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "The options to discuss, side by side" in out.read_text()
