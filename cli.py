@@ -448,7 +448,10 @@ class Paper(StrEnum):
 @app.command()
 @handles_errors
 def summary(
-    source: Annotated[Path, typer.Argument(help="The patient's answers (YAML or JSON) or a saved interview session.")],
+    source: Annotated[
+        Path,
+        typer.Argument(metavar="INPUT", help="The patient's answers (YAML or JSON) or a saved interview session."),
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="The file to write.")],
     fmt: Annotated[
         SummaryFormat, typer.Option("--format", "-f", help="pdf, html or md (Markdown).")
