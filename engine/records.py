@@ -186,13 +186,22 @@ def check_record_options(record: bool, db: Path | None, patient_label: str | Non
     _checked_text(patient_label, "patient label", MAX_LABEL)
 
 
-def _secure_file(path: Path, create: bool) -> None:
-    """Create the file with mode 0600 (before SQLite opens it), or tighten an existing file's mode."""
+def _secure_file(path: Path, create: bool) -> bool:
+    """Create the file with mode 0600 (before SQLite opens it), or tighten an existing file's mode.
+
+    Returns whether the file can be written (a reviewer's read-only copy can still be read).
+    """
     if create and not path.exists() and not path.parent.exists():
         path.parent.mkdir(parents=True, mode=0o700)
-    flags = os.O_RDWR | (os.O_CREAT if create else 0) | getattr(os, "O_NOFOLLOW", 0)
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    writable = True
     try:
-        fd = os.open(path, flags, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0) | nofollow, 0o600)
+        except PermissionError:
+            if create:
+                raise
+            fd, writable = os.open(path, os.O_RDONLY | nofollow), False
     except FileNotFoundError:
         raise UsageError(
             f"no records database at {path}; records are stored by `pain-sdm evaluate --record` or the interview"
@@ -202,9 +211,10 @@ def _secure_file(path: Path, create: bool) -> None:
     try:
         mode = stat.S_IMODE(os.fstat(fd).st_mode)
         if mode & 0o077:
-            os.fchmod(fd, 0o600)
+            os.fchmod(fd, mode & 0o700)
     finally:
         os.close(fd)
+    return writable
 
 
 # --- Records -------------------------------------------------------------------------------------
@@ -229,7 +239,7 @@ class NewRecord:
         if not isinstance(profile, str) or not isinstance(version, str):
             raise UsageError("a record's result must carry its profile and rulebook_version")
         return {
-            "time": self.time or utc_now(),
+            "time": parse_time(self.time, option="time") if self.time else utc_now(),
             "patient_label": _checked_text(self.patient_label, "patient label", MAX_LABEL),
             "profile": profile,
             "rulebook_version": version,
@@ -358,17 +368,18 @@ class RecordStore:
         """Open the database at `path`, `$PAIN_SDM_DB`, or the default place.
 
         With `create` it is created if missing; without, it must exist already (reviewers'
-        commands only read it; it is still opened for writing so that SQLite can roll back a
-        transaction a killed writer left unfinished).
+        commands only read it; it is still opened for writing when allowed, so that SQLite can
+        roll back a transaction a killed writer left unfinished, and read-only otherwise).
         """
         where = check_path(path)
-        _secure_file(where, create)
+        writable = _secure_file(where, create)
         try:
             if create:
                 conn = sqlite3.connect(where, isolation_level=None, timeout=30)
             else:
+                mode = "rw" if writable else "ro"
                 conn = sqlite3.connect(
-                    f"{where.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None, timeout=30
+                    f"{where.resolve().as_uri()}?mode={mode}", uri=True, isolation_level=None, timeout=30
                 )
         except sqlite3.Error as exc:
             raise UsageError(f"cannot open the records database {where}: {exc}") from None

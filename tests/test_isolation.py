@@ -77,10 +77,10 @@ def test_10000_patients_in_sequence_each_get_the_result_they_get_alone(aid: Deci
     assert min(urgent, PATIENTS - urgent) > 0.1 * PATIENTS  # the mix really is mixed
 
     alone = evaluate_alone([patients[i] for i in sorted(sample)])
-    for i, result in zip(sorted(sample), alone, strict=True):
-        assert result["rulebook_version"] == aid.rulebook.version, "the rule files changed during the test"
+    for i, theirs in zip(sorted(sample), alone, strict=True):
+        assert theirs["rulebook_version"] == aid.rulebook.version, "the rule files changed during the test"
         mine = kept[i].to_json()
-        assert result == mine, (i, patients[i], [k for k in mine if mine[k] != result.get(k)])
+        assert theirs == mine, (i, patients[i], [k for k in mine if mine[k] != theirs.get(k)])
 
     compared = sorted(i for i in sample if patients[i][2])
     for n, i in enumerate(rng.sample(compared, FRESH_PROCESS_SAMPLE)):

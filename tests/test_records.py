@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,14 @@ def test_a_database_with_a_looser_mode_is_tightened_on_open(aid: DecisionAid, fi
     assert stat.S_IMODE(filled.stat().st_mode) == 0o600
 
 
+def test_a_read_only_copy_can_be_listed_and_verified(filled: Path) -> None:
+    filled.chmod(0o400)
+    for command in (["list"], ["verify"]):
+        done = run_cli("records", *command, "--db", str(filled))
+        assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(filled.stat().st_mode) == 0o400
+
+
 # --- Append-only and tamper-evident --------------------------------------------------------------
 
 
@@ -277,6 +286,23 @@ def test_an_exported_line_can_be_checked_against_its_hash_without_the_database(f
 
 
 # --- Crash safety -------------------------------------------------------------------------------
+
+
+def test_writers_at_the_same_time_each_get_their_own_place_in_the_chain(aid: DecisionAid, db: Path) -> None:
+    answers, result = evaluated(aid, SCIATICA)
+    new = NewRecord(answers=answers.model_dump(mode="json"), result=result.to_json())
+    RecordStore.open(db).close()
+
+    def write(n: int) -> list[int]:
+        with RecordStore.open(db) as store:
+            return [store.append(new).id for _ in range(n)]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        ids = [i for chunk in pool.map(write, [15] * 4) for i in chunk]
+    assert sorted(ids) == list(range(1, 61))
+    with RecordStore.open(db, create=False) as store:
+        assert store.verify() == []
+
 
 WRITER = """
 import json, sys

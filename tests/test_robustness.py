@@ -53,6 +53,7 @@ GARBAGE: dict[str, tuple[bytes | None, str]] = {
     "binary": (bytes(range(256)) * 8, "binary"),
     "nul_in_text": (b"concerns: a\x00b\n", "answers"),
     "not_utf8": (b"concerns: caf\xe9\n", "UTF-8"),
+    "lone_surrogate_json": (b'{"concerns": "\\ud800"}', "field `concerns`"),
     "top_level_list": (b"- age_years: 40\n", "expected a mapping"),
     "top_level_scalar": (b"hello\n", "expected a mapping"),
     "deep_yaml_flow": (b"concerns: " + b"[" * 5000 + b"]" * 5000 + b"\n", "answers"),
@@ -131,7 +132,7 @@ class Command:
 
 
 def complete_json(data: bytes) -> bool:
-    return json.loads(data)["schema"] == "pain-sdm/result/1"
+    return bool(json.loads(data)["schema"] == "pain-sdm/result/1")
 
 
 def complete_html(data: bytes) -> bool:
