@@ -221,7 +221,7 @@ class Summary:
     value_conflicts: list[Point]
     cautions: list[CautionView]
     disagreements: list[DisagreementView]
-    profile_differences: list[str]
+    profile_note: str
     sure: SureView | None
     notes: str
     decision_made: str
@@ -475,11 +475,14 @@ def build_summary(
         d for d in found if shown.intersection(d.procedures) and (not d.criteria or cited.intersection(d.criteria))
     ]
     disagreements = [DisagreementView(d.topic, " ".join(d.plain.split())) for d in relevant]
-    differences = [
-        f"{names[d.procedure]}: under {aid.rulebook.profiles[d.profile].name}, this would be "
-        f"'{STATUS_LABELS[d.status].lower()}' instead of '{STATUS_LABELS[d.this_status].lower()}'."
-        for d in result.profile_differences
-    ]
+    changed = sorted({d.procedure for d in result.profile_differences}, key=list(names).index)
+    profile_note = (
+        f"This summary follows {aid.rulebook.profiles[result.profile].name}. Under other guidance, "
+        f"{len(changed)} option{'s' if len(changed) != 1 else ''} would have another status "
+        f"({', '.join(names[p] for p in changed)}); this is noted beside {'each' if len(changed) != 1 else 'it'}."
+        if changed
+        else ""
+    )
     label = patient_label if patient_label is not None else str(given.get("patient_label") or "")
     when = today or (session.updated.date() if session else dt.date.today())
     return Summary(
@@ -507,7 +510,7 @@ def build_summary(
         value_conflicts=value_conflicts,
         cautions=_cautions(result, shown),
         disagreements=disagreements,
-        profile_differences=differences,
+        profile_note=profile_note,
         sure=_sure(session),
         notes=session.notes.strip() if session else "",
         decision_made=session.decision.strip() if session else "",

@@ -123,11 +123,12 @@ def expected_snippets(s: Summary) -> list[str]:
     """What every format must show: sections, every option and status, every benefit and risk shown, cautions."""
     snippets = list(SECTIONS) + [s.disclaimer, s.decision, s.rulebook_version, s.profile_name]
     for o in s.options:
-        snippets += [o.name, o.status_label, *(r.text for r in o.reasons)]
+        snippets += [o.name, o.status_label, *(r.text for r in o.reasons), *o.other_profiles]
+        snippets += [o.declined] if o.declined else []
     for o in s.detailed:
         snippets += [o.description, o.relief, o.recovery, o.burden, *o.benefits, *o.questions]
         snippets += [f"{s.frequency_labels[r.frequency]}: {r.text}" for r in o.risks]
-    snippets += [c.text for c in s.cautions]
+    snippets += [c.text for c in s.cautions] + ([s.profile_note] if s.profile_note else [])
     snippets += [f"{d.topic}. {d.plain}" for d in s.disagreements]
     snippets += [src.publisher for src in s.sources] + [title for src in s.sources for title, _ in src.works]
     snippets += [f"{line.question} {line.answer}" for line in s.situation + s.shaped_by]
@@ -175,6 +176,14 @@ def test_options_open_to_discuss_are_detailed_and_the_rest_are_listed_with_reaso
         assert o.name in md and "Declined by you" in md
     for o in r.summary.brief:
         assert all(reason.text in md for reason in o.reasons)
+
+
+def test_status_under_other_guidance_is_noted_beside_the_option(rendered: dict[str, Rendered]) -> None:
+    s = rendered["facet-back-pain"].summary
+    noted = [o for o in s.options if o.other_profiles]
+    assert noted, "this example has profile differences"
+    assert all(o.name in s.profile_note for o in noted)
+    assert not any(o.other_profiles for o in rendered["sciatica"].summary.options)
 
 
 @pytest.mark.parametrize("paper", list(PAGE_POINTS))
