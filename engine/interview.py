@@ -18,7 +18,6 @@ review screen) are removed, so the saved answers always match what was asked.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -532,16 +531,16 @@ class Interview:
             self.console.print(f"To see the results again: pain-sdm interview --resume {self.path}")
 
     def offer_summary(self) -> None:
+        """Offer the printable summary (engine.summary), written from the saved session."""
         formats = [Choice("PDF", "pdf"), Choice("Web page (HTML)", "html"), Choice("Markdown", "md"), Choice("No", "")]
         fmt = self.asker.select("summary", "Write the printable summary to take home?", formats, "pdf")
         if not fmt:
             return
-        if importlib.util.find_spec("engine.summary") is None:
-            self.console.print(f"To write it, run: pain-sdm summary {self.path} --format {fmt} -o summary.{fmt}")
-            return
         from .summary import write_summary
 
         def free(raw: str) -> str | None:
+            if not raw.strip():
+                return "Please give a file name."
             return f"{raw} already exists; choose another name" if Path(raw).exists() else None
 
         default = str(self.path.with_suffix(f".{fmt}"))

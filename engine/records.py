@@ -192,7 +192,12 @@ def _secure_file(path: Path, create: bool) -> bool:
     Returns whether the file can be written (a reviewer's read-only copy can still be read).
     """
     if create and not path.exists() and not path.parent.exists():
-        path.parent.mkdir(parents=True, mode=0o700)
+        try:
+            path.parent.mkdir(parents=True, mode=0o700)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot create the folder {path.parent} for the records database: {exc.strerror}"
+            ) from None
     nofollow = getattr(os, "O_NOFOLLOW", 0)
     writable = True
     try:

@@ -435,9 +435,9 @@ def test_deleting_the_session_at_the_end_leaves_no_file(aid: DecisionAid, tmp_pa
 
 
 def test_the_printable_summary_is_offered_at_the_close(aid: DecisionAid, tmp_path: Path) -> None:
-    pytest.importorskip("engine.summary", reason="the summary (issue 5) is not in this tree")
     path = tmp_path / "s.json"
-    script = {**CLOSE, "summary": ["md"], "summary_file": [str(tmp_path / "summary.md")]}
+    (tmp_path / "taken.md").write_text("")
+    script = {**CLOSE, "summary": ["md"], "summary_file": [Reject(tmp_path / "taken.md", tmp_path / "summary.md")]}
     patient = example("stenosis-claudication.yaml")
     run = interview(aid, path, script, from_answers(patient), answered(aid, patient))
     assert run.code == 0
@@ -446,6 +446,8 @@ def test_the_printable_summary_is_offered_at_the_close(aid: DecisionAid, tmp_pat
     for option in result.options:
         assert option.name in summary
     assert f"Wrote the summary to {tmp_path / 'summary.md'}" in flat(run.screen)
+    assert run.asker.rejected["summary_file"] == [f"{tmp_path / 'taken.md'} already exists; choose another name"]
+    assert (tmp_path / "taken.md").read_text() == "", "an existing file is never overwritten"
 
 
 def test_a_record_is_stored_when_asked(aid: DecisionAid, tmp_path: Path) -> None:

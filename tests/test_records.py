@@ -155,6 +155,22 @@ def test_the_cli_stores_where_the_environment_variable_says(tmp_path: Path) -> N
         assert store.count() == 1
 
 
+def test_a_folder_that_cannot_be_made_for_the_database_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "evaluate", str(SCIATICA), "--record"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PAIN_SDM_DB": str(blocker / "sub" / "records.sqlite3")},
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert f"cannot create the folder {blocker / 'sub'} for the records database" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_a_new_database_is_created_readable_by_its_owner_only(aid: DecisionAid, db: Path) -> None:
     old = os.umask(0)  # even with a permissive umask
     try:
