@@ -1,9 +1,9 @@
 """The one adapter around durable_rules. Nothing else in pain-sdm imports durable.
 
 It follows what was measured about durable_rules (see the project notes):
-- one native ruleset per compiled rulebook and profile, driven through durable's own native
-  module (`durable_rules_engine`, the C engine that `durable.engine.Host` wraps), so there is
-  no Host and no polling timer thread at all;
+- each compiled rulebook and profile is registered on its own isolated `durable.engine.Host`
+  (a subclass whose polling timer threads never start: nothing here uses timers), and its
+  ruleset is then driven through the native handle that Host created;
 - strictly one live session at a time, deleted right after each patient;
 - every fact kind is accepted by a rule, so no fact is ever "not handled";
 - every derived fact carries a unique id, and is asserted once;
@@ -11,10 +11,11 @@ It follows what was measured about durable_rules (see the project notes):
   swallowed;
 - an engine is used from one thread only (parallelism is one process per core).
 
-Why not `Host`: its Python action loop parses the matched facts from JSON, builds closure
-objects, reads the clock twice and re-serialises the session state for every action. Here an
-action needs only its rule's name: the answers it read are already in hand, and the derived
-facts it joined are fixed by its condition. That makes an evaluation several times faster.
+Why drive the handle rather than `Host.assert_facts`: the Host's Python action loop parses the
+matched facts from JSON, builds closure objects, reads the clock twice and re-serialises the
+session state for every action. Here an action needs only its rule's name: the answers it read
+are already in hand, and the derived facts it joined are fixed by its condition. That makes an
+evaluation several times faster.
 Two facts measured on durable_rules 2.0.28 shape the ruleset: deleting a session in which no
 action ever fired kills the process, so one rule fires once for every patient; and a rule that
 fired for every derived fact (the obvious catch-all) would cost one action per fact, so derived
@@ -64,10 +65,30 @@ def to_json(data: Any) -> str:
     return text
 
 
-def _native() -> Any:
+def _host_ruleset(name: str, definition: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """Register `definition` on a new isolated Host; return the Host, durable's native module and the handle.
+
+    Every rule names an action by its rule name; the Host resolves it (it is never called: the
+    adapter dispatches actions itself), so no rule is left without one.
+    """
+    import durable.engine
     import durable_rules_engine
 
-    return durable_rules_engine
+    class QuietHost(durable.engine.Host):  # type: ignore[misc]
+        """A Host whose two polling timer threads never start (measured: they cause wrong outputs)."""
+
+        def _run(self) -> None:
+            return None
+
+        def get_action(self, action_name: str) -> Any:
+            return lambda c: None
+
+    text = json.dumps(definition, ensure_ascii=False)
+    if text != to_json(definition):
+        raise EngineError("a rule threshold is too small for the rule engine to read (write it without an exponent)")
+    host = QuietHost()
+    host.register_rulesets({name: {rule: {**body, "run": rule} for rule, body in definition.items()}})
+    return host, durable_rules_engine, host.get_ruleset(name)._handle
 
 
 def _joined(body: dict[str, Any]) -> tuple[tuple[str, bool], ...]:
@@ -110,9 +131,10 @@ class DurableEngine:
             name: self._action(branch, _joined(definition[name])) for name, branch in compiled.branches.items()
         }
         self._actions[PATIENT_SEEN] = None
-        self._native = _native()
         try:
-            self._handle = self._native.create_ruleset(compiled.name, to_json(definition))
+            self._host, self._native, self._handle = _host_ruleset(compiled.name, definition)
+        except EngineError:
+            raise
         except Exception as exc:
             raise EngineError(f"the rule engine refused the rulebook: {exc}") from exc
 

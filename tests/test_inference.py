@@ -1,6 +1,7 @@
 """The durable_rules adapter: the same firings as the independent evaluator, and safe to run for ever.
 
-The adapter drives durable's native engine directly (see engine/inference.py); these tests
+The adapter registers each ruleset on its own isolated `durable.engine.Host` and drives the
+native handle that Host made (see engine/inference.py); these tests
 hold it to what was measured about durable_rules: sessions must be deleted (at most 1,024 may
 live), deleting a session in which no action ran crashes the process, an action's error
 must surface, and an engine belongs to one thread.
@@ -105,3 +106,15 @@ def test_an_engine_refuses_a_second_thread(aid: DecisionAid) -> None:
     thread.start()
     thread.join()
     assert len(errors) == 1 and "second thread" in str(errors[0])
+
+
+def test_each_engine_has_its_own_host_and_starts_no_timer_thread(aid: DecisionAid) -> None:
+    import durable.engine
+
+    threads = threading.active_count()
+    first = DurableEngine(aid.compiled("consensus"), aid.questionnaire)
+    second = DurableEngine(aid.compiled("consensus"), aid.questionnaire)
+    assert isinstance(first._host, durable.engine.Host)
+    assert first._host is not second._host, "a Host per engine: ruleset names never clash"
+    assert first.run(patient(aid, {})) == second.run(patient(aid, {}))
+    assert threading.active_count() == threads, "the Host's polling timers are never started"
