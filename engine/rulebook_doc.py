@@ -296,7 +296,7 @@ def build_book(aid: DecisionAid, date: dt.date) -> Book:
 
 def render_book(aid: DecisionAid, fmt: BookFormat, date: dt.date | None = None) -> str | bytes:
     """The book as Markdown or HTML text, or PDF bytes (WeasyPrint, imported only here)."""
-    from .templating import environment
+    from .templating import environment, html_to_pdf
 
     book = build_book(aid, date or dt.date.today())
     context: dict[str, Any] = {"book": book, "profile_ids": list(aid.rulebook.profiles)}
@@ -305,7 +305,4 @@ def render_book(aid: DecisionAid, fmt: BookFormat, date: dt.date | None = None) 
     html = environment().get_template("rulebook/book.html").render(**context)
     if fmt == "html":
         return html
-    from weasyprint import HTML
-
-    pdf: bytes = HTML(string=html).write_pdf()
-    return pdf
+    return html_to_pdf(html)

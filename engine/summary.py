@@ -16,7 +16,6 @@ questions to ask, the SURE test, space for notes, and the sources with their dat
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from .report import DISCLAIMER, STATUS_LABELS
 from .result import Finding, OptionResult, Result
 from .rulebook import STATUS_RANK
 from .session import SESSION_FORMAT, SURE_ITEMS, Session, load_session
-from .templating import environment
+from .templating import environment, html_to_pdf
 from .values import conflicts, option_fit
 
 Format = Literal["html", "pdf", "md"]
@@ -528,13 +527,8 @@ def render_markdown(summary: Summary) -> str:
 
 
 def render_pdf(summary: Summary) -> bytes:
-    """The summary as PDF, from the same HTML as `render_html`. Needs WeasyPrint (the `pdf` extra)."""
-    try:
-        import weasyprint
-    except ImportError as exc:
-        raise UsageError("PDF output needs WeasyPrint: pip install 'pain-sdm[pdf]'") from exc
-    logging.getLogger("weasyprint").setLevel(logging.ERROR)  # its font-subsetting notices are not for patients
-    return bytes(weasyprint.HTML(string=render_html(summary)).write_pdf())
+    """The summary as PDF, from the same HTML as `render_html`."""
+    return html_to_pdf(render_html(summary))
 
 
 def render_summary(summary: Summary, fmt: str) -> str | bytes:

@@ -9,10 +9,13 @@ they pass user text through the `md` filter, which neutralises Markdown and HTML
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from .errors import UsageError
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -41,3 +44,16 @@ def environment() -> Environment:
     )
     env.filters["md"] = md_escape
     return env
+
+
+def html_to_pdf(html: str) -> bytes:
+    """Print a rendered HTML document to PDF with WeasyPrint, imported only here (it is slow to import)."""
+    try:
+        import weasyprint
+    except (ImportError, OSError) as exc:  # OSError: WeasyPrint is there but the Pango library is not
+        raise UsageError(
+            f"PDF output needs WeasyPrint and the Pango library ({exc}); "
+            "write --format html and print it from a browser, or install Pango (Debian: libpango-1.0-0)"
+        ) from None
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)  # its font-subsetting notices are not for readers
+    return bytes(weasyprint.HTML(string=html).write_pdf())
