@@ -227,6 +227,10 @@ def _checked(q: Question) -> WrapValidator:
             checked = handler(value)
         except ValidationError as exc:
             got = short_repr(value) + ("" if isinstance(value, dict | list) else f" ({type(value).__name__})")
+            if q.type == "multiple" and isinstance(value, list):
+                strays = [v for v in value if not isinstance(v, str) or v not in q.values]
+                if strays and len(strays) < len(value):
+                    got += f", where {', '.join(short_repr(v, 30) for v in strays)} is not one of the choices"
             raise PydanticCustomError(
                 "answer", "expected {expected}; got {got}", {"expected": expected(q), "got": got}
             ) from exc

@@ -70,6 +70,7 @@ def test_bad_answers_list_every_problem_by_field_and_write_nothing(tmp_path: Pat
         assert f"field `{field}`" in done.stderr
     assert "5 problems" in done.stderr
     assert "expected a number from 0 to 1200 (months)" in done.stderr
+    assert "where 'flu' is not one of the choices" in done.stderr
     assert "Traceback" not in done.stderr
     assert not out.exists()
     assert list(tmp_path.iterdir()) == [answers]
