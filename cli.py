@@ -27,7 +27,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-schema_app = typer.Typer(help="Print JSON Schemas of the data pain-sdm reads and writes.", no_args_is_help=True)
+schema_app = typer.Typer(
+    help="Print the JSON Schemas of the data pain-sdm reads and writes, and the questionnaire.", no_args_is_help=True
+)
 app.add_typer(schema_app, name="schema")
 rules_app = typer.Typer(
     help="Audit the rulebook: list, show, verify, coverage, diff, and a printable book for reviewers.",
@@ -227,6 +229,15 @@ def schema_answers(rules: RulesOpt = None, knowledge: KnowledgeOpt = None) -> No
     """The JSON Schema of an answers file, generated from the questionnaire."""
     aid = load_aid(rules, knowledge)
     typer.echo(json.dumps(aid.answers_model.model_json_schema(), indent=2, ensure_ascii=False))
+
+
+@schema_app.command("questionnaire")
+@handles_errors
+def schema_questionnaire(rules: RulesOpt = None, knowledge: KnowledgeOpt = None) -> None:
+    """The questionnaire as Markdown: each question, its answers, when it is asked, the rules that read it."""
+    from engine.questionnaire_doc import questionnaire_markdown
+
+    sys.stdout.write(questionnaire_markdown(load_aid(rules, knowledge)))
 
 
 @schema_app.command("result")
