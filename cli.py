@@ -264,8 +264,9 @@ def explain(
     from engine.explain import explain as render_trace
 
     aid = load_aid(rules, knowledge)
-    result = aid.evaluate(aid.read_answers(answers), profile, compare_profiles=False)
-    sys.stdout.write(render_trace(result, aid))
+    parsed = aid.read_answers(answers)
+    result = aid.evaluate(parsed, profile, compare_profiles=False)
+    sys.stdout.write(render_trace(result, aid, parsed))
 
 
 @app.command("why-not")
@@ -303,7 +304,7 @@ def rules_list(
     from engine.rulebook_doc import rules_table, select_rules
 
     aid = load_aid(rules, knowledge)
-    table = rules_table(select_rules(aid.rulebook, procedure, status, source, criterion))
+    table = rules_table(select_rules(aid, procedure, status, source, criterion))
     Console(width=None if sys.stdout.isatty() else 240).print(table)
 
 
@@ -315,10 +316,10 @@ def rules_show(
     knowledge: KnowledgeOpt = None,
 ) -> None:
     """Show one rule in plain English (IF ... THEN ...), with its parameters in each profile and its sources."""
-    from engine.rulebook_doc import render_card, rule_card
+    from engine.rulebook_doc import find_rule, render_card, rule_card
 
     aid = load_aid(rules, knowledge)
-    sys.stdout.write(render_card(rule_card(aid, aid.rulebook.rule(rule_id))))
+    sys.stdout.write(render_card(rule_card(aid, find_rule(aid, rule_id))))
 
 
 class ReportFormat(StrEnum):
@@ -339,6 +340,9 @@ def rules_verify(
     profile: Annotated[
         str | None, typer.Option("--profile", "-p", help="Check under this profile only (default: every profile).")
     ] = None,
+    notes: Annotated[
+        bool, typer.Option("--notes", help="List every note (rules that can hold together are otherwise counted).")
+    ] = False,
     rules: RulesOpt = None,
     knowledge: KnowledgeOpt = None,
 ) -> None:
@@ -359,7 +363,7 @@ def rules_verify(
     if fmt is ReportFormat.json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n")
     else:
-        sys.stdout.write(render(report))
+        sys.stdout.write(render(report, all_notes=notes))
     if report.errors:
         raise typer.Exit(1)
 
@@ -378,7 +382,8 @@ def rules_coverage(
     cases: CasesOpt = None,
     examples: ExamplesOpt = None,
     fail_under: Annotated[
-        float | None, typer.Option("--fail-under", help="Exit 1 if fewer than this % of active rules fired.")
+        float | None,
+        typer.Option("--fail-under", min=0, max=100, help="Exit 1 if fewer than this % of active rules fired."),
     ] = None,
     rules: RulesOpt = None,
     knowledge: KnowledgeOpt = None,
@@ -390,6 +395,7 @@ def rules_coverage(
     report = coverage(aid, load_cases(cases, examples))
     sys.stdout.write(render_coverage(report))
     if fail_under is not None and report.percent < fail_under:
+        typer.echo(f"pain-sdm: rule coverage {report.percent:.1f}% is under --fail-under {fail_under:g}%", err=True)
         raise typer.Exit(1)
 
 
@@ -422,7 +428,10 @@ class BookFormat(StrEnum):
 @rules_app.command("book")
 @handles_errors
 def rules_book(
-    fmt: Annotated[BookFormat, typer.Option("--format", "-f", help="Output format.")] = BookFormat.md,
+    fmt: Annotated[
+        BookFormat | None,
+        typer.Option("--format", "-f", help="Output format (default: from the -o file's suffix, else md)."),
+    ] = None,
     output: OutputOpt = None,
     force: ForceOpt = False,
     rules: RulesOpt = None,
@@ -430,11 +439,12 @@ def rules_book(
 ) -> None:
     """Write the whole rulebook as a reviewer's document, grouped by procedure, with a sign-off table."""
     from engine.errors import UsageError
-    from engine.rulebook_doc import render_book
+    from engine.rulebook_doc import book_format, render_book
 
-    if fmt is BookFormat.pdf and output is None:
+    chosen = book_format(fmt.value if fmt else None, output)
+    if chosen == "pdf" and output is None:
         raise UsageError("a PDF cannot be printed to the screen; give a file with -o FILE")
-    content = render_book(load_aid(rules, knowledge), fmt.value)
+    content = render_book(load_aid(rules, knowledge), chosen)
     if isinstance(content, bytes):
         from engine.output import write_atomic
 
@@ -516,12 +526,18 @@ RecordsFormatOpt = Annotated[RecordsFormat, typer.Option("--format", "-f", help=
 
 
 def _window(since: str | None, until: str | None) -> tuple[str | None, str | None]:
-    from engine.records import parse_time
+    from engine.records import parse_window
 
-    return (
-        parse_time(since, option="--since") if since else None,
-        parse_time(until, end=True, option="--until") if until else None,
-    )
+    return parse_window(since, until)
+
+
+def _warn_integrity(problems: list[str], db: Path) -> None:
+    """Say on stderr that what was just shown fails its integrity check; exit 1."""
+    if problems:
+        for problem in problems:
+            typer.echo(f"pain-sdm: WARNING: {problem}", err=True)
+        typer.echo(f"pain-sdm: run `pain-sdm records verify --db {db}` for the whole chain", err=True)
+        raise typer.Exit(1)
 
 
 @records_app.command("list")
@@ -546,15 +562,20 @@ def records_show(
     fmt: RecordsFormatOpt = RecordsFormat.text,
     db: DbOpt = None,
 ) -> None:
-    """Show one record: the answers, every status, the rulebook version, SURE, decision and notes."""
+    """Show one record: the answers, every status, the rulebook version, SURE, decision and notes.
+
+    Exits 1, after showing it, if the record fails its integrity check (edited, or its link broken).
+    """
     from engine.records import RecordStore, render_record
 
     with RecordStore.open(db, create=False) as store:
         record = store.get(record_id)
+        problems = store.check_record(record_id)
     if fmt is RecordsFormat.json:
         sys.stdout.write(json.dumps(record.to_json(), indent=2, ensure_ascii=False) + "\n")
     else:
         sys.stdout.write(render_record(record))
+    _warn_integrity(problems, store.path)
 
 
 @records_app.command("export")
@@ -566,12 +587,17 @@ def records_export(
     until: UntilOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Write the records as JSON Lines (one record per line, hashes included), atomically."""
+    """Write the records as JSON Lines (one record per line, hashes included), atomically.
+
+    Exits 1, after writing, if the database fails its integrity check (see `records verify`).
+    """
     from engine.records import RecordStore
 
     with RecordStore.open(db, create=False) as store:
         count = store.export_jsonl(output, force, *_window(since, until))
+        problems = store.verify()
     typer.echo(f"wrote {count} record{'s' if count != 1 else ''} to {output}", err=True)
+    _warn_integrity(problems, store.path)
 
 
 @records_app.command("stats")
@@ -618,12 +644,17 @@ def records_replay(
     rules: RulesOpt = None,
     knowledge: KnowledgeOpt = None,
 ) -> None:
-    """Re-evaluate a record's answers with the current (or given) rulebook and show what changed."""
+    """Re-evaluate a record's answers with the current (or given) rulebook and show what changed.
+
+    Exits 1, after showing it, if the record fails its integrity check.
+    """
     from engine.records import RecordStore, render_replay, replay
 
     with RecordStore.open(db, create=False) as store:
         record = store.get(record_id)
+        problems = store.check_record(record_id)
     sys.stdout.write(render_replay(replay(load_aid(rules, knowledge), record)))
+    _warn_integrity(problems, store.path)
 
 
 def main() -> None:

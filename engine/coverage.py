@@ -24,7 +24,8 @@ def default_dir(kind: str, given: Path | None) -> Path:
     path = given if given is not None else REPO / ("tests/golden" if kind == "cases" else "examples")
     if not path.is_dir():
         option = "--cases" if kind == "cases" else "--examples"
-        raise UsageError(f"{kind} directory `{path}` does not exist; give one with {option} DIR")
+        why = "is not a directory" if path.exists() else "does not exist"
+        raise UsageError(f"{kind} directory `{path}` {why}; give one with {option} DIR")
     return path
 
 
@@ -126,7 +127,12 @@ def render_coverage(report: CoverageReport, limit: int = 3) -> str:
     """Per rule: cases it fired in (the first few named), then the rules that never fired."""
     width = max((len(r.rule_id) for r in report.rules), default=4)
     used = ", ".join(f"{p} {n}" for p, n in report.profiles.items())
-    lines = [f"{report.cases} golden cases ({used}); {len(report.rules)} active rules.", ""]
+    lines = [
+        f"{report.cases} golden cases ({used}); {len(report.rules)} active rules.",
+        "fired: cases in which the rule's condition held; false: cases in which a derived fact's rule",
+        "was evaluated false (the fact shown false); cases: the first cases it fired in.",
+        "",
+    ]
     lines.append(f"{'rule':{width}}  {'layer':12}  fired  false  cases")
     for r in sorted(report.rules, key=lambda r: (-r.fired, r.rule_id)):
         named = ", ".join(r.cases[:limit]) + (f", +{len(r.cases) - limit} more" if len(r.cases) > limit else "")

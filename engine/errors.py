@@ -33,7 +33,7 @@ class Problem:
             where += f", {self.entry}"
         if self.field:
             where += f", field `{self.field}`"
-        return f"{where}: {self.message}"
+        return f"{where}: {self.message}" if where else self.message
 
 
 class PainSdmError(Exception):

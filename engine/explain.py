@@ -161,20 +161,44 @@ def _concluded(finding: Finding) -> str:
     return "URGENT ASSESSMENT"
 
 
-def explain(result: Result, aid: DecisionAid) -> str:
-    """The full trace in firing order, the derived facts with their justification, and the outcome."""
+def unknown_inputs(atoms: tuple[AtomResult, ...], answers: BaseModel, aid: DecisionAid) -> str:
+    """Why atoms are unknown, in words: answers not given, answers marked 'not sure', derived facts unknown."""
+    given = answers.model_fields_set
+    groups: dict[str, list[str]] = {"not answered": [], "marked 'not sure'": [], "unknown derived": []}
+    for atom in atoms:
+        if atom.truth is not None or atom.actual is not None:
+            continue
+        if atom.fact in aid.rulebook.derived_facts:
+            key = "unknown derived"
+        else:
+            key = "marked 'not sure'" if atom.fact in given else "not answered"
+        if atom.fact not in groups[key]:
+            groups[key].append(atom.fact)
+    return "; ".join(f"{k}: {', '.join(v)}" for k, v in groups.items() if v)
+
+
+def explain(result: Result, aid: DecisionAid, answers: BaseModel | None = None) -> str:
+    """The full trace in firing order, the derived facts with their justification, and the outcome.
+
+    With the `answers` the result came from, an unknown derived fact names the answers that
+    left it unknown (not answered, or marked 'not sure').
+    """
     profile = aid.rulebook.profiles[result.profile]
+    evaluated: dict[str, RuleResult] = {}
+    if answers is not None:
+        results, _ = aid.evaluator(result.profile).evaluate_rules(answers.model_dump())
+        evaluated = {r.rule.id: r for r in results}
     lines = [
         f"Trace under {profile.name} ({result.profile}), rulebook version {result.rulebook_version}: "
         f"{len(result.trace)} rule firings, in the order they fired.",
         "",
     ]
     for n, f in enumerate(result.trace, 1):
-        shown = "" if f.holds else " (condition shown FALSE)"
+        shown = "" if f.holds else " (condition false, so the fact is false)"
         lines.append(f"{n:3}. {f.rule_id} v{f.rule_version} [{f.layer}] {f.title}{shown}")
         lines.append(f"       matched: {_facts(aid, f)}")
         if f.parameters:
-            lines.append("       thresholds: " + ", ".join(f"{k} = {_number(v)}" for k, v in f.parameters.items()))
+            lines.append("       thresholds: " + ", ".join(_threshold(aid, k, v) for k, v in f.parameters.items()))
         lines.append(f"       concluded: {_concluded(f)}")
         if f.sources:
             lines.append(f"       sources: {', '.join(f.sources)}")
@@ -185,10 +209,7 @@ def explain(result: Result, aid: DecisionAid) -> str:
     for fact, rule_id in aid.rulebook.derived_facts.items():
         found = decided.get(fact)
         if found is None:
-            lines.append(
-                f"  {fact}: unknown: {rule_id} could not decide it (answers marked 'not sure', "
-                "or the rule does not apply in this profile)"
-            )
+            lines.append(f"  {fact}: unknown: {_undecided(aid, rule_id, result.profile, evaluated, answers)}")
             continue
         truth = "true" if found.holds else "false"
         lines.append(f"  {fact}: {truth}, by {rule_id} v{found.rule_version}: {_facts(aid, found)}")
@@ -196,29 +217,65 @@ def explain(result: Result, aid: DecisionAid) -> str:
     if result.urgent_assessment:
         lines.append("  URGENT ASSESSMENT: " + ", ".join(f.rule_id for f in result.urgent_reasons))
     for option in result.options:
-        lines.append(f"  {option.procedure}: {option.status} (set by {', '.join(r.rule_id for r in option.reasons)})")
+        lines.append(f"  {option.procedure}: {option.status} ({set_by(option.reasons)})")
     return "\n".join(lines) + "\n"
+
+
+def set_by(reasons: list[Finding]) -> str:
+    """The rules behind a status; the fallback (no rule set one) said in words."""
+    if [r.rule_id for r in reasons] == [FALLBACK_ID]:
+        return f"no rule set a status, so it is not_indicated by default ({FALLBACK_ID})"
+    return "set by " + ", ".join(r.rule_id for r in reasons)
+
+
+def _threshold(aid: DecisionAid, pid: str, value: Any) -> str:
+    param = aid.rulebook.parameters.get(pid)
+    unit = f" {param.unit}" if param is not None and param.unit else ""
+    mark = " UNCONFIRMED" if param is not None and param.confidence != "confirmed" else ""
+    return f"{pid} = {_number(value)}{unit}{mark}"
+
+
+def _undecided(
+    aid: DecisionAid, rule_id: str, profile: str, evaluated: dict[str, RuleResult], answers: BaseModel | None
+) -> str:
+    """Why a derived fact's rule decided nothing."""
+    rule = aid.rulebook.rule(rule_id)
+    if not rule.active or (rule.profiles and profile not in rule.profiles):
+        return f"{rule_id} does not apply under {profile}"
+    res = evaluated.get(rule_id)
+    if res is None or answers is None:
+        return f"{rule_id} could not decide it (answers not given or marked 'not sure')"
+    return f"{rule_id} could not decide it ({unknown_inputs(res.atoms, answers, aid)})"
 
 
 # -- why not: every rule that could have opened a procedure ------------------------------------
 
 
+def patient_value(aid: DecisionAid, res: AtomResult, given: set[str]) -> str:
+    """The patient's value for an atom in words; an unknown answer says whether it was given as 'not sure'."""
+    if res.actual is not None:
+        return fact_value(aid, res.fact, res.actual)
+    if res.fact in aid.rulebook.derived_facts:
+        return "unknown"
+    return "not sure" if res.fact in given else "not answered"
+
+
 def _tree(
-    node: Condition, atoms: Iterator[AtomResult], wording: Wording, aid: DecisionAid, depth: int
+    node: Condition, atoms: Iterator[AtomResult], wording: Wording, aid: DecisionAid, depth: int, given: set[str]
 ) -> tuple[Truth, list[str]]:
     """Walk a condition alongside the evaluator's atom results (same depth-first order)."""
     pad = "  " * depth
     if node.fact is not None:
         res = next(atoms)
-        value = fact_value(aid, res.fact, "unknown" if res.actual is None else res.actual)
+        value = patient_value(aid, res, given)
         return res.truth, [f"[{MARKS[res.truth]}] {pad}{wording.atom(node)}; patient: {value}"]
     if node.not_ is not None:
-        inner, lines = _tree(node.not_, atoms, wording, aid, depth + 1)
+        inner, lines = _tree(node.not_, atoms, wording, aid, depth + 1, given)
         truth = None if inner is None else not inner
         return truth, [f"[{MARKS[truth]}] {pad}NOT:", *lines]
     children = node.all if node.all is not None else node.any or []
     top = depth == 0 and node.all is not None  # the top-level ALL reads as one line per condition
-    parts = [_tree(c, atoms, wording, aid, depth if top else depth + 1) for c in children]
+    parts = [_tree(c, atoms, wording, aid, depth if top else depth + 1, given) for c in children]
     truths = [t for t, _ in parts]
     truth = kleene_all(truths) if node.all is not None else kleene_any(truths)
     if top:
@@ -241,8 +298,8 @@ def _derived_read(rules: list[Rule], aid: DecisionAid) -> list[str]:
     return list(seen)
 
 
-def _rule_block(res: RuleResult, wording: Wording, aid: DecisionAid, label: str) -> list[str]:
-    truth, lines = _tree(res.rule.when, iter(res.atoms), wording, aid, 0)
+def _rule_block(res: RuleResult, wording: Wording, aid: DecisionAid, label: str, given: set[str]) -> list[str]:
+    truth, lines = _tree(res.rule.when, iter(res.atoms), wording, aid, 0, given)
     head = f"{res.rule.id} v{res.rule.version}: {res.rule.title} -> {label}: {TRUTH_WORDS[truth].upper()}"
     return [head, *(f"    {line}" for line in lines), ""]
 
@@ -257,6 +314,7 @@ def why_not(aid: DecisionAid, procedure: str, answers: BaseModel, profile: str |
     wording = Wording(aid, chosen)
     results, _ = aid.evaluator(chosen).evaluate_rules(answers.model_dump())
     by_id = {r.rule.id: r for r in results}
+    given = set(answers.model_fields_set)
     lines = [f"{option.name} ({procedure}) under {aid.rulebook.profiles[chosen].name} ({chosen}): {option.status}."]
     if result.urgent_assessment:
         lines.append("Urgent assessment is needed: " + ", ".join(f.rule_id for f in result.urgent_reasons) + ".")
@@ -279,12 +337,12 @@ def why_not(aid: DecisionAid, procedure: str, answers: BaseModel, profile: str |
         lines.append(f"Rules that could open {procedure} ({len(openers)}), every condition checked:")
         lines.append("")
         for rule in openers:
-            lines += _rule_block(by_id[rule.id], wording, aid, rule.then.status or "")
+            lines += _rule_block(by_id[rule.id], wording, aid, rule.then.status or "", given)
     for rule in elsewhere:
         lines.append(f"{rule.id} ({rule.then.status}) applies only under: {', '.join(rule.profiles)}.")
     derived = [f for f in _derived_read(openers, aid) if aid.rulebook.derived_facts[f] in by_id]
     if derived:
         lines += ["", "Derived facts these rules read:", ""]
         for fact in derived:
-            lines += _rule_block(by_id[aid.rulebook.derived_facts[fact]], wording, aid, fact)
+            lines += _rule_block(by_id[aid.rulebook.derived_facts[fact]], wording, aid, fact, given)
     return "\n".join(lines).rstrip() + "\n"

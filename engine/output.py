@@ -1,7 +1,9 @@
 """Write output files safely: atomically (temporary file, then rename), never clobbering.
 
 An interrupted write (Ctrl-C, a crash) leaves either the old file or nothing: never a
-partial file. An existing file is overwritten only when the user said --force.
+partial file. An existing file is overwritten only when the user said --force (OutputError,
+exit 1); a path that cannot be written at all (a folder, a missing folder, a file system
+that refuses it) is a bad option (UsageError, exit 2).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import OutputError
+from .errors import OutputError, UsageError
 
 
 def write_atomic(path: Path, content: str | bytes, force: bool = False) -> None:
@@ -30,14 +32,17 @@ def open_atomic(path: Path, force: bool = False) -> Iterator[BinaryIO]:
     Everything `write_atomic` promises holds: it is checked before anything is written that
     `path` may be written, and nothing reaches `path` unless the whole block succeeded.
     """
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory; give a file name")
     if path.exists() and not force:
         raise OutputError(f"{path} already exists; use --force to overwrite it")
-    if path.is_dir():
-        raise OutputError(f"{path} is a directory; give a file name")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
-        raise OutputError(f"cannot write {path}: the folder {parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        raise UsageError(f"cannot write {path}: the folder {parent} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle

@@ -17,7 +17,8 @@ def data_dir(kind: str, override: Path | None = None) -> Path:
     """The directory for `kind` ('rules' or 'knowledge')."""
     if override is not None:
         if not override.is_dir():
-            raise UsageError(f"{kind} directory `{override}` does not exist")
+            why = "is not a directory" if override.exists() else "does not exist"
+            raise UsageError(f"{kind} directory `{override}` {why}")
         return override
     packaged = Path(str(resources.files("engine"))) / "_data" / kind
     if packaged.is_dir():

@@ -152,6 +152,15 @@ def parse_time(text: str, *, end: bool = False, option: str = "--since") -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_window(since: str | None, until: str | None) -> tuple[str | None, str | None]:
+    """`--since` and `--until` as stored UTC times (`until` a date: its whole day); refused if reversed."""
+    start = parse_time(since, option="--since") if since else None
+    end = parse_time(until, end=True, option="--until") if until else None
+    if start is not None and end is not None and start > end:
+        raise UsageError(f"--since {since} is after --until {until}: no record can be in that period")
+    return start, end
+
+
 def default_path() -> Path:
     """`$PAIN_SDM_DB` if set, else records.sqlite3 in the user's data directory."""
     env = os.environ.get(ENV_VAR)
@@ -179,11 +188,20 @@ def check_path(path: Path | str | None) -> Path:
 
 
 def check_record_options(record: bool, db: Path | None, patient_label: str | None) -> None:
-    """`evaluate`'s record options: --db and --patient-label only make sense with --record."""
+    """`evaluate`'s record options, checked before anything is shown or written.
+
+    --db and --patient-label only make sense with --record; an existing database must be a
+    records database that can be written (so a bad --db never leaves an -o file behind).
+    """
     if not record:
         raise UsageError("--db and --patient-label are for storing a record; add --record")
-    check_path(db)
+    where = check_path(db)
     _checked_text(patient_label, "patient label", MAX_LABEL)
+    if where.exists() and where.stat().st_size > 0:
+        if not os.access(where, os.W_OK):
+            raise UsageError(f"the records database {where} is read-only; nothing can be stored in it")
+        with RecordStore.open(where, create=False) as store:
+            store.check_head()
 
 
 def _secure_file(path: Path, create: bool) -> bool:
@@ -462,13 +480,7 @@ class RecordStore:
         except sqlite3.OperationalError as exc:
             raise OutputError(f"cannot write to the records database {self.path}: {exc}") from None
         try:
-            last = conn.execute("SELECT id, hash FROM records ORDER BY id DESC LIMIT 1").fetchone()
-            prev_id, prev_hash = (last[0], last[1]) if last else (0, GENESIS)
-            if self._head() != (prev_id, prev_hash):
-                raise PainSdmError(
-                    f"the records database {self.path} fails its integrity check (its head does not match "
-                    f"the last record); nothing was stored. Run `pain-sdm records verify --db {self.path}`"
-                )
+            prev_id, prev_hash = self.check_head()
             rid = prev_id + 1
             digest = record_hash(rid, content, prev_hash)
             row = {"id": rid, **content, "prev_hash": prev_hash, "hash": digest}
@@ -482,6 +494,16 @@ class RecordStore:
                 raise OutputError(f"cannot write to the records database {self.path}: {exc}") from None
             raise
         return StoredRecord.from_row(self._row(rid))
+
+    def check_head(self) -> tuple[int, str]:
+        """The last record's id and hash, if they match the stored head; appending after a mismatch would hide it."""
+        last = self.head()
+        if self._head() != last:
+            raise PainSdmError(
+                f"the records database {self.path} fails its integrity check (its head does not match "
+                f"the last record); nothing was stored. Run `pain-sdm records verify --db {self.path}`"
+            )
+        return last
 
     # --- reading ---
 
@@ -550,6 +572,23 @@ class RecordStore:
                 )
             else:
                 problems.append(f"the head (record {head[0]}) does not match the last record ({last[0]})")
+        return problems
+
+    def check_record(self, rid: int) -> builtins.list[str]:
+        """One record's own integrity: its content against its hash, and its link to the record before it.
+
+        Cheap enough for every `show` and `replay`; `verify` checks the whole chain.
+        """
+        row = self._row(rid)
+        problems = []
+        if record_hash(rid, {k: row[k] for k in _CONTENT}, row["prev_hash"]) != row["hash"]:
+            problems.append(f"record {rid}: its content does not match its hash (edited)")
+        before = self.conn.execute("SELECT hash FROM records WHERE id = ?", (rid - 1,)).fetchone()
+        expected = GENESIS if rid == 1 else before[0] if before is not None else None
+        if row["prev_hash"] != expected:
+            problems.append(
+                f"record {rid}: its link to the record before it is broken (a record was edited or deleted)"
+            )
         return problems
 
     def export_jsonl(self, path: Path, force: bool = False, since: str | None = None, until: str | None = None) -> int:
@@ -660,6 +699,11 @@ class Replay:
 
 def replay(aid: DecisionAid, record: StoredRecord) -> Replay:
     """Re-evaluate a record's answers with `aid`'s rulebook, under the record's profile."""
+    if record.profile not in aid.rulebook.profiles:
+        raise UsageError(
+            f"record {record.id} was evaluated under profile `{record.profile}`, which this rulebook does not have "
+            f"(its profiles: {', '.join(aid.rulebook.profiles)})"
+        )
     answers = aid.parse_answers(record.answers, f"record {record.id} answers")
     result = aid.evaluate(answers, record.profile)
     old = record.statuses()
@@ -690,6 +734,23 @@ def _open_options(record: StoredRecord) -> str:
         if o["status"] in ("candidate", "after_prerequisite") and o["procedure"] != "conservative_care"
     ]
     return ", ".join(opened) or "-"
+
+
+def _set_by(option: Mapping[str, Any]) -> str:
+    """The rule ids behind a stored option's status (the fallback said in words)."""
+    from .result import FALLBACK_ID
+
+    ids = [r.get("rule_id", "?") for r in option.get("reasons", [])]
+    if ids == [FALLBACK_ID]:
+        return "no rule set a status: not indicated by default"
+    return "set by " + (", ".join(ids) or "no rule")
+
+
+def _trace_details(trace: list[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Rule versions and threshold values used, from a trace in its JSON form."""
+    versions = {f["rule_id"]: f.get("rule_version") for f in trace}
+    params = {k: v for f in trace for k, v in (f.get("parameters") or {}).items()}
+    return versions, params
 
 
 def render_list(records: list[StoredRecord]) -> str:
@@ -724,7 +785,7 @@ def render_record(record: StoredRecord) -> str:
         "",
         "statuses:",
     ]
-    lines += [f"  {o['procedure']}: {o['status']}" for o in record.result.get("options", [])]
+    lines += [f"  {o['procedure']}: {o['status']} ({_set_by(o)})" for o in record.result.get("options", [])]
     answered = {k: v for k, v in record.answers.items() if v != "unknown"}
     unknown = sorted(k for k, v in record.answers.items() if v == "unknown")
     lines += ["", f"answers ({len(answered)} given; questions not listed were not answered):"]
@@ -781,10 +842,26 @@ def render_replay(rp: Replay) -> str:
         )
     before = {(f["rule_id"], f.get("holds", True)) for f in rec.result.get("trace", [])}
     now = {(f.rule_id, f.holds) for f in rp.result.trace}
-    for label, keys in (("fired only when stored", before - now), ("fires only now", now - before)):
+    stored_options = {o["procedure"]: o for o in rec.result.get("options", [])}
+    for option in rp.result.options:
+        old_option = stored_options.get(option.procedure)
+        if old_option is not None and old_option["status"] != option.status:
+            now_by = _set_by({"reasons": [{"rule_id": r.rule_id} for r in option.reasons]})
+            lines.append(
+                f"{option.procedure}: {old_option['status']} ({_set_by(old_option)}) -> {option.status} ({now_by})"
+            )
+    for label, keys in (("fired only when stored", before - now), ("fire only now", now - before)):
         if keys:
             names = ", ".join(rid + ("" if holds else " (not the case)") for rid, holds in sorted(keys))
             lines.append(f"rules that {label}: {names}")
+    old_versions, old_params = _trace_details(rec.result.get("trace", []))
+    new_versions, new_params = _trace_details([f.model_dump() for f in rp.result.trace])
+    bumped = [f"{rid} v{old_versions[rid]} -> v{v}" for rid, v in new_versions.items() if old_versions.get(rid, v) != v]
+    if bumped:
+        lines.append(f"rules whose version differs: {', '.join(bumped)}")
+    moved = [f"{pid} {old_params[pid]} -> {v}" for pid, v in new_params.items() if old_params.get(pid, v) != v]
+    if moved:
+        lines.append(f"thresholds that differ: {', '.join(moved)}")
     if rp.identical:
         lines.append("the result is identical to the stored one")
     elif changed:

@@ -10,15 +10,17 @@ engine/templates/rulebook/) all render from it.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from .aid import DecisionAid
 from .errors import UsageError
 from .explain import Wording, conclusion
 from .knowledge import PROCEDURE_IDS
-from .rulebook import STATUSES, Rule, Rulebook
+from .rulebook import STATUSES, Rule
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -61,6 +63,15 @@ class FactRow:
 
 
 @dataclass(frozen=True)
+class IndirectParameter:
+    """A threshold a rule depends on through a derived fact it reads (directly or down a chain)."""
+
+    parameter: ParameterRow
+    fact: str
+    rule_id: str
+
+
+@dataclass(frozen=True)
 class RuleCard:
     """What a reviewer needs to know about one rule."""
 
@@ -81,6 +92,7 @@ class RuleCard:
     sources: list[SourceRow]
     criteria: list[CriterionRow]
     unconfirmed: list[str]
+    indirect: list[IndirectParameter]
 
 
 def _number(value: float) -> str:
@@ -102,6 +114,27 @@ def parameter_row(aid: DecisionAid, pid: str) -> ParameterRow:
 def source_row(aid: DecisionAid, sid: str) -> SourceRow:
     s = aid.knowledge.sources[sid]
     return SourceRow(id=s.id, title=s.title, publisher=s.publisher, year=s.year, url=s.url)
+
+
+def indirect_parameters(aid: DecisionAid, rule: Rule) -> list[IndirectParameter]:
+    """Thresholds read by the rules deriving the facts `rule` reads, followed down every chain."""
+    rulebook = aid.rulebook
+    direct = {a.param for a in rule.when.atoms() if a.param is not None}
+    out: dict[str, IndirectParameter] = {}
+    seen: set[str] = set()
+    todo = [a.fact for a in rule.when.atoms() if a.fact in rulebook.derived_facts]
+    while todo:
+        fact = todo.pop(0)
+        if fact is None or fact in seen:
+            continue
+        seen.add(fact)
+        deriving = rulebook.rule(rulebook.derived_facts[fact])
+        for atom in deriving.when.atoms():
+            if atom.param is not None and atom.param not in direct and atom.param not in out:
+                out[atom.param] = IndirectParameter(parameter_row(aid, atom.param), fact, deriving.id)
+            if atom.fact in rulebook.derived_facts:
+                todo.append(atom.fact)
+    return list(out.values())
 
 
 def rule_card(aid: DecisionAid, rule: Rule) -> RuleCard:
@@ -129,6 +162,7 @@ def rule_card(aid: DecisionAid, rule: Rule) -> RuleCard:
         sources=[source_row(aid, s) for s in rule.sources],
         criteria=[CriterionRow(c.id, c.topic, f"{c.criterion} (value: {c.value})", c.confidence) for c in criteria],
         unconfirmed=unconfirmed,
+        indirect=indirect_parameters(aid, rule),
     )
 
 
@@ -153,6 +187,13 @@ def render_card(card: RuleCard) -> str:
             mark = "  UNCONFIRMED" if p.unconfirmed else ""
             lines.append(f"  {p.id} ({p.unit}): {values}{mark}")
             lines.append(f"      {p.description} Sources: {', '.join(p.sources)}")
+    if card.indirect:
+        lines += ["", "Thresholds it depends on through derived facts (value in each profile):"]
+        for ind in card.indirect:
+            p = ind.parameter
+            values = ", ".join(f"{name} {v}" for name, v in p.values.items())
+            mark = "  UNCONFIRMED" if p.unconfirmed else ""
+            lines.append(f"  {p.id} ({p.unit}): {values}{mark}; via {ind.fact} ({ind.rule_id})")
     lines += ["", "Sources:"]
     for s in card.sources:
         lines.append(f"  {s.id}: {s.title}. {s.publisher}, {s.year}." + (f" {s.url}" if s.url else ""))
@@ -185,16 +226,46 @@ def procedures_label(procedures: Sequence[str]) -> str:
     return ", ".join(procedures)
 
 
+def _unknown(kind: str, value: str, known: Sequence[str], hint: str) -> UsageError:
+    """An unknown id, with the closest known ids (case ignored) as suggestions."""
+    folded = {k.casefold(): k for k in known}
+    close = difflib.get_close_matches(value.casefold(), list(folded), n=3, cutoff=0.6)
+    maybe = f"; did you mean {', '.join(f'`{folded[c]}`' for c in close)}?" if close else ""
+    return UsageError(f"unknown {kind} `{value}`{maybe} ({hint})")
+
+
+def find_rule(aid: DecisionAid, rule_id: str) -> Rule:
+    """A rule by id or alias; an unknown id names the closest ids, or the rules encoding it if it is a criterion."""
+    rulebook = aid.rulebook
+    for rule in rulebook.rules:
+        if rule_id in (rule.id, *rule.aliases):
+            return rule
+    if rule_id in aid.knowledge.criteria:
+        encoding = [r.id for r in rulebook.rules if rule_id in r.criteria]
+        listed = ", ".join(encoding) if encoding else "none"
+        raise UsageError(f"`{rule_id}` is a published criterion, not a rule; rules that encode it: {listed}")
+    ids = [r.id for r in rulebook.rules] + [a for r in rulebook.rules for a in r.aliases]
+    raise _unknown("rule", rule_id, ids, "see `pain-sdm rules list`")
+
+
 def select_rules(
-    rulebook: Rulebook,
+    aid: DecisionAid,
     procedure: str | None = None,
     status: str | None = None,
     source: str | None = None,
     criterion: str | None = None,
 ) -> list[Rule]:
-    """Rules matching every filter given. `status` is a rule state (active...) or a conclusion (candidate...)."""
+    """Rules matching every filter given. `status` is a rule state (active...) or a conclusion (candidate...).
+
+    An id that does not exist (a procedure, source or criterion) is an error, never an empty list.
+    """
+    rulebook = aid.rulebook
     if procedure is not None and procedure not in PROCEDURE_IDS:
         raise UsageError(f"unknown procedure `{procedure}`; choose one of: {', '.join(PROCEDURE_IDS)}")
+    if source is not None and source not in aid.knowledge.sources:
+        raise _unknown("source", source, list(aid.knowledge.sources), "sources are listed in knowledge/sources/")
+    if criterion is not None and criterion not in aid.knowledge.criteria:
+        raise _unknown("criterion", criterion, list(aid.knowledge.criteria), "criteria are in knowledge/criteria.yaml")
     if status is not None and status not in RULE_STATES + STATUSES:
         raise UsageError(
             f"unknown status `{status}`; choose a rule state ({', '.join(RULE_STATES)}) "
@@ -292,6 +363,26 @@ def build_book(aid: DecisionAid, date: dt.date) -> Book:
         sources=[source_row(aid, sid) for sid in cited],
         rule_count=len(rules),
     )
+
+
+SUFFIXES: dict[str, BookFormat] = {".md": "md", ".markdown": "md", ".html": "html", ".htm": "html", ".pdf": "pdf"}
+
+
+def book_format(fmt: str | None, output: Path | None) -> BookFormat:
+    """The book's format: as given, else from the output file's suffix, else Markdown.
+
+    A format that contradicts the file's suffix (Markdown into `book.pdf`) is refused.
+    """
+    implied = SUFFIXES.get(output.suffix.lower()) if output is not None else None
+    if fmt is None:
+        return implied or "md"
+    if fmt not in ("md", "html", "pdf"):
+        raise UsageError(f"unknown book format `{fmt}`; choose one of: md, html, pdf")
+    if implied is not None and implied != fmt:
+        raise UsageError(
+            f"--format {fmt} does not match the file name {output}; give a .{fmt} file or --format {implied}"
+        )
+    return fmt  # type: ignore[return-value]
 
 
 def render_book(aid: DecisionAid, fmt: BookFormat, date: dt.date | None = None) -> str | bytes:

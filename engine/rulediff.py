@@ -20,7 +20,7 @@ from typing import Any
 
 from .aid import DecisionAid
 from .coverage import GoldenCase, case_outcome
-from .errors import PainSdmError, UsageError
+from .errors import DataFileError, PainSdmError, UsageError
 from .explain import Wording, conclusion
 from .paths import data_dir
 from .rulebook import Rule
@@ -31,6 +31,7 @@ class Side:
     label: str
     rules: Path
     knowledge: Path
+    extracted: Path | None = None  # where a git revision was extracted, to name files as REV:path
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -45,9 +46,15 @@ def resolve_side(spec: str, repo: Path, workdir: Path, knowledge: Path | None) -
     if spec.startswith("-") or not spec.strip():
         raise UsageError(f"`{spec}` is neither a rules directory nor a git revision")
     try:
+        inside = _git(repo, "rev-parse", "--git-dir")
         found = _git(repo, "rev-parse", "--verify", "--quiet", f"{spec}^{{commit}}")
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise UsageError(f"cannot run git to read revision `{spec}`: {exc}") from exc
+    if inside.returncode != 0:
+        raise UsageError(
+            f"`{spec}` is neither a rules directory nor a git revision: {repo} is not in a git repository "
+            "(give the repository with --repo DIR)"
+        )
     if found.returncode != 0:
         raise UsageError(f"`{spec}` is neither a rules directory nor a git revision of the repository at {repo}")
     commit = found.stdout.decode().strip()
@@ -60,7 +67,7 @@ def resolve_side(spec: str, repo: Path, workdir: Path, knowledge: Path | None) -
     target.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(target, filter="data")
-    return Side(f"{spec} ({commit[:12]})", target / "rules", target / "knowledge")
+    return Side(f"{spec} ({commit[:12]})", target / "rules", target / "knowledge", target)
 
 
 @dataclass(frozen=True)
@@ -141,6 +148,20 @@ def _by_key(items: dict[str, Any], other: dict[str, Any], what: str) -> list[Fie
     return out
 
 
+def _by_field(items: dict[str, dict[str, Any]], other: dict[str, dict[str, Any]], what: str) -> list[FieldChange]:
+    """Entries added or removed, and each changed field of the others (`parameter ID: field`)."""
+    out = []
+    for key in sorted(set(items) | set(other)):
+        old, new = items.get(key), other.get(key)
+        if old is None or new is None:
+            out += _by_key({key: old} if old else {}, {key: new} if new else {}, what)
+            continue
+        for name in dict.fromkeys([*old, *new]):
+            if old.get(name) != new.get(name):
+                out.append(FieldChange(f"{what} {key}: {name}", _show(old.get(name)), _show(new.get(name))))
+    return out
+
+
 def diff(old_aid: DecisionAid, new_aid: DecisionAid, old: str, new: str, cases: list[GoldenCase]) -> DiffReport:
     """Rules, parameters, profiles and golden-case outcomes that differ between two rulebooks."""
     report = DiffReport(old, new)
@@ -164,16 +185,22 @@ def diff(old_aid: DecisionAid, new_aid: DecisionAid, old: str, new: str, cases: 
         else:
             report.removed.append(rule)
 
-    def params(aid: DecisionAid) -> dict[str, Any]:
+    def params(aid: DecisionAid) -> dict[str, dict[str, Any]]:
         return {
-            pid: {"values": {name: p.value(name) for name in aid.rulebook.profiles}, "confidence": p.confidence}
+            pid: {
+                "values": {name: p.value(name) for name in aid.rulebook.profiles},
+                **p.model_dump(
+                    mode="json", include={"unit", "confidence", "sources", "criteria", "description", "note"}
+                ),
+            }
             for pid, p in aid.rulebook.parameters.items()
         }
 
-    report.parameters = _by_key(params(old_aid), params(new_aid), "parameter")
-    old_profiles = {p.id: p.name for p in old_aid.rulebook.profiles.values()}
-    new_profiles = {p.id: p.name for p in new_aid.rulebook.profiles.values()}
-    report.profiles = _by_key(old_profiles, new_profiles, "profile")
+    def profiles(aid: DecisionAid) -> dict[str, dict[str, Any]]:
+        return {p.id: p.model_dump(mode="json", exclude={"id"}) for p in aid.rulebook.profiles.values()}
+
+    report.parameters = _by_field(params(old_aid), params(new_aid), "parameter")
+    report.profiles = _by_field(profiles(old_aid), profiles(new_aid), "profile")
     for case in cases:
         report.cases_run += 1
         profile = case.profile or new_aid.rulebook.default_profile
@@ -201,8 +228,19 @@ def rules_diff(
         sides = [
             resolve_side(spec, repo or Path.cwd(), Path(tmp) / str(i), knowledge) for i, spec in enumerate((old, new))
         ]
-        aids = [DecisionAid.load(s.rules, s.knowledge) for s in sides]
+        aids = [_load(side, which) for side, which in zip(sides, ("OLD", "NEW"), strict=True)]
         return diff(aids[0], aids[1], sides[0].label, sides[1].label, cases)
+
+
+def _load(side: Side, which: str) -> DecisionAid:
+    """One side's decision aid; if it does not load, say which side, naming a revision's files as REV:path."""
+    try:
+        return DecisionAid.load(side.rules, side.knowledge)
+    except DataFileError as exc:
+        text = str(exc)
+        if side.extracted is not None:
+            text = text.replace(f"{side.extracted}/", f"{side.label.split(' ')[0]}:")
+        raise UsageError(f"the {which} rules, {side.label}, cannot be compared: {text}") from None
 
 
 def _indent(text: str, pad: str) -> str:

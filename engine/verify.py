@@ -852,23 +852,40 @@ def _reach_findings(
     return out
 
 
-def render(report: VerifyReport) -> str:
+COUNTED_NOTES = ("overlapping-rules", "status-overlap")
+"""Notes that are many and by design (rules that can hold together): counted in text unless asked for."""
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def render(report: VerifyReport, all_notes: bool = False) -> str:
     """The report as text: what was enumerated, then the findings, most severe first.
 
     Example answers are printed for errors and warnings; notes carry theirs in `--format json`.
+    Notes about overlapping rules are counted, not listed, unless `all_notes`.
     """
     lines = ["What was checked:"]
     lines += [f"  {line}" for block in report.enumerated for line in block.splitlines()]
     lines.append("")
+    hidden: dict[str, int] = {}
     for f in report.findings:
+        if f.severity == "info" and f.name in COUNTED_NOTES and not all_notes:
+            hidden[f.name] = hidden.get(f.name, 0) + 1
+            continue
         where = f" [{', '.join(f.profiles)}]" if f.profiles else ""
         lines.append(f"{f.severity.upper():7} {f.name}: {f.subject}{where}: {f.message}")
         if f.example is not None and f.severity != "info":
             shown = ", ".join(f"{k}={v}" for k, v in sorted(f.example.items()))
             lines.append(f"        e.g. answers: {shown or '(all unknown)'}")
+    if hidden:
+        counted = ", ".join(f"{name} ({n})" for name, n in hidden.items())
+        lines.append(f"INFO    not listed: {counted}: rules that can hold together; list them with --notes")
     counts = report.counts()
     lines.append("")
     lines.append(
-        f"{counts['error']} errors, {counts['warning']} warnings, {counts['info']} notes in {report.seconds:.1f} s"
+        f"{_plural(counts['error'], 'error')}, {_plural(counts['warning'], 'warning')}, "
+        f"{_plural(counts['info'], 'note')} in {report.seconds:.1f} s"
     )
     return "\n".join(lines) + "\n"

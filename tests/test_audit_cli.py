@@ -70,13 +70,25 @@ def test_list_filters_by_procedure_status_source_and_criterion(aid: DecisionAid)
 
 
 @pytest.mark.parametrize(
-    ("option", "value"), [("--procedure", "acupuncture"), ("--status", "maybe")], ids=["procedure", "status"]
+    ("option", "value"),
+    [("--procedure", "acupuncture"), ("--status", "maybe"), ("--source", "no-such-source"), ("--criterion", "ZZ-99")],
+    ids=["procedure", "status", "source", "criterion"],
 )
-def test_list_refuses_unknown_procedure_or_status(option: str, value: str) -> None:
+def test_list_refuses_unknown_procedure_status_source_or_criterion(option: str, value: str) -> None:
+    """A typo is an error, never an empty table that reads as 'no rule cites it'."""
     done = run_cli("rules", "list", option, value)
     assert done.returncode == 2
     assert f"unknown {option[2:]} `{value}`" in done.stderr
     assert done.stdout == ""
+
+
+def test_list_suggests_the_source_or_criterion_meant(aid: DecisionAid) -> None:
+    rule = next(r for r in aid.rulebook.rules if r.sources and r.criteria)
+    source, criterion = rule.sources[0], rule.criteria[0]
+    for option, typo, meant in (("--source", source[:-1], source), ("--criterion", criterion.lower(), criterion)):
+        done = run_cli("rules", "list", option, typo)
+        assert done.returncode == 2
+        assert f"did you mean `{meant}`" in done.stderr, done.stderr
 
 
 # -- rules show ------------------------------------------------------------------------------------
@@ -123,7 +135,50 @@ def test_show_names_questions_in_words_and_marks_unconfirmed_figures(aid: Decisi
 def test_show_refuses_an_unknown_rule() -> None:
     done = run_cli("rules", "show", "NO-SUCH-RULE")
     assert done.returncode == 2
-    assert "no rule with id `NO-SUCH-RULE`" in done.stderr
+    assert "unknown rule `NO-SUCH-RULE`" in done.stderr and "pain-sdm rules list" in done.stderr
+    assert done.stdout == ""
+
+
+def test_show_suggests_the_rule_meant_and_redirects_a_criterion_id(aid: DecisionAid) -> None:
+    rule = next(r for r in aid.rulebook.rules if r.criteria)
+    typo = run_cli("rules", "show", rule.id.lower())
+    assert typo.returncode == 2
+    assert f"did you mean `{rule.id}`" in typo.stderr
+    criterion = rule.criteria[0]
+    encoding = [r.id for r in aid.rulebook.rules if criterion in r.criteria]
+    redirected = run_cli("rules", "show", criterion)
+    assert redirected.returncode == 2
+    assert f"`{criterion}` is a published criterion, not a rule; rules that encode it: {', '.join(encoding)}" in (
+        redirected.stderr
+    )
+
+
+def test_show_gives_the_thresholds_a_rule_depends_on_through_derived_facts(aid: DecisionAid) -> None:
+    """A rule reading `first_block_positive` depends on the block threshold, which differs per profile."""
+    rulebook = aid.rulebook
+
+    def indirect(rule: Any) -> list[tuple[str, str, str]]:
+        out = []
+        for atom in rule.when.atoms():
+            if atom.fact in rulebook.derived_facts:
+                deriving = rulebook.rule(rulebook.derived_facts[atom.fact])
+                out += [(a.param, atom.fact, deriving.id) for a in deriving.when.atoms() if a.param]
+        return out
+
+    rule = next(
+        r
+        for r in rulebook.rules
+        if not any(a.param for a in r.when.atoms())
+        and any(len({rulebook.parameters[p].value(x) for x in rulebook.profiles}) > 1 for p, _, _ in indirect(r))
+    )
+    out = run_cli("rules", "show", rule.id).stdout
+    assert "Thresholds it depends on through derived facts (value in each profile):" in out
+    for pid, _fact, _deriving in indirect(rule):
+        param = rulebook.parameters[pid]
+        values = ", ".join(f"{p} {param.value(p):g}" for p in rulebook.profiles)
+        assert f"  {pid} ({param.unit}): {values}" in out
+        assert re.search(rf"^  {pid} .*; via \w+ \([A-Z0-9-]+\)$", out, re.M)
+    assert any(f"via {fact} ({deriving})" in out for _, fact, deriving in indirect(rule))
 
 
 # -- explain ---------------------------------------------------------------------------------------
@@ -152,6 +207,69 @@ def test_explain_lists_the_trace_in_firing_order_with_derived_facts_justified(ai
 def test_explain_uses_the_profile(aid: DecisionAid) -> None:
     out = run_cli("explain", SCIATICA, "--profile", "us-medicare").stdout
     assert "(us-medicare)" in out
+
+
+def single_question_derivations(aid: DecisionAid, procedure: str) -> list[tuple[str, str, str]]:
+    """(derived fact, its rule, the one question it reads) for facts the procedure's opening rules read."""
+    rulebook, out = aid.rulebook, []
+    openers = [
+        r
+        for r in rulebook.rules
+        if r.then.status in ("candidate", "after_prerequisite") and procedure in r.then.procedures
+    ]
+    for fact in dict.fromkeys(a.fact for r in openers for a in r.when.atoms() if a.fact in rulebook.derived_facts):
+        assert fact is not None
+        rule = rulebook.rule(rulebook.derived_facts[fact])
+        atoms = list(rule.when.atoms())
+        if len(atoms) == 1 and atoms[0].fact in aid.questionnaire.questions and not rule.profiles:
+            out.append((fact, rule.id, atoms[0].fact or ""))
+    return out
+
+
+@pytest.fixture(scope="module")
+def half_answered(aid: DecisionAid, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, list[Any]]:
+    """Sciatica, with one question a derived fact needs left out and another marked 'unknown' (not sure)."""
+    procedure, picked = next(
+        (p, found) for p in PROCEDURE_IDS if len(found := single_question_derivations(aid, p)) >= 2
+    )
+    answers = yaml.safe_load(Path(SCIATICA).read_text())
+    (_, _, left_out), (_, _, not_sure) = picked[:2]
+    answers.pop(left_out, None)
+    answers[not_sure] = "unknown"
+    path = tmp_path_factory.mktemp("half") / "answers.yaml"
+    path.write_text(yaml.safe_dump(answers))
+    return path, procedure, picked[:2]
+
+
+def test_explain_names_the_answers_that_leave_a_derived_fact_unknown(half_answered: tuple[Path, str, Any]) -> None:
+    path, _, ((left_fact, left_rule, left_q), (sure_fact, sure_rule, sure_q)) = half_answered
+    done = run_cli("explain", str(path))
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert f"  {left_fact}: unknown: {left_rule} could not decide it (not answered: {left_q})" in out
+    assert f"  {sure_fact}: unknown: {sure_rule} could not decide it (marked 'not sure': {sure_q})" in out
+
+
+def test_explain_says_what_a_default_status_is_and_gives_threshold_units(aid: DecisionAid) -> None:
+    result = evaluate_json(SCIATICA)
+    out = run_cli("explain", SCIATICA).stdout
+    fallback = [o["procedure"] for o in result["options"] if [r["rule_id"] for r in o["reasons"]] == ["FALLBACK"]]
+    assert fallback, "the example should leave an option with no rule setting its status"
+    for procedure in fallback:
+        assert f"  {procedure}: not_indicated (no rule set a status, so it is not_indicated by default" in out
+    used = {k for f in result["trace"] for k in f["parameters"]}
+    assert used
+    for pid in used:
+        param = aid.rulebook.parameters[pid]
+        assert re.search(rf"thresholds: .*\b{pid} = [\d.]+ {re.escape(param.unit)}", out), pid
+
+
+def test_why_not_tells_an_answer_not_given_from_one_marked_not_sure(half_answered: tuple[Path, str, Any]) -> None:
+    path, procedure, ((_, _, left_q), (_, _, sure_q)) = half_answered
+    done = run_cli("why-not", procedure, str(path))
+    assert done.returncode == 0, done.stderr
+    assert re.search(rf"\[UNKNOWN\]\s+{left_q} .*; patient: not answered$", done.stdout, re.M)
+    assert re.search(rf"\[UNKNOWN\]\s+{sure_q} .*; patient: not sure$", done.stdout, re.M)
 
 
 # -- why-not ---------------------------------------------------------------------------------------
@@ -241,6 +359,22 @@ def test_coverage_refuses_a_missing_cases_directory(tmp_path: Path) -> None:
     done = run_cli("rules", "coverage", "--cases", str(tmp_path / "nothing"))
     assert done.returncode == 2
     assert "does not exist" in done.stderr
+    a_file = tmp_path / "cases.yaml"
+    a_file.write_text("cases: []\n")
+    done = run_cli("rules", "coverage", "--cases", str(a_file))
+    assert done.returncode == 2
+    assert f"cases directory `{a_file}` is not a directory" in done.stderr
+
+
+def test_coverage_says_why_it_fails_and_refuses_a_percentage_over_100(tmp_path: Path) -> None:
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    (cases / "one.yaml").write_text(yaml.safe_dump({"cases": [{"id": "only-sciatica", "base": "sciatica"}]}))
+    under = run_cli("rules", "coverage", "--cases", str(cases), "--fail-under", "99.5")
+    assert under.returncode == 1
+    shown = re.search(r"Rule coverage: ([\d.]+)%", under.stdout)
+    assert shown and f"rule coverage {shown.group(1)}% is under --fail-under 99.5%" in under.stderr
+    assert run_cli("rules", "coverage", "--cases", str(cases), "--fail-under", "101").returncode == 2
 
 
 # -- rules diff ------------------------------------------------------------------------------------
@@ -327,6 +461,29 @@ def test_diff_refuses_what_is_neither_a_directory_nor_a_revision(tmp_path: Path)
     done = run_cli("rules", "diff", "no-such-revision-xyz", "HEAD", "--repo", str(ROOT))
     assert done.returncode == 2
     assert "neither a rules directory nor a git revision" in done.stderr
+    outside = run_cli("rules", "diff", "HEAD", "HEAD", "--repo", str(tmp_path))
+    assert outside.returncode == 2
+    assert f"{tmp_path} is not in a git repository" in outside.stderr
+
+
+def test_diff_shows_every_changed_field_of_a_parameter_and_names_a_side_that_does_not_load(tmp_path: Path) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    shutil.copytree(ROOT / "rules", old)
+    shutil.copytree(ROOT / "rules", new)
+    data = yaml.safe_load((new / "parameters.yaml").read_text())
+    param = data["parameters"][0]
+    param["description"] += " (reworded)"
+    param["sources"] = param["sources"][:1] + ["nice-ng59"] if "nice-ng59" not in param["sources"] else ["cms-l39240"]
+    (new / "parameters.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    done = run_cli("rules", "diff", str(old), str(new))
+    assert done.returncode == 0, done.stderr
+    assert f"~ parameter {param['id']}: description: " in done.stdout and "(reworded)" in done.stdout
+    assert f"~ parameter {param['id']}: sources: " in done.stdout
+    assert f"~ parameter {param['id']}: values" not in done.stdout
+    (old / "profiles.yaml").unlink()
+    broken = run_cli("rules", "diff", str(old), str(new))
+    assert broken.returncode == 2
+    assert f"the OLD rules, {old}, cannot be compared" in broken.stderr and "profiles.yaml" in broken.stderr
 
 
 # -- rules book ------------------------------------------------------------------------------------
@@ -367,6 +524,38 @@ def test_book_in_html_is_written_atomically_and_never_overwritten_without_force(
     assert run_cli("rules", "book", "--format", "html", "-o", str(target), "--force").returncode == 0
     assert target.read_text() == html
     assert [p.name for p in tmp_path.iterdir()] == ["book.html"]
+
+
+def test_book_format_follows_the_file_name_and_a_contradiction_is_refused(tmp_path: Path) -> None:
+    small = str(Path(__file__).parent / "fixtures" / "broken_rules" / "base")
+    html = tmp_path / "book.html"
+    done = run_cli("rules", "book", "-o", str(html), "--rules", small)
+    assert done.returncode == 0, done.stderr
+    assert html.read_text().startswith("<!DOCTYPE html>")
+    pdf = tmp_path / "book.pdf"
+    refused = run_cli("rules", "book", "--format", "md", "-o", str(pdf), "--rules", small)
+    assert refused.returncode == 2
+    assert f"--format md does not match the file name {pdf}" in refused.stderr
+    assert not pdf.exists()
+
+
+@pytest.mark.parametrize("where", ["missing_folder", "a_directory", "refused_by_the_system"])
+def test_an_unwritable_output_is_a_clear_error_exit_2_and_nothing_written(tmp_path: Path, where: str) -> None:
+    if where == "refused_by_the_system" and not Path("/proc/self").is_dir():
+        pytest.skip("needs /proc, where no file can be created")
+    target = {
+        "missing_folder": tmp_path / "no-such-folder" / "book.md",
+        "a_directory": tmp_path,
+        "refused_by_the_system": Path("/proc/pain-sdm-book.md"),
+    }[where]
+    before = sorted(tmp_path.iterdir())
+    done = run_cli(
+        "rules", "book", "-o", str(target), "--rules", str(Path(__file__).parent / "fixtures" / "broken_rules" / "base")
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("pain-sdm: ") and str(target) in done.stderr
+    assert "Traceback" not in done.stderr
+    assert sorted(tmp_path.iterdir()) == before
 
 
 def test_book_as_pdf(tmp_path: Path) -> None:

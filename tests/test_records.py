@@ -7,8 +7,10 @@ back through `pain-sdm records ...`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -33,6 +35,7 @@ from engine.records import (
     canonical,
     default_path,
     parse_time,
+    parse_window,
     record_evaluation,
     record_hash,
     replay,
@@ -267,6 +270,43 @@ def test_verify_names_the_record_that_was_tampered_with(filled: Path, how: str) 
     assert "append-only guards were removed" in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("how", "record"), [("edited", 3), ("edited_and_rehashed", 4), ("deleted", 4), ("reordered", 3)]
+)
+def test_a_single_record_check_catches_what_touched_that_record(filled: Path, how: str, record: int) -> None:
+    """`show` and `replay` check the record they read: its own hash and its link to the one before."""
+    with RecordStore.open(filled, create=False) as store:
+        assert all(store.check_record(n) == [] for n in range(1, len(EXAMPLES) + 1))
+    conn = raw(filled)
+    TAMPERING[how][0](conn)
+    conn.commit()
+    conn.close()
+    with RecordStore.open(filled, create=False) as store:
+        problems = store.check_record(record)
+        assert problems and all(p.startswith(f"record {record}: ") for p in problems)
+        assert store.check_record(1) == []
+
+
+def test_show_replay_and_export_of_a_tampered_database_warn_and_exit_1(filled: Path, tmp_path: Path) -> None:
+    """What is shown is still shown (it is evidence), but never as if it were intact."""
+    conn = raw(filled)
+    tamper_edit(conn)
+    conn.commit()
+    conn.close()
+    for command in ("show", "replay"):
+        done = run_cli("records", command, "3", "--db", str(filled))
+        assert done.returncode == 1, done.stderr
+        assert done.stdout.startswith("record 3")
+        assert "WARNING: record 3: its content does not match its hash (edited)" in done.stderr
+        assert f"pain-sdm records verify --db {filled}" in done.stderr
+    assert run_cli("records", "show", "2", "--db", str(filled)).returncode == 0
+    out = tmp_path / "all.jsonl"
+    done = run_cli("records", "export", "-o", str(out), "--db", str(filled))
+    assert done.returncode == 1
+    assert len(out.read_text().splitlines()) == len(EXAMPLES)
+    assert "WARNING: record 3: its content does not match its hash (edited)" in done.stderr
+
+
 def test_verify_reports_removed_guards_even_when_no_record_changed(filled: Path) -> None:
     raw(filled).close()
     done = run_cli("records", "verify", "--db", str(filled))
@@ -282,6 +322,10 @@ def test_nothing_is_appended_after_the_last_records_were_removed(aid: DecisionAi
     conn.close()
     with pytest.raises(PainSdmError, match="fails its integrity check"):
         record_evaluation(aid, *evaluated(aid, SCIATICA), db=filled)
+    out = filled.parent / "result.txt"
+    done = run_cli("evaluate", str(SCIATICA), "--record", "--db", str(filled), "-o", str(out))
+    assert done.returncode == 1 and "fails its integrity check" in done.stderr
+    assert not out.exists()
     with RecordStore.open(filled, create=False) as store:
         assert store.count() == len(EXAMPLES) - 1
 
@@ -417,7 +461,9 @@ def test_show_gives_answers_statuses_and_rulebook_version(aid: DecisionAid, db: 
     assert done.returncode == 0, done.stderr
     assert f"rulebook version: {aid.rulebook.version}" in done.stdout
     for option in result.options:
-        assert f"  {option.procedure}: {option.status}" in done.stdout
+        assert f"  {option.procedure}: {option.status} (set by {', '.join(r.rule_id for r in option.reasons)})" in (
+            done.stdout
+        )
     for qid, value in answers.model_dump(mode="json", exclude_unset=True).items():
         if value != "unknown":
             assert f"  {qid}: {json.dumps(value, ensure_ascii=False)}" in done.stdout
@@ -457,6 +503,15 @@ def test_a_bad_date_is_a_usage_error(filled: Path, when: str) -> None:
     done = run_cli("records", "stats", "--since", when, "--db", str(filled))
     assert done.returncode == 2
     assert "expected a date such as 2024-05-01" in done.stderr
+
+
+def test_a_period_that_ends_before_it_starts_is_a_usage_error(filled: Path) -> None:
+    """Reversed dates are a typo, not an empty period."""
+    for command in ("list", "stats"):
+        done = run_cli("records", command, "--since", "2025-02-01", "--until", "2025-01-31", "--db", str(filled))
+        assert done.returncode == 2
+        assert "--since 2025-02-01 is after --until 2025-01-31" in done.stderr
+    assert parse_window("2025-01-31", "2025-01-31") == ("2025-01-31T00:00:00Z", "2025-01-31T23:59:59Z")
 
 
 def test_times_without_an_offset_are_utc_and_a_date_alone_ends_at_the_end_of_the_day() -> None:
@@ -508,10 +563,15 @@ def test_a_file_that_is_not_a_records_database_is_refused(tmp_path: Path, kind: 
     else:
         path.mkdir()
     before = path.read_bytes() if path.is_file() else None
-    for args in (["records", "list", "--db", str(path)], ["evaluate", str(SCIATICA), "--record", "--db", str(path)]):
+    out = tmp_path / "result.txt"
+    for args in (
+        ["records", "list", "--db", str(path)],
+        ["evaluate", str(SCIATICA), "--record", "--db", str(path), "-o", str(out)],
+    ):
         done = run_cli(*args)
         assert done.returncode == 2, done.stderr
         assert str(path) in done.stderr
+    assert not out.exists()  # checked before the result is written
     if before is not None:
         assert path.read_bytes() == before
 
@@ -572,3 +632,28 @@ def test_replay_with_another_rulebook_shows_each_status_that_changes(
     assert line.split()[3] == "CHANGED"
     gone = next(x for x in done.stdout.splitlines() if x.startswith("rules that fired only when stored: "))
     assert rule_id in gone.split(": ", 1)[1].split(", ")
+    assert f"\n{opened.procedure}: candidate (set by {rule_id}) -> {line.split()[2]} (" in done.stdout
+
+
+def test_replay_names_the_thresholds_that_differ(aid: DecisionAid, db: Path, tmp_path: Path) -> None:
+    answers, result = evaluated(aid, SCIATICA)
+    record_evaluation(aid, answers, result, db=db)
+    pid, value = next((k, v) for f in result.trace for k, v in f.parameters.items())
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    data = yaml.safe_load((rules / "parameters.yaml").read_text(encoding="utf-8"))
+    param = next(p for p in data["parameters"] if p["id"] == pid)
+    param["default"] = value + 1
+    param["profiles"] = {}
+    (rules / "parameters.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    done = run_cli("records", "replay", "1", "--db", str(db), "--rules", str(rules))
+    assert done.returncode == 0, done.stderr
+    assert re.search(rf"^thresholds that differ: .*\b{pid} {value:g} -> {value + 1:g}\b", done.stdout, re.M)
+
+
+def test_replay_under_a_profile_the_rulebook_lacks_is_a_clear_error(aid: DecisionAid, db: Path) -> None:
+    record_evaluation(aid, *evaluated(aid, SCIATICA), db=db)
+    with RecordStore.open(db, create=False) as store:
+        record = dataclasses.replace(store.get(1), profile="mars")
+    with pytest.raises(UsageError, match="record 1 was evaluated under profile `mars`, which this rulebook does not"):
+        replay(aid, record)

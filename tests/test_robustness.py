@@ -105,6 +105,8 @@ def test_garbage_answers_get_a_clear_error_exit_2_and_nothing_written(outcomes: 
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("pain-sdm: "), done.stderr
     assert str(outcome.file) in done.stderr
+    problems = [line for line in done.stderr.splitlines() if line.startswith("  - ")]
+    assert all(line.startswith(f"  - {outcome.file}") for line in problems), done.stderr  # the file first
     assert GARBAGE[name][1] in done.stderr
     assert "Traceback" not in done.stderr
     assert len(done.stderr) < 4000  # one clear message, not a dump of the input

@@ -123,6 +123,24 @@ def test_an_error_finding_exits_1_and_is_printed_with_its_name(tmp_path: Path) -
     assert "What was checked:" in done.stdout
 
 
+def test_notes_on_rules_that_hold_together_are_counted_and_listed_on_request(tmp_path: Path) -> None:
+    rules = broken(tmp_path, "overlapping-rules")
+    report = verify(rules, today=TODAY)
+    overlaps = [f for f in report.findings if f.name == "overlapping-rules"]
+    assert overlaps
+    args = ("rules", "verify", "--rules", str(rules), "--today", "2026-11-24")
+    short, full = run_cli(*args), run_cli(*args, "--notes")
+    assert short.returncode == full.returncode
+    for f in overlaps:
+        line = f"INFO    overlapping-rules: {f.subject}"
+        assert line not in short.stdout and line in full.stdout
+    assert f"not listed: overlapping-rules ({len(overlaps)})" in short.stdout and "--notes" in short.stdout
+    counts = report.counts()
+    for severity, word in (("error", "error"), ("warning", "warning"), ("info", "note")):
+        n = counts[severity]
+        assert f"{n} {word}{'' if n == 1 else 's'}" in short.stdout.splitlines()[-1]
+
+
 def test_warnings_alone_exit_0(tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", rules)
