@@ -212,13 +212,15 @@ def interview(
     profile: Annotated[
         str | None, typer.Option("--profile", "-p", help="Guideline profile to preselect (default: consensus).")
     ] = None,
+    db: DbOpt = None,
     rules: RulesOpt = None,
     knowledge: KnowledgeOpt = None,
 ) -> None:
     """Walk through the questions with a patient in a terminal, then show the options side by side."""
     from engine.interview import run_interview
 
-    code = run_interview(load_aid(rules, knowledge), resume=resume, save=save, profile=profile, stdin=sys.stdin)
+    aid = load_aid(rules, knowledge)
+    code = run_interview(aid, resume=resume, save=save, profile=profile, stdin=sys.stdin, stdout=sys.stdout, db=db)
     if code:
         raise typer.Exit(code)
 

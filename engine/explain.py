@@ -123,7 +123,7 @@ def conclusion(then: Then) -> str:
     """What a rule concludes, in words."""
     procedures = ", ".join(then.procedures)
     if then.derive is not None:
-        return f"derived fact {then.derive} is true (and false when the condition is false)"
+        return f"derived fact {then.derive} is true (false when the condition is false, unknown when it is unknown)"
     parts = []
     if then.status is not None:
         parts.append(f"{procedures}: status {then.status}")

@@ -49,12 +49,16 @@ STATUS_STYLES = {
     "not_indicated": "dim",
     "deferred": "bold red",
 }
+OUTWEIGHED = "Also found, but the reasons above come first"
 FIT_MARKS = {"good": ("fits well", "green"), "mixed": ("fits in part", "yellow"), "poor": ("fits poorly", "red")}
 IMPORTANCE_WORDS = {"somewhat_important": "somewhat important", "very_important": "very important"}
 MAIN_ITEMS = 2
 """How many benefits and risks the grid shows per option (the first ones listed are the main ones)."""
+OPEN_STATUSES = ("candidate", "after_prerequisite")
 LABEL_WIDTH = 14
 MIN_COLUMN_WIDTH = 26
+NARROW = 100
+"""Below this width the grid's row labels wrap (at LABEL_WIDTH) to leave room for the options."""
 
 
 def first_sentence(text: str) -> str:
@@ -90,7 +94,8 @@ def option_grids(aid: DecisionAid, result: Result, width: int = 120) -> list[Tab
         for n, chunk in enumerate(chunks):
             suffix = f" ({n + 1} of {len(chunks)})" if len(chunks) > 1 else ""
             table = Table(title=f"{title}{suffix}", show_lines=True, expand=True, title_justify="left")
-            table.add_column("", style="bold", min_width=LABEL_WIDTH, max_width=22)
+            label_width = LABEL_WIDTH if width < NARROW else 22
+            table.add_column("", style="bold", min_width=min(LABEL_WIDTH, label_width), max_width=label_width)
             for option in chunk:
                 header = Text(option.name + "\n")
                 header.append(STATUS_LABELS[option.status], style=STATUS_STYLES[option.status])
@@ -111,6 +116,20 @@ def fit_line(note: ValueNote) -> Text:
     return line
 
 
+def fit_summary(notes: list[ValueNote]) -> Text:
+    """How an option fits the patient's values on one line, e.g. 'fits well: avoiding a device; fits poorly: ...'."""
+    line = Text()
+    for fit in ("good", "mixed", "poor"):
+        labels = [n.label[:1].lower() + n.label[1:] for n in notes if n.fit == fit]
+        if labels:
+            words, style = FIT_MARKS[fit]
+            if line:
+                line.append("; ")
+            line.append(words, style=style)
+            line.append(": " + ", ".join(labels))
+    return line.append(".") if line else line
+
+
 def _bullets(title: str, lines: list[Text | str], style: str = "bold") -> list[RenderableType]:
     if not lines:
         return []
@@ -128,14 +147,18 @@ def option_panel(aid: DecisionAid, result: Result, option: OptionResult, answers
     if option.declined is not None:
         parts.append(Text(f"You said you do not want this: {option.declined.text}", style="bold magenta"))
     reasons: list[Text | str] = []
+    outweighed: list[Text | str] = []
     for reason in option.reasons:
         line = Text(reason.text)
         if reason.unconfirmed:
             line.append(" (unconfirmed figure)", style="italic")
         line.append(f"  [{reason.rule_id} v{reason.rule_version}]", style="dim")
-        reasons.append(line)
+        # A reason for a less restrictive status did not decide this one: shown apart, so the
+        # patient does not read 'can be discussed' under 'not usually suggested'.
+        (reasons if reason.status in (None, option.status) else outweighed).append(line)
     parts += _bullets("Why", reasons)
-    if option.status in ("candidate", "after_prerequisite"):
+    parts += _bullets(OUTWEIGHED, outweighed)
+    if option.status in OPEN_STATUSES:
         cautions: list[Text | str] = []
         for caution in option.cautions:
             line = Text(caution.text)
@@ -143,8 +166,11 @@ def option_panel(aid: DecisionAid, result: Result, option: OptionResult, answers
             cautions.append(line)
         parts += _bullets("Cautions", cautions, "bold yellow")
     parts += _bullets("Next steps", [step.text for step in option.next_steps])
-    fits: list[Text | str] = [fit_line(n) for n in option_fit(aid.values, answers, option.procedure)]
-    parts += _bullets("What matters to you", fits)
+    notes = option_fit(aid.values, answers, option.procedure)
+    if option.status in OPEN_STATUSES:
+        parts += _bullets("What matters to you", [fit_line(n) for n in notes])
+    elif notes:  # options not open now get one line, to keep the screen short
+        parts.append(Text.assemble(("What matters to you: ", "bold"), fit_summary(notes)))
     differences: list[Text | str] = []
     for diff in result.profile_differences:
         if diff.procedure == option.procedure:
@@ -160,7 +186,7 @@ def option_panel(aid: DecisionAid, result: Result, option: OptionResult, answers
 
 def values_table(aid: DecisionAid, result: Result, answers: dict[str, Any]) -> Table | None:
     """How the open options (and conservative care) fit each value the patient called important."""
-    shown = [o for o in result.options if o.status in ("candidate", "after_prerequisite")]
+    shown = [o for o in result.options if o.status in OPEN_STATUSES]
     notes = {o.procedure: option_fit(aid.values, answers, o.procedure) for o in shown}
     if not shown or not notes[shown[0].procedure]:
         return None
@@ -182,10 +208,13 @@ def leaning_points(aid: DecisionAid, result: Result, answers: dict[str, Any], le
     """Points to discuss about the option the patient leans to: values it fits poorly, its status, a decline."""
     option = result.option(leaning)
     points = []
-    if option.status not in ("candidate", "after_prerequisite"):
+    if option.status not in OPEN_STATUSES:
         points.append(
             f"{option.name} is marked '{STATUS_LABELS[option.status].lower()}' for now. Talk about the reasons."
         )
+    elif option.status == "after_prerequisite":
+        steps = "; ".join(step.text.rstrip(".") for step in option.next_steps)
+        points.append(f"{option.name} is open only after further steps" + (f": {steps}." if steps else "."))
     if option.declined is not None:
         points.append(f"You said you do not want an implanted device, and {option.name} uses one.")
     for note in conflicts(aid.values, answers, leaning):
@@ -212,7 +241,8 @@ def render_results(console: Console, aid: DecisionAid, result: Result, answers: 
     if fits is not None:
         console.print(fits)
     if result.disagreements:
-        console.print(Text("Where published sources disagree", style="bold"))
+        lines: list[Text | str] = []
         for did in result.disagreements:
             d = aid.knowledge.disagreements[did]
-            console.print(Text(f"- {d.topic}: {d.plain}"))
+            lines.append(Text.assemble((d.topic, "bold"), f": {d.plain}"))
+        console.print(Group(*_bullets("Where published sources disagree", lines)))

@@ -20,6 +20,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import shutil
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from typing import IO, Any, Literal, Protocol
 
 from pydantic import BaseModel
 from rich.console import Console
+from rich.padding import Padding
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -48,10 +51,22 @@ EXIT_END_OF_INPUT = 1
 """Exit code when the input ends before the interview does."""
 
 NOT_SURE = "Not sure"
+CHECKBOX_HINT = "(space to tick or untick, enter when done; tick nothing for none)"
 NOT_SURE_WORDS = frozenset({"?", "not sure", "unknown", "don't know", "dont know"})
 NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 DONE = "__done__"
 UNDECIDED = "undecided"
+CLOSING_TEXTS = {
+    "decision": "What did you decide together today, if anything? (optional)",
+    "notes": "Notes for the record (optional)",
+    "clinician": "The clinician's name, to print on the summary (optional)",
+}
+"""The free-text answers asked at the close, by session field; the summary and the record include them."""
+PROFILE_HELP = (
+    "Published guidelines differ on a few points, such as how many test blocks come before nerve "
+    "ablation. Choose the guidelines your clinic follows; if you are not sure, keep the default."
+)
+SURE_INTRO = "Four quick questions, to check how sure you feel about the choice (the SURE test). Answer yes or no."
 INTRO = (
     "This is a discussion aid, not a prescription. We will go through some questions about the pain, "
     "what has been tried, safety, and what matters to you. Then you will see the options to discuss, "
@@ -85,7 +100,8 @@ class Choice:
 
 class Asker(Protocol):
     """What the interview needs from a prompt library. `key` names the prompt (a question id, or
-    'review', 'profile', 'leaning', 'sure_<item>', 'notes', 'summary', 'record', 'keep_session').
+    'review', 'profile', 'leaning', 'sure_<item>', 'decision', 'notes', 'clinician', 'summary', 'summary_file',
+    'record', 'keep_session').
     Each method raises `Interrupted` when the person stops or the input ends."""
 
     def select(self, key: str, message: str, choices: Sequence[Choice], default: str | None = None) -> str: ...
@@ -97,11 +113,32 @@ class Asker(Protocol):
     def text(self, key: str, message: str, default: str, validate: Validator, instruction: str = "") -> str: ...
 
 
-class QuestionaryAsker:
-    """The Asker for a real terminal, built on questionary. `prompt_options` go to every prompt."""
+SELECT_HINT = "(Use arrow keys)"
+"""What questionary shows after a select prompt's message until it is answered."""
 
-    def __init__(self, **prompt_options: Any) -> None:
+
+def wrap_message(message: str, width: int) -> str:
+    """A prompt's message wrapped at word boundaries for a terminal `width` columns wide.
+
+    prompt_toolkit would otherwise break long lines in the middle of a word. Lines after the
+    first are indented to line up after the '? ' mark. A prompt whose message and answer do not
+    fit on one line puts its hint and answer on a line of their own, under the message.
+    """
+    return "\n  ".join(textwrap.wrap(message, max(width - 3, 20)) or [""])
+
+
+class QuestionaryAsker:
+    """The Asker for a real terminal, built on questionary. `prompt_options` go to every prompt.
+
+    Messages are wrapped to `width` columns (by default the terminal's width when asked).
+    """
+
+    def __init__(self, width: int | None = None, **prompt_options: Any) -> None:
+        self.width = width
         self.prompt_options = prompt_options
+
+    def columns(self) -> int:
+        return self.width or shutil.get_terminal_size((100, 40)).columns
 
     @staticmethod
     def _ask(question: Any) -> Any:
@@ -127,7 +164,13 @@ class QuestionaryAsker:
             questionary.Separator(f"-- {c.title} --") if c.separator else questionary.Choice(c.title, value=c.value)
             for c in choices
         ]
-        prompt = questionary.select(message, choices=options, default=default, **self.prompt_options)
+        columns = self.columns()
+        longest = max([len(SELECT_HINT)] + [len(c.title) for c in choices if not c.separator])
+        if len(message) + longest + 4 <= columns:
+            text = message  # the message and any answer fit on one line
+        else:  # the hint, then the answer, go on the next line
+            text = wrap_message(message, columns) + "\n "
+        prompt = questionary.select(text, choices=options, default=default, **self.prompt_options)
         return str(self._ask(prompt))
 
     def checkbox(
@@ -137,10 +180,10 @@ class QuestionaryAsker:
 
         options = [questionary.Choice(c.title, value=c.value, checked=c.value in checked) for c in choices]
         prompt = questionary.checkbox(
-            message,
+            wrap_message(message, self.columns()) + "\n ",
             choices=options,
             validate=self._check(validate),
-            instruction="(space to tick or untick, enter when done; tick nothing for none)",
+            instruction=CHECKBOX_HINT,
             **self.prompt_options,
         )
         return list(self._ask(prompt))
@@ -148,8 +191,14 @@ class QuestionaryAsker:
     def text(self, key: str, message: str, default: str, validate: Validator, instruction: str = "") -> str:
         import questionary
 
+        columns = self.columns()
+        hint = f" {instruction}" if instruction else ""
+        if len(message) + len(hint) + 12 <= columns - 3:
+            text = message  # the message, its hint and a short answer fit on one line
+        else:
+            text = wrap_message(message, columns) + ("\n" if instruction else "")
         prompt = questionary.text(
-            message,
+            text,
             default=default,
             validate=self._check(validate),
             instruction=instruction or None,
@@ -202,28 +251,46 @@ def missing(questionnaire: Questionnaire, answers: dict[str, Any]) -> list[Quest
     return [q for q in applicable(questionnaire, answers) if q.id not in answers]
 
 
+def is_percent(q: Question) -> bool:
+    return q.unit.startswith("%")
+
+
+def range_words(q: Question) -> str:
+    """A number question's range in words: 'from 0 to 120 years', 'from 0% to 100%', 'from 0 to 10'."""
+    low, high = f"{q.min:g}", f"{q.max:g}"
+    if is_percent(q):
+        return f"from {low}% to {high}%"
+    if q.unit.startswith("out of"):  # 'from 0 to 10', not 'from 0 to 10 out of 10'
+        return f"from {low} to {high}"
+    return f"from {low} to {high} {q.unit}"
+
+
 def number_hint(q: Question) -> str:
     kind = "a whole number" if q.integer else "a number"
     unsure = "; type ? if not sure" if q.allow_unknown else ""
-    return f"({kind} from {q.min:g} to {q.max:g}, {q.unit}{unsure})"
+    return f"({kind} {range_words(q)}{unsure})"
 
 
 def parse_number(q: Question, text: str) -> int | float | str:
-    """A typed number as an answer: an int or float in range, or 'unknown' for '?' / 'not sure'."""
+    """A typed number as an answer: an int or float in range, or 'unknown' for '?' / 'not sure'.
+
+    A percentage may be typed with its sign ('50%').
+    """
     raw = text.strip().lower()
     if q.allow_unknown and raw in NOT_SURE_WORDS:
         return UNKNOWN
     assert q.min is not None and q.max is not None
+    if is_percent(q):
+        raw = raw.removesuffix("%").strip()
     unsure = ", or ? if you are not sure" if q.allow_unknown else ""
-    if not NUMBER.match(raw):
-        raise AnswerRejected(f"Please type a number, such as {q.min:g}{unsure}.")
+    kind = "a whole number" if q.integer else "a number"
+    if not NUMBER.match(raw) or not math.isfinite(float(raw)):
+        raise AnswerRejected(f"Please type {kind} {range_words(q)}{unsure}.")
     number = float(raw)
-    if not math.isfinite(number):
-        raise AnswerRejected(f"Please type a number, such as {q.min:g}{unsure}.")
     if q.integer and not number.is_integer():
         raise AnswerRejected(f"Please give a whole number, with no decimals{unsure}.")
     if not q.min <= number <= q.max:
-        raise AnswerRejected(f"{raw} is out of range: give a number from {q.min:g} to {q.max:g} ({q.unit}){unsure}.")
+        raise AnswerRejected(f"{raw} is out of range. Please give a number {range_words(q)}{unsure}.")
     return int(number) if number.is_integer() else number
 
 
@@ -284,14 +351,51 @@ def check_text(q: Question, text: str) -> str:
 
 
 def answer_words(q: Question, value: Any) -> str:
-    """An answer as shown on the review screen."""
+    """An answer as shown on the review screen, in the words of the choices ('Yes', 'Not sure', '60% relief')."""
     if q.type == "text" and not value:
         return "(left blank)"
+    if value is None:
+        return "(not answered)"
+    if value == UNKNOWN:
+        return NOT_SURE
+    if q.type == "yes_no":
+        return str(value).capitalize()
+    if q.type == "number" and is_percent(q):
+        return f"{number_default(value)}{q.unit}"
+    if q.type == "number" and value == 1 and q.unit.endswith("s"):
+        return f"1 {q.unit[:-1]}"  # '1 week', not '1 weeks'
     return q.describe(value)
 
 
+def file_name(typed: str) -> Path:
+    """A file name as typed: surrounding spaces dropped, '~' for the home folder."""
+    return Path(typed.strip()).expanduser()
+
+
+def bullet_list(lines: Sequence[str]) -> Table:
+    """Lines as a bulleted list whose wrapped lines stay indented under their bullet."""
+    table = Table.grid(padding=(0, 1))
+    table.add_column(width=1)
+    table.add_column(ratio=1)
+    for line in lines:
+        table.add_row("-", line)
+    return table
+
+
 def shorten(text: str, limit: int = 64) -> str:
-    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+    return text if len(text) <= limit else text[: max(limit - 3, 1)].rstrip() + "..."
+
+
+def review_title(q: Question, value: Any, width: int) -> str:
+    """One line of the review list: the question, then its answer in brackets, within `width` columns.
+
+    The answer gets up to about 40% of the line, so a long answer does not hide its question; both
+    are shortened with '...' rather than cut off at the edge of the terminal.
+    """
+    room = max(width - 5, 30)  # the list's pointer and margin take the rest
+    answer = answer_words(q, value)
+    answer = shorten(answer, min(len(answer), max(12, room * 2 // 5)))
+    return f"{shorten(q.prompt, room - len(answer) - 4)}  [{answer}]"
 
 
 # --- The interview ------------------------------------------------------------------------------
@@ -363,6 +467,9 @@ class Interview:
         count = len(self.session.answers)
         if count:
             self.console.print(f"Carrying on the session in {self.path} ({count} answers so far).")
+            if self.session.profile is not None:
+                name = self.aid.rulebook.profiles[self.session.profile].name
+                self.console.print(f"Guideline profile: {name}.")
         else:
             self.console.print(f"Your answers are saved as you go, in {self.path}.")
         self.console.print("Press Ctrl-C at any time to stop; you can carry on later.\n")
@@ -402,11 +509,14 @@ class Interview:
         if q.type == "multiple":
             checked = [UNKNOWN] if current == UNKNOWN else list(current or [])
             selected = self.asker.checkbox(q.id, q.prompt, choices_for(q), checked, check_choices)
-            return choices_answer(q, selected)
+            answer = choices_answer(q, selected)
+            if answer == UNKNOWN or len(answer) != 1:  # questionary itself shows only 'done (2 selections)'
+                chosen = Text(f"You chose: {answer_words(q, answer)}", style="dim")
+                self.console.print(Padding(chosen, (0, 0, 0, 2)))
+            return answer
         if q.type == "text":
-            raw = self.asker.text(
-                q.id, q.prompt, current or "", rejection(lambda s: check_text(q, s)), "(optional; enter to skip)"
-            )
+            skip = "(enter to skip)" if "optional" in q.prompt.lower() else "(optional; enter to skip)"
+            raw = self.asker.text(q.id, q.prompt, current or "", rejection(lambda s: check_text(q, s)), skip)
             return check_text(q, raw)
         return self.asker.select(q.id, q.prompt, choices_for(q), current)
 
@@ -427,8 +537,8 @@ class Interview:
 
     def review(self) -> None:
         """Show every answer; let any one be changed (then ask what the change opens) until all is right."""
+        self.console.print(self.review_table())  # in full once; the list below shows each change
         while True:
-            self.console.print(self.review_table())
             choices = [Choice("Everything is right: show the options", DONE)]
             section = ""
             for q in applicable(self.questionnaire, self.session.answers):
@@ -437,12 +547,12 @@ class Interview:
                     choices.append(
                         Choice(next(s.title for s in self.questionnaire.sections if s.id == section), "", True)
                     )
-                value = self.session.answers.get(q.id)
-                choices.append(Choice(f"{shorten(q.prompt)}  [{shorten(answer_words(q, value), 40)}]", q.id))
-            pick = self.asker.select("review", "Check the answers. Choose one to change it, or go on.", choices, DONE)
+                choices.append(Choice(review_title(q, self.session.answers.get(q.id), self.console.width), q.id))
+            pick = self.asker.select("review", "Choose an answer to change, or go on.", choices, DONE)
             if pick == DONE:
                 return
             question = self.questionnaire.questions[pick]
+            self._section = question.section  # no section heading between the list and the edited question
             self.set_answer(pick, self.ask(question, self.session.answers.get(pick)))
             self.ask_missing()
 
@@ -451,6 +561,7 @@ class Interview:
         rulebook = self.aid.rulebook
         chosen = self.profile or rulebook.default_profile
         if len(rulebook.profiles) > 1:
+            self.console.print(Text(PROFILE_HELP, style="dim"))
             choices = [
                 Choice(f"{p.name}{' (the default)' if pid == rulebook.default_profile else ''}", pid)
                 for pid, p in rulebook.profiles.items()
@@ -482,8 +593,9 @@ class Interview:
             return
         points = leaning_points(self.aid, result, self.session.answers, leaning)
         name = result.option(leaning).name
+        self.console.print(f"You are leaning towards: {name}.")
         if points:
-            body = "\n".join(f"- {p}" for p in points)
+            body = bullet_list(points)
             self.console.print(Panel(body, title=f"Points to discuss about {name}", border_style="yellow"))
         else:
             self.console.print(f"Nothing you said matters to you conflicts with {name}.")
@@ -491,6 +603,7 @@ class Interview:
     def ask_sure(self) -> None:
         """The SURE test: four yes/no items, asked one by one."""
         yes_no = [Choice("Yes", "yes"), Choice("No", "no")]
+        self.console.print(SURE_INTRO)
         items = {key: self.asker.select(f"sure_{key}", item, yes_no) == "yes" for key, item in SURE_ITEMS.items()}
         self.session.sure = SureResult(**items)
         self.save()
@@ -511,10 +624,12 @@ class Interview:
 
     def close(self, answers: BaseModel, result: Result) -> None:
         """Notes, then the offers: the printable summary, a stored record, keeping the session file."""
-        self.session.notes = self.asker.text(
-            "notes", "Notes for the record (optional)", self.session.notes, lambda _: None, "(enter to skip)"
-        ).strip()
-        self.save()
+        for key, message in CLOSING_TEXTS.items():
+            current = getattr(self.session, key)
+            setattr(
+                self.session, key, self.asker.text(key, message, current, lambda _: None, "(enter to skip)").strip()
+            )
+            self.save()
         self.offer_summary()
         self.offer_record(answers, result)
         keep = self.asker.select(
@@ -541,10 +656,11 @@ class Interview:
         def free(raw: str) -> str | None:
             if not raw.strip():
                 return "Please give a file name."
-            return f"{raw} already exists; choose another name" if Path(raw).exists() else None
+            return f"{raw} already exists; choose another name" if file_name(raw).exists() else None
 
         default = str(self.path.with_suffix(f".{fmt}"))
-        output = Path(self.asker.text("summary_file", "Save the summary as", default, free))
+        output = file_name(self.asker.text("summary_file", "Save the summary as", default, free))
+        self.console.print("Writing the summary...")
         try:
             write_summary(self.aid, self.path, fmt, output, profile=self.session.profile)
         except PainSdmError as exc:
@@ -563,7 +679,7 @@ class Interview:
         )
         if store != "yes":
             return
-        from .records import record_evaluation
+        from .records import record_evaluation, resolve_path
 
         try:
             record = record_evaluation(
@@ -578,7 +694,7 @@ class Interview:
         except PainSdmError as exc:
             self.console.print(f"The record was not stored: {exc}")
             return
-        self.console.print(f"Stored as record number {record.id}.")
+        self.console.print(f"Stored as record number {record.id} in {resolve_path(self.records_db)}.")
 
 
 # --- Starting -----------------------------------------------------------------------------------
@@ -601,6 +717,8 @@ def prepare(aid: DecisionAid, *, resume: Path | None, save: Path | None, profile
         if session.leaning not in (None, UNDECIDED, *PROCEDURE_IDS):
             raise AnswersError(f"{resume}: `leaning` must be an option id or '{UNDECIDED}', not {session.leaning!r}")
         session.answers = prune(aid.questionnaire, session.answers)
+        if profile is not None and session.profile is not None:
+            session.profile = profile  # --profile given again wins over the one chosen before
     else:
         session = Session()
     path = save or resume or default_session_path()
@@ -611,19 +729,38 @@ def prepare(aid: DecisionAid, *, resume: Path | None, save: Path | None, profile
     return session, path
 
 
-def require_terminal(stdin: IO[str]) -> None:
-    """The interview needs a person at a terminal; without one it stops at once, never waiting."""
+def require_terminal(stdin: IO[str], stdout: IO[str] | None = None) -> None:
+    """The interview needs a person at a terminal; without one it stops at once, never waiting.
+
+    The output must be a terminal too: the prompts redraw themselves and are garbled in a pipe.
+    """
     if not stdin.isatty():
         raise UsageError(
             "the interview needs an interactive terminal, and the input is not one. "
             "To evaluate answers from a file, use: pain-sdm evaluate ANSWERS.yaml"
         )
+    if stdout is not None and not stdout.isatty():
+        raise UsageError(
+            "the interview needs an interactive terminal, and the output is not one: run it without "
+            "a pipe or redirection. The printable summary (offered at the end) keeps a copy of the results"
+        )
 
 
 def run_interview(
-    aid: DecisionAid, *, resume: Path | None, save: Path | None, profile: str | None, stdin: IO[str]
+    aid: DecisionAid,
+    *,
+    resume: Path | None,
+    save: Path | None,
+    profile: str | None,
+    stdin: IO[str],
+    stdout: IO[str] | None = None,
+    db: Path | None = None,
 ) -> int:
     """The `pain-sdm interview` command: check options and the terminal, then run the walkthrough."""
     session, path = prepare(aid, resume=resume, save=save, profile=profile)
-    require_terminal(stdin)
-    return Interview(aid, QuestionaryAsker(), Console(), session, path, profile).run()
+    if db is not None:
+        from .records import check_path
+
+        check_path(db)
+    require_terminal(stdin, stdout)
+    return Interview(aid, QuestionaryAsker(), Console(), session, path, profile, records_db=db).run()

@@ -114,21 +114,27 @@ OUTCOMES = [
 ]
 
 
+def _in_sentence(label: str) -> str:
+    """A label inside a sentence: its first letter lower case, acronyms kept ('... medicines (NSAIDs)')."""
+    return label[:1].lower() + label[1:]
+
+
 def _treatment_questions(term: Term, section: str) -> list[Question]:
     tried = f"{term.id}_tried"
+    name = _in_sentence(term.label)
     was_tried = Condition(fact=tried, op="==", value="yes")
     return [
         Question(
             id=tried,
             type="yes_no",
-            prompt=f"Have you tried {term.label.lower()} for this pain?",
+            prompt=f"Have you tried {name} for this pain?",
             help=term.plain,
             section=section,
         ),
         Question(
             id=f"{term.id}_weeks",
             type="number",
-            prompt=f"For how many weeks in all did you have {term.label.lower()}?",
+            prompt=f"For how many weeks in all did you have {name}?",
             unit="weeks",
             min=0,
             max=2080,
@@ -138,7 +144,7 @@ def _treatment_questions(term: Term, section: str) -> list[Question]:
         Question(
             id=f"{term.id}_outcome",
             type="single",
-            prompt=f"How did {term.label.lower()} work for you?",
+            prompt=f"How did {name} work for you?",
             options=OUTCOMES,
             ask_if=was_tried,
             section=section,

@@ -132,6 +132,15 @@ def test_show_names_questions_in_words_and_marks_unconfirmed_figures(aid: Decisi
     assert aid.questionnaire.questions[question].prompt in out
 
 
+def test_show_says_a_derived_fact_can_be_true_false_or_unknown(aid: DecisionAid) -> None:
+    rule = next(r for r in aid.rulebook.rules if r.then.derive is not None)
+    out = run_cli("rules", "show", rule.id).stdout
+    then = next(line for line in out.splitlines() if line.startswith("THEN "))
+    assert then == (
+        f"THEN derived fact {rule.then.derive} is true (false when the condition is false, unknown when it is unknown)"
+    )
+
+
 def test_show_refuses_an_unknown_rule() -> None:
     done = run_cli("rules", "show", "NO-SUCH-RULE")
     assert done.returncode == 2

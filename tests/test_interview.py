@@ -10,6 +10,7 @@ reads the keys, runs the validation and returns the answer. It records every pro
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import time
@@ -28,26 +29,33 @@ from rich.console import Console
 
 from engine.aid import DecisionAid
 from engine.errors import AnswersError, UsageError
-from engine.grid import ROWS, leaning_points, option_grids
+from engine.grid import OUTWEIGHED, ROWS, leaning_points, option_grids, option_panel
 from engine.interview import (
     DONE,
     EXIT_END_OF_INPUT,
     EXIT_INTERRUPTED,
+    PROFILE_HELP,
+    SURE_INTRO,
     UNDECIDED,
     AnswerRejected,
     Choice,
     Interview,
     QuestionaryAsker,
     Validator,
+    answer_words,
     condition_truth,
     is_asked,
     missing,
+    number_hint,
     parse_number,
     prepare,
     prune,
+    review_title,
+    wrap_message,
 )
 from engine.questionnaire import UNKNOWN, Question
 from engine.session import SURE_ITEMS, Session, load_session, save_session
+from engine.values import option_fit
 
 DOWN, UP, ENTER, SPACE, CLEAR, CTRL_C = "\x1b[B", "\x1b[A", "\r", " ", "\x15", "\x03"
 
@@ -225,6 +233,7 @@ def sure(*answers: str) -> dict[str, list[Any]]:
 
 
 CLOSE = {"leaning": [UNDECIDED], **sure("yes", "yes", "yes", "yes"), "notes": [""], "summary": [""]}
+CLOSE.update({"decision": [""], "clinician": [""]})
 CLOSE.update({"record": ["no"], "keep_session": ["keep"], "review": [DONE], "profile": ["consensus"]})
 
 
@@ -248,16 +257,74 @@ def example(name: str) -> dict[str, Any]:
 
 def test_a_number_out_of_range_is_refused_with_the_range(aid: DecisionAid) -> None:
     age = aid.questionnaire.questions["age_years"]
-    with pytest.raises(AnswerRejected, match="from 0 to 120"):
+    with pytest.raises(AnswerRejected, match=r"^150 is out of range\. Please give a number from 0 to 120 years"):
         parse_number(age, "150")
     with pytest.raises(AnswerRejected, match="whole number"):
         parse_number(age, "45.5")
-    with pytest.raises(AnswerRejected, match="type a number"):
+    with pytest.raises(AnswerRejected, match="type a whole number from 0 to 120 years"):
         parse_number(age, "forty")
     assert parse_number(age, " 45 ") == 45
     assert parse_number(age, "?") == UNKNOWN
     months = aid.questionnaire.questions["pain_duration_months"]
     assert parse_number(months, "0.5") == 0.5
+    relief = aid.questionnaire.questions["esi_last_relief_percent"]
+    assert parse_number(relief, "50%") == 50, "a percentage may be typed with its sign"
+    with pytest.raises(AnswerRejected, match="from 0% to 100%"):
+        parse_number(relief, "150%")
+    with pytest.raises(AnswerRejected):
+        parse_number(age, "50%")
+
+
+def test_each_number_hint_names_the_range_once_in_plain_words(aid: DecisionAid) -> None:
+    hints = {q.id: number_hint(q) for q in aid.questionnaire.questions.values() if q.type == "number"}
+    assert hints["age_years"] == "(a whole number from 0 to 120 years; type ? if not sure)"
+    assert hints["pain_intensity"] == "(a whole number from 0 to 10; type ? if not sure)"
+    assert hints["esi_last_relief_percent"] == "(a number from 0% to 100%; type ? if not sure)"
+    for qid, hint in hints.items():
+        q = aid.questionnaire.questions[qid]
+        assert f"{q.max:g}" in hint and ", out of" not in hint and "% relief" not in hint, qid
+
+
+def test_review_answers_read_like_the_choices(aid: DecisionAid) -> None:
+    questions = aid.questionnaire.questions
+    assert answer_words(questions["rfa_previous"], "yes") == "Yes"
+    assert answer_words(questions["rfa_previous"], UNKNOWN) == "Not sure"
+    assert answer_words(questions["conditions"], UNKNOWN) == "Not sure"
+    assert answer_words(questions["rfa_relief_percent"], 60) == "60% relief"
+    assert answer_words(questions["age_years"], 42) == "42 years"
+    assert answer_words(questions["surgery_weeks"], 1) == "1 week"
+    assert answer_words(questions["esi_count_12m"], 1) == "1 injection"
+    assert answer_words(questions["red_flags"], []) == "none"
+
+
+@pytest.mark.parametrize("width", [80, 140])
+def test_each_review_line_fits_the_terminal_and_shows_question_and_answer(aid: DecisionAid, width: int) -> None:
+    for q in aid.questionnaire.questions.values():
+        for value in (longest_answer(q), UNKNOWN):
+            title = review_title(q, value, width)
+            assert len(title) <= width - 5, (q.id, title)
+            shown = answer_words(q, value)
+            assert title.startswith(q.prompt[:20]) and f"[{shown[:8]}" in title, (q.id, title)
+
+
+def longest_answer(q: Question) -> Any:
+    if q.type == "multiple":
+        return list(q.values)
+    if q.type == "text":
+        return "x" * q.max_length
+    if q.type == "number":
+        return q.max
+    return max(q.values, key=lambda v: len(q.label_of(v)))
+
+
+def test_long_prompts_wrap_between_words(aid: DecisionAid) -> None:
+    for q in aid.questionnaire.questions.values():
+        for width in (60, 80, 140):
+            wrapped = wrap_message(q.prompt, width)
+            shown = ("? " + wrapped).split("\n")
+            assert all(len(line) < width for line in shown), (q.id, width, shown)
+            assert all(line.startswith("  ") for line in shown[1:]), "lines after the first line up after '? '"
+            assert wrapped.split() == q.prompt.split(), "no word is split or lost"
 
 
 def test_a_question_is_asked_only_when_its_skip_condition_is_true(aid: DecisionAid) -> None:
@@ -294,6 +361,8 @@ def test_a_complete_interview_with_a_refused_value_an_edit_and_the_results(aid: 
         "leaning": ["epidural_steroid_injection"],
         **sure("yes", "no", "yes", "yes"),
         "notes": ["Talked about ESI risks"],
+        "decision": ["Think it over; call next week"],
+        "clinician": ["Dr A. Example"],
     }
     path = tmp_path / "session.json"
     run = interview(aid, path, script, from_answers(patient))
@@ -308,6 +377,8 @@ def test_a_complete_interview_with_a_refused_value_an_edit_and_the_results(aid: 
     assert run.session.leaning == "epidural_steroid_injection"
     assert run.session.sure is not None and run.session.sure.conflict and not run.session.sure.understand
     assert run.session.notes == "Talked about ESI risks"
+    assert run.session.decision == "Think it over; call next week"
+    assert run.session.clinician == "Dr A. Example"
     # The edit re-asked exactly the edited question, between two reviews.
     review_at = [i for i, k in enumerate(run.asker.asked) if k == "review"]
     assert run.asker.asked[review_at[0] + 1 : review_at[1]] == ["pain_intensity"]
@@ -324,6 +395,7 @@ def test_a_complete_interview_with_a_refused_value_an_edit_and_the_results(aid: 
         for step in option.next_steps:
             assert flat(step.text) in screen
     assert "Talk more before deciding" in screen
+    assert flat(SURE_INTRO) in screen and flat(PROFILE_HELP) in screen
     assert flat(SURE_ITEMS["understand"]) in screen
     for point in leaning_points(aid, result, run.session.answers, "epidural_steroid_injection"):
         assert flat(point) in screen
@@ -335,6 +407,20 @@ def parse_error(aid: DecisionAid, qid: str, raw: str) -> str:
     return str(caught.value)
 
 
+def defined_question_ids() -> list[str]:
+    """Every question id that knowledge/questionnaire.yaml defines, read from the YAML itself (not through the
+    loader): the questions it lists, and the tried / weeks / outcome questions of each treatment in
+    knowledge/treatments.yaml for its treatment-history section."""
+    definition = yaml.safe_load((ROOT / "knowledge" / "questionnaire.yaml").read_text())
+    treatments = [t["id"] for t in yaml.safe_load((ROOT / "knowledge" / "treatments.yaml").read_text())["terms"]]
+    ids = []
+    for section in definition["sections"]:
+        ids += [q["id"] for q in section.get("questions", [])]
+        if section.get("treatment_history"):
+            ids += [f"{t}_{part}" for t in treatments for part in ("tried", "weeks", "outcome")]
+    return ids
+
+
 def test_every_question_is_asked_when_every_skip_condition_opens(aid: DecisionAid, tmp_path: Path) -> None:
     script = {
         **CLOSE,
@@ -342,7 +428,9 @@ def test_every_question_is_asked_when_every_skip_condition_opens(aid: DecisionAi
     }
     run = interview(aid, tmp_path / "s.json", script, opening_everything)
     assert run.code == 0
-    assert sorted(run.questions_asked) == sorted(aid.questionnaire.questions), "each question asked exactly once"
+    defined = defined_question_ids()
+    assert len(defined) > 60 and "oral_baclofen_failed" in defined and "surgery_outcome" in defined
+    assert sorted(run.questions_asked) == sorted(defined), "each question of the definition asked exactly once"
     assert run.asker.rejected["conditions"], "'Not sure' ticked with a condition is refused"
     assert run.session is not None
     assert run.session.answers["conditions"] == list(aid.questionnaire.questions["conditions"].values)
@@ -354,6 +442,8 @@ def test_skip_conditions_that_stay_closed_skip_their_questions(aid: DecisionAid,
     assert run.code == 0
     unconditional = [q.id for q in aid.questionnaire.questions.values() if q.ask_if is None]
     assert run.questions_asked == unconditional
+    multiple = [q for q in aid.questionnaire.questions.values() if q.type == "multiple"]
+    assert run.screen.count("You chose: none") == len(multiple), "a ticked-nothing answer is said in words"
 
 
 def test_an_edit_that_opens_questions_asks_them_and_an_edit_that_closes_them_drops_them(
@@ -434,10 +524,13 @@ def test_deleting_the_session_at_the_end_leaves_no_file(aid: DecisionAid, tmp_pa
     assert run.code == 0 and not path.exists()
 
 
-def test_the_printable_summary_is_offered_at_the_close(aid: DecisionAid, tmp_path: Path) -> None:
+def test_the_printable_summary_is_offered_at_the_close(
+    aid: DecisionAid, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
     path = tmp_path / "s.json"
     (tmp_path / "taken.md").write_text("")
-    script = {**CLOSE, "summary": ["md"], "summary_file": [Reject(tmp_path / "taken.md", tmp_path / "summary.md")]}
+    script = {**CLOSE, "summary": ["md"], "summary_file": [Reject(tmp_path / "taken.md", "~/summary.md")]}
     patient = example("stenosis-claudication.yaml")
     run = interview(aid, path, script, from_answers(patient), answered(aid, patient))
     assert run.code == 0
@@ -456,9 +549,11 @@ def test_a_record_is_stored_when_asked(aid: DecisionAid, tmp_path: Path) -> None
     patient = example("facet-back-pain.yaml")
     db = tmp_path / "records.sqlite3"
     script = {**CLOSE, "record": ["yes"], **sure("yes", "yes", "no", "yes"), "notes": ["second visit"]}
+    script["decision"] = ["Test blocks first"]
+    screen = io.StringIO()
     with create_pipe_input() as pipe_input:
         asker = PipeAsker(pipe_input, aid, script, from_answers(patient))
-        console = Console(file=io.StringIO(), width=200)
+        console = Console(file=screen, width=200)
         session = answered(aid, patient)
         code = Interview(aid, asker, console, session, tmp_path / "s.json", records_db=db).run()
     assert code == 0
@@ -466,6 +561,8 @@ def test_a_record_is_stored_when_asked(aid: DecisionAid, tmp_path: Path) -> None
         assert store.count() == 1
         record = store.get(1)
     assert record.notes == "second visit"
+    assert record.decision == "Test blocks first"
+    assert f"Stored as record number 1 in {db}." in screen.getvalue(), "the database file is named"
     assert record.sure == {"sure": True, "understand": True, "values": False, "support": True}
     assert record.patient_label == patient.get("patient_label")
     expected = aid.evaluate(aid.parse_answers(session.answers), session.profile)
@@ -495,6 +592,51 @@ def test_a_value_that_conflicts_with_the_leaning_is_a_point_to_discuss(aid: Deci
     assert not any("device" in p for p in leaning_points(aid, result, answers, "conservative_care"))
 
 
+def test_reasons_that_did_not_decide_the_status_are_shown_apart(aid: DecisionAid) -> None:
+    patient = example("stenosis-claudication.yaml")
+    result = aid.evaluate(aid.parse_answers(patient))
+    option = result.option("facet_joint_injection")
+    deciding = [flat(r.text) for r in option.reasons if r.status == option.status]
+    outweighed = [flat(r.text) for r in option.reasons if r.status != option.status]
+    assert deciding and outweighed, "this example has a reason for a less restrictive status"
+    panel = rendered(option_panel(aid, result, option, patient))
+    last_deciding = max(panel.index(text) for text in deciding)
+    assert panel.index("Why") < last_deciding < panel.index(OUTWEIGHED) < min(panel.index(t) for t in outweighed)
+
+
+def test_options_open_now_show_each_value_and_the_others_one_line(aid: DecisionAid) -> None:
+    patient = example("failed-back-surgery.yaml")
+    result = aid.evaluate(aid.parse_answers(patient))
+    assert {o.status for o in result.options} >= {"candidate", "after_prerequisite", "not_indicated"}
+    for option in result.options:
+        notes = option_fit(aid.values, patient, option.procedure)
+        assert notes
+        panel = rendered(option_panel(aid, result, option, patient))
+        if option.status in ("candidate", "after_prerequisite"):
+            assert all(flat(note.note) in panel for note in notes), option.procedure
+        else:
+            assert not any(flat(note.note) in panel for note in notes), option.procedure
+            for note in notes:
+                assert note.label[1:] in panel.split("What matters to you:")[1], option.procedure
+
+
+def test_leaning_to_an_option_open_after_steps_names_the_steps(aid: DecisionAid) -> None:
+    patient = example("failed-back-surgery.yaml")
+    result = aid.evaluate(aid.parse_answers(patient))
+    pump = result.option("intrathecal_pump")
+    assert pump.status == "after_prerequisite" and pump.next_steps
+    points = leaning_points(aid, result, patient, "intrathecal_pump")
+    assert any("open only after further steps" in p for p in points)
+    for step in pump.next_steps:
+        assert any(step.text.rstrip(".") in p for p in points)
+
+
+def rendered(renderable: Any) -> str:
+    screen = io.StringIO()
+    Console(file=screen, width=400, color_system=None).print(renderable)
+    return flat(screen.getvalue())
+
+
 # --- Starting: options, resume files and the terminal --------------------------------------------
 
 
@@ -515,6 +657,13 @@ def test_bad_start_options_are_refused_before_anything_is_asked(aid: DecisionAid
     assert path == good and session.answers == {"age_years": 50}
 
 
+def test_a_profile_given_when_resuming_replaces_the_one_chosen_before(aid: DecisionAid, tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    save_session(Session(answers={"age_years": 50}, profile="consensus"), path)
+    assert prepare(aid, resume=path, save=None, profile="uk-nice")[0].profile == "uk-nice"
+    assert prepare(aid, resume=path, save=None, profile=None)[0].profile == "consensus"
+
+
 def test_without_a_terminal_the_command_exits_at_once_pointing_to_evaluate(tmp_path: Path) -> None:
     started = time.monotonic()
     proc = subprocess.run(
@@ -529,6 +678,34 @@ def test_without_a_terminal_the_command_exits_at_once_pointing_to_evaluate(tmp_p
     assert "pain-sdm evaluate" in proc.stderr and "terminal" in proc.stderr
     assert not list(tmp_path.iterdir()), "nothing is written"
     assert time.monotonic() - started < 30
+
+
+def test_output_to_a_pipe_exits_at_once_with_a_clear_message(tmp_path: Path) -> None:
+    import pty
+
+    parent, child = pty.openpty()  # the input is a terminal; the output is not
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "cli.py"), "interview"],
+            stdin=child,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+    finally:
+        os.close(child)
+        os.close(parent)
+    assert proc.returncode == 2, proc.stderr
+    assert "output is not one" in proc.stderr and "pipe" in proc.stderr
+    assert not list(tmp_path.iterdir()), "nothing is written"
+
+
+def test_a_records_database_in_a_missing_folder_is_refused_before_the_interview(tmp_path: Path) -> None:
+    proc = run_cli("interview", "--db", str(tmp_path / "nowhere" / "records.sqlite3"), input="", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "nowhere" in proc.stderr and "does not exist" in proc.stderr
+    assert not list(tmp_path.iterdir())
 
 
 def test_a_bad_resume_file_is_named_through_the_cli(tmp_path: Path) -> None:

@@ -21,12 +21,15 @@ from engine.session import load_session
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
+COLUMNS = 80
+"""A narrow terminal: prompts must wrap between words and stay readable."""
+
 
 class Terminal:
     """One tmux session on a private server, running one command."""
 
     def __init__(self, cwd: Path) -> None:
-        self.socket = f"pain-sdm-test-{uuid.uuid4().hex[:8]}"
+        self.socket = ""
         self.cwd = cwd
 
     def tmux(self, *args: str) -> str:
@@ -34,9 +37,12 @@ class Terminal:
         return proc.stdout
 
     def start(self, *cli_args: str) -> None:
+        # A fresh server for each command: a new session on a server that is still shutting
+        # down (after `close`) can be killed with it, leaving an empty screen.
+        self.socket = f"pain-sdm-test-{uuid.uuid4().hex[:8]}"
         command = " ".join(shlex.quote(a) for a in [sys.executable, str(ROOT / "cli.py"), *cli_args])
         script = f"cd {shlex.quote(str(self.cwd))} && {command}; echo $? > exit-code; sleep 600"
-        self.tmux("new-session", "-d", "-s", "t", "-x", "120", "-y", "40", script)
+        self.tmux("new-session", "-d", "-s", "t", "-x", str(COLUMNS), "-y", "40", script)
 
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p", "-t", "t", "-S", "-200")
@@ -63,7 +69,8 @@ class Terminal:
         return code
 
     def close(self) -> None:
-        self.tmux("kill-server")
+        if self.socket:
+            self.tmux("kill-server")
 
 
 @pytest.fixture
@@ -78,6 +85,10 @@ def test_ctrl_c_saves_the_draft_and_a_resume_asks_only_what_is_missing(terminal:
     terminal.wait_text("A label for this discussion")
     terminal.keys("AB", "Enter")
     terminal.wait_text("How old are you?")
+    lines = terminal.screen().splitlines()
+    hint = "(a whole number from 0 to 120 years; type ? if not sure)"
+    assert any(line.strip() == hint for line in lines), "a hint too long for the line goes whole on the next"
+    assert all(len(line.rstrip()) <= COLUMNS for line in lines)
     terminal.keys("150", "Enter")
     terminal.wait_text("150 is out of range")
     terminal.keys("C-u", "45", "Enter")
