@@ -101,7 +101,7 @@ class Choice:
 class Asker(Protocol):
     """What the interview needs from a prompt library. `key` names the prompt (a question id, or
     'review', 'profile', 'leaning', 'sure_<item>', 'decision', 'notes', 'clinician', 'summary', 'summary_file',
-    'record', 'keep_session').
+    'keep_session').
     Each method raises `Interrupted` when the person stops or the input ends."""
 
     def select(self, key: str, message: str, choices: Sequence[Choice], default: str | None = None) -> str: ...
@@ -623,7 +623,7 @@ class Interview:
             self.console.print(Panel("SURE score 4 of 4: you feel sure about the choice.", border_style="green"))
 
     def close(self, answers: BaseModel, result: Result) -> None:
-        """Notes, then the offers: the printable summary, a stored record, keeping the session file."""
+        """Decision, notes and clinician; the summary offered; the record stored; the session kept or deleted."""
         for key, message in CLOSING_TEXTS.items():
             current = getattr(self.session, key)
             setattr(
@@ -631,7 +631,7 @@ class Interview:
             )
             self.save()
         self.offer_summary()
-        self.offer_record(answers, result)
+        self.store_record(answers, result)
         keep = self.asker.select(
             "keep_session",
             f"Keep the session file {self.path}? It holds the answers.",
@@ -669,16 +669,8 @@ class Interview:
             return
         self.console.print(f"Wrote the summary to {output}.")
 
-    def offer_record(self, answers: BaseModel, result: Result) -> None:
-        """Offer to store the evaluation in the records database (engine.records), for audit."""
-        store = self.asker.select(
-            "record",
-            "Store a record of this evaluation in the local records database (for audit)?",
-            [Choice("Yes", "yes"), Choice("No", "no")],
-            "no",
-        )
-        if store != "yes":
-            return
+    def store_record(self, answers: BaseModel, result: Result) -> None:
+        """Store the evaluation in the records database (engine.records): every interview is kept, for audit."""
         from .records import record_evaluation, resolve_path
 
         try:
@@ -692,9 +684,13 @@ class Interview:
                 notes=self.session.notes or None,
             )
         except PainSdmError as exc:
-            self.console.print(f"The record was not stored: {exc}")
+            self.console.print(f"[bold red]The record was not stored:[/] {exc}")
+            self.console.print(f"The session file keeps everything: {self.path}")
             return
-        self.console.print(f"Stored as record number {record.id} in {resolve_path(self.records_db)}.")
+        self.console.print(
+            f"Stored as record number {record.id} in {resolve_path(self.records_db)} "
+            "(every evaluation is kept there for audit; no name is needed)."
+        )
 
 
 # --- Starting -----------------------------------------------------------------------------------

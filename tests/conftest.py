@@ -27,6 +27,14 @@ def aid() -> DecisionAid:
     return DecisionAid.load()
 
 
+@pytest.fixture(autouse=True)
+def records_database(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test, and every CLI it starts, stores records in a temporary database, never the user's own."""
+    path = tmp_path_factory.mktemp("records") / "records.sqlite3"
+    monkeypatch.setenv("PAIN_SDM_DB", str(path))
+    return path
+
+
 def run_cli(*args: str, input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real command line in a subprocess, as a user would."""
     return subprocess.run(

@@ -234,7 +234,7 @@ def sure(*answers: str) -> dict[str, list[Any]]:
 
 CLOSE = {"leaning": [UNDECIDED], **sure("yes", "yes", "yes", "yes"), "notes": [""], "summary": [""]}
 CLOSE.update({"decision": [""], "clinician": [""]})
-CLOSE.update({"record": ["no"], "keep_session": ["keep"], "review": [DONE], "profile": ["consensus"]})
+CLOSE.update({"keep_session": ["keep"], "review": [DONE], "profile": ["consensus"]})
 
 
 def answered(aid: DecisionAid, patient: dict[str, Any]) -> Session:
@@ -543,12 +543,12 @@ def test_the_printable_summary_is_offered_at_the_close(
     assert (tmp_path / "taken.md").read_text() == "", "an existing file is never overwritten"
 
 
-def test_a_record_is_stored_when_asked(aid: DecisionAid, tmp_path: Path) -> None:
+def test_every_finished_interview_is_stored_as_a_record(aid: DecisionAid, tmp_path: Path) -> None:
     from engine.records import RecordStore
 
     patient = example("facet-back-pain.yaml")
     db = tmp_path / "records.sqlite3"
-    script = {**CLOSE, "record": ["yes"], **sure("yes", "yes", "no", "yes"), "notes": ["second visit"]}
+    script = {**CLOSE, **sure("yes", "yes", "no", "yes"), "notes": ["second visit"]}
     script["decision"] = ["Test blocks first"]
     screen = io.StringIO()
     with create_pipe_input() as pipe_input:
@@ -562,7 +562,8 @@ def test_a_record_is_stored_when_asked(aid: DecisionAid, tmp_path: Path) -> None
         record = store.get(1)
     assert record.notes == "second visit"
     assert record.decision == "Test blocks first"
-    assert f"Stored as record number 1 in {db}." in screen.getvalue(), "the database file is named"
+    assert f"Stored as record number 1 in {db}" in flat(screen.getvalue()), "the database file is named"
+    assert "record" not in asker.asked, "nobody is asked: every evaluation is kept"
     assert record.sure == {"sure": True, "understand": True, "values": False, "support": True}
     assert record.patient_label == patient.get("patient_label")
     expected = aid.evaluate(aid.parse_answers(session.answers), session.profile)
