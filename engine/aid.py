@@ -93,12 +93,23 @@ class DecisionAid:
         if not compare_profiles:
             return result
         differences = []
+        cited = {c for f in result.trace if f.holds for c in f.criteria}
         for other in self.rulebook.profiles:
             if other == chosen:
                 continue
             theirs = self._evaluate_one(answers, other)
             differences.extend(self._differences(result, theirs, chosen, other))
-        return result.model_copy(update={"profile_differences": differences})
+            cited.update(c for f in theirs.trace if f.holds for c in f.criteria)
+        # A dispute also matters to this patient when another profile would change the status of an
+        # option it is about, and (if it names criteria) a rule that held in some profile encodes one.
+        changed = {d.procedure for d in differences}
+        disputes = [
+            d.id
+            for d in self.knowledge.disagreements.values()
+            if d.id in result.disagreements
+            or (changed.intersection(d.procedures) and (not d.criteria or cited.intersection(d.criteria)))
+        ]
+        return result.model_copy(update={"profile_differences": differences, "disagreements": disputes})
 
     def summarize(self, answers: BaseModel, profile: str | None = None) -> dict[str, Any]:
         """`result.summary(self.evaluate(answers, profile, compare_profiles=False))`, several times faster."""

@@ -214,11 +214,13 @@ class ResultBuilder:
             options.append(ResolvedOption(pid, status, reasons, cautions, list(steps.values()), declined))
         urgent = [f for f in in_order if f.urgent_assessment]
         open_procedures = {o.procedure for o in options if o.status in ("candidate", "after_prerequisite")}
-        cited = {c for f in trace for c in f.criteria}
+        # A dispute matters to this patient when it is about an option open to them, and (if it names
+        # criteria) a rule that held for them encodes one of those criteria.
+        cited = {c for f in trace if f.holds for c in f.criteria}
         disagreements = [
             d.id
             for d in self.knowledge.disagreements.values()
-            if open_procedures.intersection(d.procedures) or cited.intersection(d.criteria)
+            if open_procedures.intersection(d.procedures) and (not d.criteria or cited.intersection(d.criteria))
         ]
         derived = [f for f in in_order if f.kind == "derived"]
         return Resolution(trace, options, urgent, derived, disagreements)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLES, ROOT, run_cli
 
+from engine.aid import DecisionAid
 from engine.knowledge import PROCEDURE_IDS
 from engine.report import STATUS_LABELS
 
@@ -141,3 +142,26 @@ def test_answers_accept_json_and_a_wrapped_session(tmp_path: Path) -> None:
     first = json.loads(run_cli("evaluate", str(tmp_path / "a.json"), "-f", "json").stdout)
     second = json.loads(run_cli("evaluate", str(tmp_path / "s.json"), "-f", "json").stdout)
     assert first["options"] == second["options"]
+
+
+@pytest.mark.parametrize(
+    ("example", "profile", "shown", "not_shown"),
+    [
+        # NICE advises against epidurals for claudication: closed here, open elsewhere, so the dispute shows.
+        ("stenosis-claudication.yaml", "uk-nice", ["esi-neurogenic-claudication"], ["pump-survival"]),
+        ("stenosis-claudication.yaml", "consensus", ["esi-neurogenic-claudication"], ["pump-survival"]),
+        # A facet patient: the block thresholds matter; epidural and pump disputes do not.
+        ("facet-back-pain.yaml", "consensus", ["mbb-before-rfa"], ["esi-neurogenic-claudication", "pump-survival"]),
+        ("cancer-pain.yaml", "consensus", ["pump-survival"], ["mbb-before-rfa", "spine-injections-at-all"]),
+        # Every procedure deferred and no profile differs: no dispute is about this patient's choice now.
+        ("red-flags.yaml", "consensus", [], ["spine-injections-at-all", "anticoagulant-holds"]),
+    ],
+)
+def test_only_disputes_that_bear_on_the_patients_options_are_shown(
+    aid: DecisionAid, example: str, profile: str, shown: list[str], not_shown: list[str]
+) -> None:
+    result = aid.evaluate(aid.read_answers(ROOT / "examples" / example), profile)
+    for dispute in shown:
+        assert dispute in result.disagreements
+    for dispute in not_shown:
+        assert dispute not in result.disagreements
