@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .aid import DecisionAid
+from .main_points import MAIN_ITEMS, main_points
 from .report import DISCLAIMER, STATUS_LABELS
 from .result import OptionResult, Result
 from .values import ValueNote, conflicts, option_fit
@@ -52,8 +53,6 @@ STATUS_STYLES = {
 OUTWEIGHED = "Also found, but the reasons above come first"
 FIT_MARKS = {"good": ("fits well", "green"), "mixed": ("fits in part", "yellow"), "poor": ("fits poorly", "red")}
 IMPORTANCE_WORDS = {"somewhat_important": "somewhat important", "very_important": "very important"}
-MAIN_ITEMS = 2
-"""How many benefits and risks the grid shows per option (the first ones listed are the main ones)."""
 OPEN_STATUSES = ("candidate", "after_prerequisite")
 LABEL_WIDTH = 14
 MIN_COLUMN_WIDTH = 26
@@ -80,8 +79,9 @@ def grouped(result: Result) -> list[tuple[str, list[OptionResult]]]:
 def grid_cells(aid: DecisionAid, procedure: str) -> list[str]:
     """The grid's cells for one option, one per row of `ROWS`, from the knowledge base."""
     proc = aid.knowledge.procedures[procedure]
-    benefits = "\n".join(f"+ {b.text}" for b in proc.benefits[:MAIN_ITEMS])
-    risks = "\n".join(f"- {r.text} ({r.frequency})" for r in proc.risks[:MAIN_ITEMS])
+    main = main_points(proc, MAIN_ITEMS)
+    benefits = "\n".join(f"+ {b.text}" for b in main.benefits)
+    risks = "\n".join(f"- {r.text} ({r.frequency})" for r in main.risks)
     return [first_sentence(proc.description), proc.relief_duration, benefits, risks, proc.recovery, proc.burden]
 
 

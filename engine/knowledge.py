@@ -110,6 +110,9 @@ class Risk(Item):
     """A possible harm, with how often it happens where known."""
 
     frequency: Literal["common", "uncommon", "rare", "unknown"] = Field(examples=["rare"])
+    serious: bool = Field(
+        default=False, description="a grave harm (lasting disability or death): never left out of a short list"
+    )
 
 
 class Procedure(Strict):

@@ -11,6 +11,8 @@ Content follows the International Patient Decision Aid Standards: the decision, 
 patient's situation, every option with benefits and harms in equal detail, a comparison
 grid, values and how each option fits, cautions, disagreements between sources,
 questions to ask, the SURE test, space for notes, and the sources with their dates.
+Options open to discuss show all their benefits and risks; every other option shows its
+main ones (`engine.main_points`, the same short list as the interview's grid).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .aid import DecisionAid
 from .errors import AnswersError, OutputError, UsageError
 from .knowledge import Procedure
 from .loading import read_data
+from .main_points import main_points
 from .output import write_atomic
 from .report import DISCLAIMER, STATUS_LABELS
 from .result import Finding, OptionResult, Result
@@ -61,13 +64,17 @@ SURE_CONFLICT = (
     "Talk it through with your clinician before you decide."
 )
 SURE_CLEAR = "You answered 'yes' to all four questions."
-BRIEF_NOTE = "Their benefits and risks are left out here; your clinician can go through them with you."
+BRIEF_NOTE = (
+    "These options are not open now, or you said no to them. Each shows its main benefits and main risks, the "
+    "same number of each, with any rare but serious risk. Your clinician can go through the full lists with you."
+)
+SAME_REASON = "The reason is the same as for"
+OUTWEIGHED = "Also found, but the reason above comes first:"
 NO_VALUES_NOTE = (
     "You did not mark any of the listed values as important. You can still tell your clinician what matters most."
 )
 GRID_COLUMNS = 3
 """At most this many options side by side in one table, so that no column gets too narrow to read."""
-DETAIL_NOTE = "Each option has its benefits and risks in the same detail. Risks are marked common, uncommon or rare."
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,12 @@ class RiskView:
 
 @dataclass(frozen=True)
 class OptionView:
-    """One option as the patient sees it: status, reasons, benefits and harms side by side."""
+    """One option as the patient sees it: status, reasons, benefits and harms side by side.
+
+    `benefits` and `risks` are what the page shows: the full lists for an option discussed in
+    detail (`detailed`), otherwise its main benefits and main risks (`engine.main_points`),
+    the same number of each; `benefit_count` and `risk_count` are the full lists' lengths.
+    """
 
     procedure: str
     name: str
@@ -108,9 +120,12 @@ class OptionView:
     description: str
     summary: str
     reasons: list[Point]
+    outweighed: list[Point]
     next_steps: list[str]
     benefits: list[str]
     risks: list[RiskView]
+    benefit_count: int
+    risk_count: int
     relief: str
     recovery: str
     burden: str
@@ -125,18 +140,32 @@ class OptionView:
 
 @dataclass(frozen=True)
 class BriefItem:
-    """Options not suggested now that share one status and the same reasons, named together."""
+    """Options not discussed in detail that share one status and the same reasons, next steps and notes."""
 
-    names: list[str]
+    options: list[OptionView]
     declined: str | None
     reasons: list[Point]
+    outweighed: list[Point]
+    next_steps: list[str]
     notes: list[str]
+
+    @property
+    def names(self) -> list[str]:
+        return [o.name for o in self.options]
 
 
 @dataclass(frozen=True)
 class BriefGroup:
     status_label: str
     items: list[BriefItem]
+
+
+@dataclass(frozen=True)
+class DeclinedNote:
+    """Why options were marked declined (said once), and which options it applies to (short names)."""
+
+    text: str
+    names: list[str]
 
 
 @dataclass(frozen=True)
@@ -213,6 +242,7 @@ class Summary:
     detailed: list[OptionView]
     brief: list[OptionView]
     brief_groups: list[BriefGroup]
+    declined_notes: list[DeclinedNote]
     values: list[ValueRow]
     grid: list[list[OptionView]]
     value_grid: list[ValueGrid]
@@ -227,9 +257,18 @@ class Summary:
     sources: list[SourceView]
     unconfirmed_mark: str = UNCONFIRMED_MARK
     brief_note: str = BRIEF_NOTE
-    detail_note: str = DETAIL_NOTE
+    same_reason: str = SAME_REASON
+    outweighed_label: str = OUTWEIGHED
     no_values_note: str = NO_VALUES_NOTE
     frequency_labels: dict[str, str] = field(default_factory=lambda: dict(FREQUENCY_LABELS))
+
+    @property
+    def caution_groups(self) -> list[tuple[list[str], list[CautionView]]]:
+        """The cautions under the options they apply to, in order of first appearance."""
+        groups: dict[tuple[str, ...], list[CautionView]] = {}
+        for caution in self.cautions:
+            groups.setdefault(tuple(caution.options), []).append(caution)
+        return [(list(names), cautions) for names, cautions in groups.items()]
 
 
 def first_sentence(text: str) -> str:
@@ -299,17 +338,21 @@ def _situation(aid: DecisionAid, answers: dict[str, Any], result: Result) -> tup
 
 
 def _decision(aid: DecisionAid, answers: dict[str, Any], result: Result) -> str:
+    """The decision in short sentences; the options' names follow in the grid right below it."""
     region = aid.questionnaire.questions.get("pain_region")
     value = answers.get("pain_region")
     where = (
-        f"{region.label_of(value).lower()} pain" if region is not None and value not in (None, "unknown") else "pain"
+        f" Where it hurts most: {region.label_of(value).lower()}."
+        if region is not None and value not in (None, "unknown")
+        else ""
     )
-    open_names = [o.name for o in result.options if o.status in OPEN_STATUSES]
     count = len(result.options)
+    shown = sum(o.status in OPEN_STATUSES for o in result.options)
     return (
-        f"You and your clinician are choosing how to treat your {where}. "
-        f"This summary shows {count} options. "
-        f"{len(open_names)} of them {'is' if len(open_names) == 1 else 'are'} open to discuss: {'; '.join(open_names)}."
+        f"You and your clinician are choosing how to treat your pain.{where} "
+        f"This summary shows all {count} options. "
+        f"{shown} of them {'is' if shown == 1 else 'are'} open to discuss now, and {count - shown} "
+        f"{'is' if count - shown == 1 else 'are'} not."
     )
 
 
@@ -317,10 +360,17 @@ def _point(finding: Finding) -> Point:
     return Point(finding.text, bool(finding.unconfirmed))
 
 
+def _outweighed(reason: Finding, option: OptionResult) -> bool:
+    """A reason for an open status under an option that is closed now: true, but it did not set the status."""
+    return option.status not in OPEN_STATUSES and reason.status in OPEN_STATUSES
+
+
 def _option_view(
     aid: DecisionAid, option: OptionResult, result: Result, leaning: str | None, procedures: dict[str, Procedure]
 ) -> OptionView:
     proc = procedures[option.procedure]
+    detailed = (option.status in OPEN_STATUSES and option.declined is None) or leaning == option.procedure
+    benefits, risks = (proc.benefits, proc.risks) if detailed else main_points(proc)
     other = [
         f"Under {aid.rulebook.profiles[d.profile].name}, this would be: {STATUS_LABELS[d.status].lower()}."
         for d in result.profile_differences
@@ -333,15 +383,18 @@ def _option_view(
         status=option.status,
         status_label=STATUS_LABELS[option.status],
         open=option.status in OPEN_STATUSES,
-        detailed=(option.status in OPEN_STATUSES and option.declined is None) or leaning == option.procedure,
+        detailed=detailed,
         declined=option.declined.text if option.declined is not None else None,
         leaning=leaning == option.procedure,
         description=" ".join(proc.description.split()),
         summary=first_sentence(proc.description),
-        reasons=[_point(r) for r in option.reasons],
+        reasons=[_point(r) for r in option.reasons if not _outweighed(r, option)],
+        outweighed=[_point(r) for r in option.reasons if _outweighed(r, option)],
         next_steps=[s.text for s in option.next_steps],
-        benefits=[" ".join(b.text.split()) for b in proc.benefits],
-        risks=[RiskView(" ".join(r.text.split()), r.frequency) for r in proc.risks],
+        benefits=[" ".join(b.text.split()) for b in benefits],
+        risks=[RiskView(" ".join(r.text.split()), r.frequency) for r in risks],
+        benefit_count=len(proc.benefits),
+        risk_count=len(proc.risks),
         relief=" ".join(proc.relief_duration.split()),
         recovery=" ".join(proc.recovery.split()),
         burden=" ".join(proc.burden.split()),
@@ -359,13 +412,29 @@ def _brief_groups(views: list[OptionView]) -> list[BriefGroup]:
     """Options not discussed in detail, by status (most restrictive first), sharing identical reasons."""
     groups: dict[str, dict[tuple[Any, ...], BriefItem]] = {}
     for view in sorted(views, key=lambda v: -STATUS_RANK[v.status]):
-        key = (view.declined, tuple(view.reasons), tuple(view.other_profiles))
+        key = (
+            view.declined,
+            tuple(view.reasons),
+            tuple(view.outweighed),
+            tuple(view.next_steps),
+            tuple(view.other_profiles),
+        )
         items = groups.setdefault(view.status, {})
         if key in items:
-            items[key].names.append(view.name)
+            items[key].options.append(view)
         else:
-            items[key] = BriefItem([view.name], view.declined, view.reasons, view.other_profiles)
+            items[key] = BriefItem(
+                [view], view.declined, view.reasons, view.outweighed, view.next_steps, view.other_profiles
+            )
     return [BriefGroup(STATUS_LABELS[status], list(items.values())) for status, items in groups.items()]
+
+
+def _declined_notes(views: list[OptionView]) -> list[DeclinedNote]:
+    notes: dict[str, list[str]] = {}
+    for view in views:
+        if view.declined:
+            notes.setdefault(view.declined, []).append(view.short_name)
+    return [DeclinedNote(text, names) for text, names in notes.items()]
 
 
 def _chunks(views: list[OptionView]) -> list[list[OptionView]]:
@@ -405,17 +474,22 @@ def _cautions(result: Result, shown: set[str]) -> list[CautionView]:
 
 
 def _sources(aid: DecisionAid, result: Result, shown: set[str]) -> list[SourceView]:
-    """Sources cited by the findings on the page and by the options described in detail."""
+    """Sources cited by the findings on the page and by the knowledge about every option on it."""
     cited: list[str] = []
     for option in result.options:
-        found = [*option.reasons, *option.cautions, *([option.declined] if option.declined else [])]
+        found = [*option.reasons, *([option.declined] if option.declined else [])]
+        found += option.cautions if option.procedure in shown else []
         cited += [s for f in found for s in f.sources]
-        if option.procedure in shown:
-            cited += aid.knowledge.procedures[option.procedure].sources
+        cited += aid.knowledge.procedures[option.procedure].sources
     cited += [s for f in result.urgent_reasons for s in f.sources]
     groups: dict[str, list[tuple[str, int]]] = {}
+    seen: set[Any] = set()
     for sid in dict.fromkeys(cited):
         source = aid.knowledge.sources[sid]
+        keys = {source.url or sid, (re.sub(r"\W+", " ", source.title).lower().strip(), source.year)}
+        if seen.intersection(keys):
+            continue  # one work under two ids (the same address, or the same title and year): listed once
+        seen.update(keys)
         work = (source.title, source.year)
         works = groups.setdefault(source.publisher, [])
         if work not in works:
@@ -476,9 +550,9 @@ def build_summary(
     disagreements = [DisagreementView(d.topic, " ".join(d.plain.split())) for d in relevant]
     changed = sorted({d.procedure for d in result.profile_differences}, key=list(names).index)
     profile_note = (
-        f"This summary follows {aid.rulebook.profiles[result.profile].name}. Under other guidance, "
-        f"{len(changed)} option{'s' if len(changed) != 1 else ''} would have another status "
-        f"({', '.join(names[p] for p in changed)}); this is noted beside {'each' if len(changed) != 1 else 'it'}."
+        f"The advice here comes from one set of guidance: {aid.rulebook.profiles[result.profile].name}. "
+        f"Other guidance would give {len(changed)} option{'s' if len(changed) != 1 else ''} another status. "
+        f"You can see this beside {'each one' if len(changed) != 1 else 'it'}."
         if changed
         else ""
     )
@@ -502,6 +576,7 @@ def build_summary(
         detailed=detailed,
         brief=[v for v in views if not v.detailed],
         brief_groups=_brief_groups([v for v in views if not v.detailed]),
+        declined_notes=_declined_notes([v for v in views if not v.detailed]),
         values=values,
         grid=grid,
         value_grid=_value_grid(values, grid),

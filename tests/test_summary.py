@@ -1,7 +1,8 @@
 """The printable discussion summary: content, agreement of HTML, PDF and Markdown, print layout, safety.
 
-Every example patient is rendered once per paper size (module fixture); the PDFs are read
-back with pypdf, and their layout boxes are checked with WeasyPrint, as a printer would.
+Every example patient is rendered once per paper size, and a few golden cases once (module
+fixtures); the PDFs are read back with pypdf, and their layout boxes are checked with
+WeasyPrint, as a printer would.
 """
 
 from __future__ import annotations
@@ -23,17 +24,28 @@ from typing import Any
 import pytest
 import yaml
 from conftest import EXAMPLES, ROOT, run_cli
+from test_golden import CASES, case_answers
 
 from engine.aid import DecisionAid
 from engine.errors import OutputError, UsageError
+from engine.main_points import MAIN_ITEMS, main_points
 from engine.session import Session, SureResult
 from engine.summary import Summary, build_summary, read_input, render_summary, write_summary
 
 pypdf = pytest.importorskip("pypdf")
 pytest.importorskip("weasyprint")
 
-TYPICAL = ("sciatica", "red-flags")
+TYPICAL = ("sciatica", "stenosis-claudication", "crps-declines-implants", "red-flags")
 """Examples with at most two options to discuss in detail: these must print on 4 pages or fewer."""
+GOLDEN = (
+    "ESI-03_after_prerequisite_with_3_weeks_of_therapy",
+    "GEN-03_bleeding_disorder_defers",
+    "SCS-03_trial_of_50_percent_opens_the_implant",
+    "ITP-02_cancer_pain_with_successful_trial",
+    "GEN-13_declined_implants_stay_visible_with_their_status",
+    "ESI-07_repeat_not_indicated_after_49_percent",
+)
+"""Golden cases whose summaries are printed too: each status, a deferral, a decline, an outweighed reason."""
 
 SECTIONS = (
     "Your pain treatment options: a summary to discuss",
@@ -42,6 +54,7 @@ SECTIONS = (
     "The options to discuss, side by side",
     "What matters to you",
     "The options to discuss, in detail",
+    "Other options, in short",
     "Questions to ask your doctor",
     "Notes",
     "Sources",
@@ -119,15 +132,34 @@ def rendered(aid: DecisionAid) -> dict[str, Rendered]:
     return out
 
 
+@pytest.fixture(scope="module")
+def golden_pdfs(aid: DecisionAid) -> dict[str, tuple[Summary, str]]:
+    """A few golden cases: each summary and its A4 PDF's text."""
+    cases = {c["id"]: c for c in CASES}
+    out = {}
+    for name in GOLDEN:
+        answers = aid.parse_answers(case_answers(cases[name]), name)
+        summary = build_summary(aid, answers, profile=cases[name].get("profile"), today=dt.date(2025, 1, 31))
+        pdf = render_summary(summary, "pdf")
+        assert isinstance(pdf, bytes)
+        out[name] = (summary, " ".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages))
+    return out
+
+
+def risk_line(s: Summary, risk: Any) -> str:
+    return f"{s.frequency_labels[risk.frequency]}: {risk.text}"
+
+
 def expected_snippets(s: Summary) -> list[str]:
-    """What every format must show: sections, every option and status, every benefit and risk shown, cautions."""
+    """What every format must show: sections, every option with its status, reasons, benefits and risks."""
     snippets = list(SECTIONS) + [s.disclaimer, s.decision, s.rulebook_version, s.profile_name]
     for o in s.options:
-        snippets += [o.name, o.status_label, *(r.text for r in o.reasons), *o.other_profiles]
+        snippets += [o.name, *(r.text for r in o.reasons + o.outweighed), *o.other_profiles]
+        snippets += [*o.benefits, *(risk_line(s, r) for r in o.risks), *o.next_steps]
         snippets += [o.declined] if o.declined else []
+    snippets += [o.status_label for o in s.detailed] + [g.status_label for g in s.brief_groups]
     for o in s.detailed:
-        snippets += [o.description, o.relief, o.recovery, o.burden, *o.benefits, *o.questions]
-        snippets += [f"{s.frequency_labels[r.frequency]}: {r.text}" for r in o.risks]
+        snippets += [o.description, o.relief, o.recovery, o.burden, *o.questions]
     snippets += [c.text for c in s.cautions] + ([s.profile_note] if s.profile_note else [])
     snippets += [f"{d.topic}. {d.plain}" for d in s.disagreements]
     snippets += [src.publisher for src in s.sources] + [title for src in s.sources for title, _ in src.works]
@@ -158,9 +190,84 @@ def test_every_option_appears_with_its_status_and_conservative_care_is_detailed(
         assert s.detailed[0].procedure == "conservative_care", example
         assert {o.procedure for o in s.detailed} | {o.procedure for o in s.brief} == set(aid.knowledge.procedures)
         for o in s.detailed:
-            proc = aid.knowledge.procedures[o.procedure]
-            assert len(o.benefits) == len(proc.benefits) and len(o.risks) == len(proc.risks), o.procedure
             assert not o.declined or o.leaning, "a declined option is listed briefly, not discussed in detail"
+
+
+def test_every_option_has_its_benefits_and_risks_in_equal_detail(
+    rendered: dict[str, Rendered], aid: DecisionAid
+) -> None:
+    """Options in detail list all their benefits and all their risks; the others the same number of each."""
+    for example, r in rendered.items():
+        for o in r.summary.options:
+            proc = aid.knowledge.procedures[o.procedure]
+            if o.detailed:
+                assert o.benefits == [" ".join(b.text.split()) for b in proc.benefits], (example, o.procedure)
+                assert [x.text for x in o.risks] == [" ".join(x.text.split()) for x in proc.risks]
+            else:
+                main = main_points(proc)
+                assert len(o.benefits) == len(o.risks) == min(MAIN_ITEMS, len(proc.benefits), len(proc.risks))
+                assert o.benefits == [" ".join(b.text.split()) for b in main.benefits], (example, o.procedure)
+                assert [x.text for x in o.risks] == [" ".join(x.text.split()) for x in main.risks]
+            assert (o.benefit_count, o.risk_count) == (len(proc.benefits), len(proc.risks))
+
+
+def test_a_short_list_never_leaves_out_a_serious_risk(aid: DecisionAid) -> None:
+    serious = [p for p in aid.knowledge.procedures.values() if any(r.serious for r in p.risks)]
+    assert len(serious) >= 4, "the knowledge base marks the grave harms"
+    for proc in aid.knowledge.procedures.values():
+        for count in (1, MAIN_ITEMS, 3):
+            main = main_points(proc, count)
+            assert len(main.benefits) == len(main.risks) == min(count, len(proc.benefits), len(proc.risks))
+            assert main.benefits == proc.benefits[: len(main.benefits)], "benefits: the first ones listed"
+            assert main.risks[:-1] == proc.risks[: len(main.risks) - 1], "risks: the first ones listed..."
+            if any(r.serious for r in proc.risks):
+                assert any(r.serious for r in main.risks), f"...and a serious one ({proc.id}, {count})"
+            else:
+                assert main.risks == proc.risks[: len(main.risks)], proc.id
+    with pytest.raises(ValueError, match="at least 1"):
+        main_points(serious[0], 0)
+
+
+def test_the_interview_grid_shows_the_same_short_lists(aid: DecisionAid) -> None:
+    from engine.grid import ROWS, grid_cells
+
+    for pid, proc in aid.knowledge.procedures.items():
+        cells = dict(zip(ROWS, grid_cells(aid, pid), strict=True))
+        main = main_points(proc)
+        assert cells["Main benefits"].splitlines() == [f"+ {b.text}" for b in main.benefits], pid
+        assert cells["Main risks"].splitlines() == [f"- {r.text} ({r.frequency})" for r in main.risks], pid
+
+
+def test_the_pdf_names_every_option_with_its_main_risks_for_examples_and_golden_cases(
+    rendered: dict[str, Rendered], golden_pdfs: dict[str, tuple[Summary, str]]
+) -> None:
+    """The printed page itself (PDF text) carries each option, its status, and its risks."""
+    printed = {name: (r.summary, r.pdf_body("letter")) for name, r in rendered.items()} | golden_pdfs
+    for name, (s, text) in printed.items():
+        body = squash(text)
+        for o in s.options:
+            assert squash(o.name) in body, f"{name}: {o.name} missing"
+            assert o.detailed or len(o.risks) == len(o.benefits), f"{name}: {o.name} benefits and risks differ"
+            for risk in o.risks:
+                assert squash(risk_line(s, risk)) in body, f"{name}: {o.name} risk missing: {risk.text[:40]}"
+            for benefit in o.benefits:
+                assert squash(benefit) in body, f"{name}: {o.name} benefit missing: {benefit[:40]}"
+        for label in {o.status_label for o in s.detailed} | {g.status_label for g in s.brief_groups}:
+            assert squash(label) in body, f"{name}: status {label!r} missing"
+    statuses = {o.status for s, _ in printed.values() for o in s.options}
+    assert statuses == {"candidate", "after_prerequisite", "not_indicated", "deferred"}, "every status is printed"
+    assert any(o.declined and not o.detailed for s, _ in printed.values() for o in s.options)
+
+
+def test_a_reason_for_an_open_status_is_set_apart_when_the_option_is_closed(
+    golden_pdfs: dict[str, tuple[Summary, str]],
+) -> None:
+    s, text = golden_pdfs["ESI-07_repeat_not_indicated_after_49_percent"]
+    esi = next(o for o in s.options if o.procedure == "epidural_steroid_injection")
+    assert esi.status == "not_indicated" and esi.reasons and esi.outweighed
+    body = squash(text)
+    deciding, outweighed = squash(esi.reasons[0].text), squash(s.outweighed_label + esi.outweighed[0].text)
+    assert body.index(deciding) < body.index(outweighed), "the reason that sets the status comes first"
 
 
 def test_options_open_to_discuss_are_detailed_and_the_rest_are_listed_with_reasons(
@@ -171,18 +278,38 @@ def test_options_open_to_discuss_are_detailed_and_the_rest_are_listed_with_reaso
     assert detailed == {o.procedure for o in r.summary.options if o.open and not o.declined}
     declined = [o for o in r.summary.brief if o.declined]
     assert declined, "this example declines implants"
-    md = r.md
-    for o in declined:
-        assert o.name in md and "Declined by you" in md
-    for o in r.summary.brief:
-        assert all(reason.text in md for reason in o.reasons)
+    assert [note.names for note in r.summary.declined_notes] == [[o.short_name for o in declined]], "said once"
+    md, body = squash(r.md), squash(r.pdf_body("a4"))
+    for text in (md, body):
+        for o in declined:
+            assert squash(f"{o.name}. Declined by you.") in text
+        for o in r.summary.brief:
+            assert all(squash(reason.text) in text for reason in o.reasons)
+
+
+def test_each_work_is_listed_once_in_the_sources(rendered: dict[str, Rendered], aid: DecisionAid) -> None:
+    """One publication under two source ids (the same address, or the same title and year) is one entry."""
+
+    def key(title: str, year: int) -> tuple[str, int]:
+        return " ".join(re.findall(r"\w+", title.lower())), year
+
+    url = {key(src.title, src.year): src.url for src in aid.knowledge.sources.values()}
+    for example, r in rendered.items():
+        works = [key(title, year) for src in r.summary.sources for title, year in src.works]
+        addresses = [url[w] for w in works if url[w]]
+        assert len(works) == len(set(works)) and len(addresses) == len(set(addresses)), f"{example}: listed twice"
+        for o in r.summary.options:
+            for sid in aid.knowledge.procedures[o.procedure].sources:
+                source = aid.knowledge.sources[sid]
+                listed = key(source.title, source.year) in works or (source.url and source.url in addresses)
+                assert listed, f"{example}: {o.name} cites {sid}, which is not listed"
 
 
 def test_status_under_other_guidance_is_noted_beside_the_option(rendered: dict[str, Rendered]) -> None:
     s = rendered["facet-back-pain"].summary
     noted = [o for o in s.options if o.other_profiles]
     assert noted, "this example has profile differences"
-    assert all(o.name in s.profile_note for o in noted)
+    assert f"give {len(noted)} options another status" in s.profile_note
     assert not any(o.other_profiles for o in rendered["sciatica"].summary.options)
 
 
@@ -205,7 +332,7 @@ def test_page_counts_stay_within_bounds(rendered: dict[str, Rendered], paper: st
     counts = {name: len(pypdf.PdfReader(io.BytesIO(r.pdf[paper])).pages) for name, r in rendered.items()}
     for name, count in counts.items():
         detailed = len(rendered[name].summary.detailed)
-        limit = 4 if name in TYPICAL else 4 + detailed // 2 + 1
+        limit = 4 + max(0, detailed - 2)
         assert count <= limit, f"{name} on {paper}: {count} pages (limit {limit}; {detailed} options in detail)"
     for name in TYPICAL:
         assert len(rendered[name].summary.detailed) <= 2, f"{name} is no longer a typical case"
