@@ -93,6 +93,10 @@ class Term(Strict):
     id: Id = Field(pattern=r"^[a-z][a-z0-9_]*$", examples=["sciatica"])
     label: str
     plain: str = Field(description="a plain-language explanation for patients")
+    ask_weeks: bool = Field(
+        default=True,
+        description="treatments only: ask how many weeks it was tried (false for one-off ones such as surgery)",
+    )
 
 
 class VocabularyFile(Strict):

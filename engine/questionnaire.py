@@ -123,6 +123,16 @@ def _treatment_questions(term: Term, section: str) -> list[Question]:
     tried = f"{term.id}_tried"
     name = _in_sentence(term.label)
     was_tried = Condition(fact=tried, op="==", value="yes")
+    weeks = Question(
+        id=f"{term.id}_weeks",
+        type="number",
+        prompt=f"For how many weeks in all did you have {name}?",
+        unit="weeks",
+        min=0,
+        max=2080,
+        ask_if=was_tried,
+        section=section,
+    )
     return [
         Question(
             id=tried,
@@ -131,16 +141,7 @@ def _treatment_questions(term: Term, section: str) -> list[Question]:
             help=term.plain,
             section=section,
         ),
-        Question(
-            id=f"{term.id}_weeks",
-            type="number",
-            prompt=f"For how many weeks in all did you have {name}?",
-            unit="weeks",
-            min=0,
-            max=2080,
-            ask_if=was_tried,
-            section=section,
-        ),
+        *([weeks] if term.ask_weeks else []),
         Question(
             id=f"{term.id}_outcome",
             type="single",

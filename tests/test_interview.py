@@ -292,7 +292,7 @@ def test_review_answers_read_like_the_choices(aid: DecisionAid) -> None:
     assert answer_words(questions["conditions"], UNKNOWN) == "Not sure"
     assert answer_words(questions["rfa_relief_percent"], 60) == "60% relief"
     assert answer_words(questions["age_years"], 42) == "42 years"
-    assert answer_words(questions["surgery_weeks"], 1) == "1 week"
+    assert answer_words(questions["physical_therapy_weeks"], 1) == "1 week"
     assert answer_words(questions["esi_count_12m"], 1) == "1 injection"
     assert answer_words(questions["red_flags"], []) == "none"
 
@@ -409,15 +409,17 @@ def parse_error(aid: DecisionAid, qid: str, raw: str) -> str:
 
 def defined_question_ids() -> list[str]:
     """Every question id that knowledge/questionnaire.yaml defines, read from the YAML itself (not through the
-    loader): the questions it lists, and the tried / weeks / outcome questions of each treatment in
-    knowledge/treatments.yaml for its treatment-history section."""
+    loader): the questions it lists, and the tried / weeks (unless `ask_weeks: false`) / outcome questions of
+    each treatment in knowledge/treatments.yaml for its treatment-history section."""
     definition = yaml.safe_load((ROOT / "knowledge" / "questionnaire.yaml").read_text())
-    treatments = [t["id"] for t in yaml.safe_load((ROOT / "knowledge" / "treatments.yaml").read_text())["terms"]]
+    treatments = yaml.safe_load((ROOT / "knowledge" / "treatments.yaml").read_text())["terms"]
     ids = []
     for section in definition["sections"]:
         ids += [q["id"] for q in section.get("questions", [])]
         if section.get("treatment_history"):
-            ids += [f"{t}_{part}" for t in treatments for part in ("tried", "weeks", "outcome")]
+            for t in treatments:
+                parts = ("tried", "weeks", "outcome") if t.get("ask_weeks", True) else ("tried", "outcome")
+                ids += [f"{t['id']}_{part}" for part in parts]
     return ids
 
 
