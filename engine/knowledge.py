@@ -171,10 +171,21 @@ def load_knowledge(root: Path) -> Knowledge:
     """Load and cross-check every knowledge file under `root`."""
     problems: list[Problem] = []
     sources: dict[str, Source] = {}
+    by_url: dict[str, str] = {}
     for path in sorted((root / "sources").glob("*.yaml")):
         for src in load_file(SourceFile, path, KnowledgeError, kind="source").sources:
             if src.id in sources:
                 problems.append(Problem(str(path), f"source {src.id}", "id", "this source id is already defined"))
+            url = src.url.rstrip("/").lower()
+            if url and by_url.setdefault(url, src.id) != src.id:
+                problems.append(
+                    Problem(
+                        str(path),
+                        f"source {src.id}",
+                        "url",
+                        f"the same publication as source `{by_url[url]}`; cite that id (one id per publication)",
+                    )
+                )
             sources[src.id] = src
     crit_path = root / "criteria.yaml"
     criteria = _index(

@@ -61,6 +61,14 @@ KNOWLEDGE_CASES: list[tuple[str, Breaker, list[str]]] = [
         ["nerve_block.yaml", "`sources`", "unknown source `no-such-source`"],
     ),
     (
+        "duplicate_publication",
+        lambda r, k: (k / "sources/zz-more.yaml").write_text(
+            "sources:\n  - {id: ng59-again, title: NG59 again, publisher: NICE, year: 2016,"
+            " url: 'https://www.nice.org.uk/guidance/NG59/'}\n"
+        ),
+        ["zz-more.yaml", "source ng59-again", "`url`", "the same publication as source `nice-ng59`; cite that id"],
+    ),
+    (
         "missing_procedure_file",
         lambda r, k: (k / "procedures/intrathecal_pump.yaml").unlink(),
         ["intrathecal_pump.yaml", "file missing"],
