@@ -36,6 +36,18 @@ def test_wheel_carries_rules_knowledge_and_cli(wheel: Path) -> None:
     assert "pain-sdm = cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
+def test_an_editable_install_runs_the_checkouts_own_code(tmp_path: Path) -> None:
+    """An editable wheel points at the checkout; a copy of cli.py in it would shadow the one being edited."""
+    hook = f"import hatchling.build as b; print(b.build_editable({str(tmp_path)!r}))"
+    done = subprocess.run([sys.executable, "-c", hook], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    built = tmp_path / done.stdout.strip()
+    names = set(zipfile.ZipFile(built).namelist())
+    assert "cli.py" not in names and not any(n.startswith("engine/") and n.endswith(".py") for n in names)
+    pth = next(n for n in names if n.endswith(".pth"))
+    assert set(zipfile.ZipFile(built).read(pth).decode().split()) == {str(ROOT)}
+
+
 def test_installed_wheel_finds_its_data_outside_the_checkout(wheel: Path, tmp_path: Path) -> None:
     target = tmp_path / "site"
     subprocess.run(
