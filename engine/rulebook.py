@@ -267,7 +267,8 @@ def load_rulebook(rules_dir: Path, knowledge: Knowledge, questionnaire: Question
 
     rules: list[Rule] = []
     file_of: dict[str, str] = {}
-    rule_files = sorted(p for p in rules_dir.glob("*.yaml") if p.name not in ("profiles.yaml", "parameters.yaml"))
+    not_rules = ("profiles.yaml", "parameters.yaml", "accepted-findings.yaml")  # the last: engine.acceptances
+    rule_files = sorted(p for p in rules_dir.glob("*.yaml") if p.name not in not_rules)
     for path in rule_files:
         rule_file = load_file(RuleFile, path, RulebookError)
         for index, raw in enumerate(rule_file.rules):

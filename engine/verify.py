@@ -46,6 +46,13 @@ Safety invariants (error when broken; the message gives answers that break it):
 - `internal-disagreement` (error): answers the search found do not behave as predicted when
   run through the independent evaluator (a fault in this checker, never expected).
 
+Accepted findings (rules/accepted-findings.yaml, see engine.acceptances):
+- A warning or note an entry matches becomes a note marked accepted, with who accepted it,
+  when and why. Errors, safety invariants and the checker's own faults are never accepted.
+- `stale-acceptance` (warning; a note under `--profile`, where other profiles' findings are
+  not looked for): an entry matches no finding, or only ones an earlier entry accepts.
+- `acceptance-of-error` (warning): an entry matches an error; the error stays an error.
+
 What is enumerated, per profile:
 1. Symbolically, everything: each logic check and each invariant is a question put to
    `AnswerSpace.solve`, a complete search over the classes of every answer the active rules
@@ -64,6 +71,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -72,6 +80,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from .acceptances import Acceptance, Acceptances, FindingName, load_acceptances
 from .answer_space import NOT_TRUE, TRUE, AnswerSpace, Conj, SearchBudgetExceeded, Wanted, as_answer, truth_of
 from .conditions import Condition
 from .errors import DataFileError, Problem
@@ -149,15 +158,35 @@ ENUMERATION_CAP = 4000
 
 
 @dataclass(frozen=True)
+class Accepted:
+    """How a finding was accepted after review: by which entry, and the severity it had before."""
+
+    acceptance: Acceptance
+    entry: str
+    severity: Severity
+
+    def to_json(self) -> dict[str, Any]:
+        a = self.acceptance
+        return {
+            "severity": self.severity,
+            "accepted_by": a.accepted_by,
+            "date": a.date.isoformat(),
+            "reason": a.reason,
+            "entry": self.entry,
+        }
+
+
+@dataclass(frozen=True)
 class AuditFinding:
     """One named finding of `rules verify`."""
 
-    name: str
+    name: FindingName
     severity: Severity
     subject: str
     message: str
     profiles: tuple[str, ...] = ()
     example: dict[str, Any] | None = None
+    accepted: Accepted | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -167,6 +196,7 @@ class AuditFinding:
             "message": self.message,
             "profiles": list(self.profiles),
             "example": self.example,
+            "accepted": None if self.accepted is None else self.accepted.to_json(),
         }
 
 
@@ -175,6 +205,7 @@ class VerifyReport:
     findings: list[AuditFinding]
     enumerated: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    acceptances: Path | None = None
 
     @property
     def errors(self) -> list[AuditFinding]:
@@ -195,7 +226,7 @@ class VerifyReport:
 # -- loading ---------------------------------------------------------------------------------
 
 
-def _load_name(problem: Problem) -> tuple[str, Severity]:
+def _load_name(problem: Problem) -> tuple[FindingName, Severity]:
     message = problem.message
     if message.startswith(("unknown fact", "unknown parameter", "unknown source", "unknown criterion")):
         return "unknown-reference", "error"
@@ -305,7 +336,7 @@ def with_status(pid: str, status: str) -> Expectation:
 class Invariant:
     """Whenever `premise` takes a truth in `wanted` (always, if None), the obligations hold."""
 
-    name: str
+    name: FindingName
     statement: str
     premise: Condition | None
     wanted: Wanted
@@ -333,7 +364,7 @@ def invariants(
     out: list[Invariant] = []
     missing: list[AuditFinding] = []
 
-    def need(name: str, *facts: str) -> bool:
+    def need(name: FindingName, *facts: str) -> bool:
         absent = [f for f in facts if f not in questions]
         if absent:
             missing.append(
@@ -508,7 +539,7 @@ class ProfileAudit:
     def pairs(self) -> None:
         """Compare every two rules that set a status on one procedure (findings grouped by rule pair)."""
         space = self.space
-        grouped: dict[tuple[str, str, str], tuple[list[str], str, dict[str, Any]]] = {}
+        grouped: dict[tuple[FindingName, str, str], tuple[list[str], str, dict[str, Any]]] = {}
         for pid in PROCEDURE_IDS:
             for a, b in itertools.combinations(self.status_rules(pid), 2):
                 both = self.find(
@@ -534,7 +565,7 @@ class ProfileAudit:
         except SearchBudgetExceeded:
             return False
 
-    def _relation(self, a: Rule, b: Rule) -> tuple[str, Rule, Rule]:
+    def _relation(self, a: Rule, b: Rule) -> tuple[FindingName, Rule, Rule]:
         """How two rules that can hold together relate, ordered (less restrictive or implying rule first)."""
         a_b, b_a = self._implies(a, b), self._implies(b, a)
         if a.then.status != b.then.status:
@@ -550,7 +581,7 @@ class ProfileAudit:
         return ("subsumed-rule" if a_b else "overlapping-rules"), a, b
 
     def _pair_finding(
-        self, name: str, a: Rule, b: Rule, procedures: list[str], example: dict[str, Any]
+        self, name: FindingName, a: Rule, b: Rule, procedures: list[str], example: dict[str, Any]
     ) -> AuditFinding:
         where = ", ".join(procedures)
         sa, sb = a.then.status, b.then.status
@@ -720,6 +751,37 @@ def _merge(findings: list[AuditFinding]) -> list[AuditFinding]:
     return sorted(merged.values(), key=lambda f: (SEVERITY_ORDER[f.severity], f.name, f.subject))
 
 
+def accept(findings: list[AuditFinding], acceptances: Acceptances, every_profile: bool) -> list[AuditFinding]:
+    """Findings with the reviewers' acceptances applied, and a warning for each entry that is stale or matches an error.
+
+    An entry accepts every warning or note it matches that no earlier entry accepts: that finding
+    becomes a note marked accepted. Errors are never accepted.
+    """
+    out = list(findings)
+    for index, entry in enumerate(acceptances.entries):
+        where = acceptances.where(index)
+        matched = [i for i, f in enumerate(out) if f.accepted is None and entry.matches(f.name, f.subject, f.message)]
+        for i in matched:
+            f = out[i]
+            if f.severity == "error":
+                message = (
+                    f"accepts the error `{f.name}: {f.subject}: {f.message}`; errors are never accepted: "
+                    "fix the rulebook, and remove this entry"
+                )
+                out.append(AuditFinding("acceptance-of-error", "warning", where, message))
+            else:
+                accepted = Accepted(entry, where, f.severity)
+                out[i] = AuditFinding(f.name, "info", f.subject, f.message, f.profiles, f.example, accepted)
+        if not matched:
+            message = f"`{entry.describe()}` matches no finding, or only ones an earlier entry accepts; remove it"
+            if every_profile:
+                out.append(AuditFinding("stale-acceptance", "warning", where, message))
+            else:
+                message += " if it matches none when every profile is checked (run without --profile)"
+                out.append(AuditFinding("stale-acceptance", "info", where, message))
+    return sorted(out, key=lambda f: (SEVERITY_ORDER[f.severity], f.name, f.subject))
+
+
 def verify(
     rules_dir: Path | None = None,
     knowledge_dir: Path | None = None,
@@ -728,10 +790,15 @@ def verify(
     profile: str | None = None,
     budget: int = SEARCH_BUDGET,
 ) -> VerifyReport:
-    """Every check, over every profile (or one). Never raises for a bad rulebook: that is a finding."""
+    """Every check, over every profile (or one), with the reviewers' acceptances applied.
+
+    Never raises for a bad rulebook: that is a finding. A bad accepted-findings file raises
+    RulebookError: acceptances that cannot be read cannot be trusted.
+    """
     start = time.perf_counter()
     today = today or dt.date.today()
     kdir, rdir = data_dir("knowledge", knowledge_dir), data_dir("rules", rules_dir)
+    acceptances = load_acceptances(rdir)
     try:
         knowledge = load_knowledge(kdir)
         questionnaire = load_questionnaire(kdir / "questionnaire.yaml", knowledge.conditions, knowledge.treatments)
@@ -772,7 +839,9 @@ def verify(
         enumerated.append(_describe(audit))
     findings += _never_fires_findings(active_in, fires_in, rulebook)
     findings += _reach_findings(reached, unnamed, profiles)
-    return VerifyReport(_merge(findings), enumerated, time.perf_counter() - start)
+    checked = accept(_merge(findings), acceptances, every_profile=profile is None)
+    used = acceptances.path if acceptances.entries else None
+    return VerifyReport(checked, enumerated, time.perf_counter() - start, used)
 
 
 def _describe(audit: ProfileAudit) -> str:
@@ -864,13 +933,17 @@ def render(report: VerifyReport, all_notes: bool = False) -> str:
     """The report as text: what was enumerated, then the findings, most severe first.
 
     Example answers are printed for errors and warnings; notes carry theirs in `--format json`.
-    Notes about overlapping rules are counted, not listed, unless `all_notes`.
+    Notes about overlapping rules are counted, not listed, unless `all_notes`. Accepted findings
+    come last, in their own block, each with who accepted it, when and why.
     """
     lines = ["What was checked:"]
     lines += [f"  {line}" for block in report.enumerated for line in block.splitlines()]
     lines.append("")
     hidden: dict[str, int] = {}
+    accepted = [(f, f.accepted) for f in report.findings if f.accepted is not None]
     for f in report.findings:
+        if f.accepted is not None:
+            continue
         if f.severity == "info" and f.name in COUNTED_NOTES and not all_notes:
             hidden[f.name] = hidden.get(f.name, 0) + 1
             continue
@@ -882,10 +955,19 @@ def render(report: VerifyReport, all_notes: bool = False) -> str:
     if hidden:
         counted = ", ".join(f"{name} ({n})" for name, n in hidden.items())
         lines.append(f"INFO    not listed: {counted}: rules that can hold together; list them with --notes")
+    if accepted:
+        lines += ["", f"Accepted after review ({len(accepted)}), in {report.acceptances}:"]
+    for f, how in accepted:
+        a = how.acceptance
+        where = f" [{', '.join(f.profiles)}]" if f.profiles else ""
+        lines.append(f"  {f.name}: {f.subject}{where}: {f.message}")
+        said = f"a {how.severity}, accepted by {a.accepted_by} on {a.date.isoformat()}: {' '.join(a.reason.split())}"
+        lines += textwrap.wrap(said, 100, initial_indent="    ", subsequent_indent="    ")
     counts = report.counts()
     lines.append("")
     lines.append(
         f"{_plural(counts['error'], 'error')}, {_plural(counts['warning'], 'warning')}, "
-        f"{_plural(counts['info'], 'note')} in {report.seconds:.1f} s"
+        f"{_plural(counts['info'], 'note')}{f' ({len(accepted)} accepted)' if accepted else ''} "
+        f"in {report.seconds:.1f} s"
     )
     return "\n".join(lines) + "\n"

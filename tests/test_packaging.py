@@ -29,6 +29,7 @@ def test_wheel_carries_rules_knowledge_and_cli(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "cli.py" in names
     assert "engine/_data/rules/20-options.yaml" in names
+    assert "engine/_data/rules/accepted-findings.yaml" in names  # read by `rules verify`
     assert "engine/_data/knowledge/questionnaire.yaml" in names
     for pid in ("conservative_care", "spinal_cord_stimulation"):
         assert f"engine/_data/knowledge/procedures/{pid}.yaml" in names

@@ -14,13 +14,14 @@ import random
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 import yaml
 from conftest import ROOT, run_cli, threshold_answers
 
 import engine.verify as verify_module
+from engine.acceptances import FindingName
 from engine.aid import DecisionAid
 from engine.answer_space import AnswerSpace
 from engine.knowledge import PROCEDURE_IDS
@@ -42,6 +43,8 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "overdue-review": ("overdue-review", "warning"),
     "review-date-in-future": ("review-date-in-future", "warning"),
     "unused-parameter": ("unused-parameter", "warning"),
+    "stale-acceptance": ("stale-acceptance", "warning"),
+    "acceptance-of-error": ("acceptance-of-error", "warning"),
 }
 """Fixture folder -> (finding name, severity), where the folder is not simply named after an error finding."""
 
@@ -96,18 +99,21 @@ def test_every_finding_name_is_documented() -> None:
     doc = verify_module.__doc__ or ""
     for name, _ in list(EXPECTED.values()) + [(c, "") for c in CASES if c not in EXPECTED]:
         assert f"`{name}`" in doc, name
-    for name in ("safety-red-flag", "safety-infection", "safety-implant", "safety-conservative-care", "undecided"):
+    for name in get_args(FindingName):  # the names an acceptance may give, which mypy holds verify to
         assert f"`{name}`" in doc, name
 
 
 # -- through the command line ------------------------------------------------------------------
 
 
-def test_the_real_rulebook_verifies_with_no_error_in_under_60_seconds() -> None:
+def test_the_real_rulebook_verifies_with_no_error_and_no_warning_in_under_60_seconds() -> None:
     done = run_cli("rules", "verify", "--format", "json")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     report = json.loads(done.stdout)
     assert report["counts"]["error"] == 0
+    assert report["counts"]["warning"] == 0, [f for f in report["findings"] if f["severity"] == "warning"]
+    accepted = [f for f in report["findings"] if f["accepted"]]
+    assert accepted and all(f["severity"] == "info" and f["accepted"]["severity"] != "error" for f in accepted)
     assert report["seconds"] < 60
     checked = "\n".join(report["enumerated"])
     for invariant in ("safety-red-flag", "safety-infection", "safety-implant", "safety-conservative-care"):
@@ -171,6 +177,132 @@ def test_bad_options_exit_2(args: list[str], message: str) -> None:
     done = run_cli("rules", "verify", *args)
     assert done.returncode == 2
     assert message in done.stderr
+
+
+# -- accepted findings: rules/accepted-findings.yaml (engine/acceptances.py) ----------------------
+
+AFTER_STEPS = "never after_prerequisite"
+
+
+def entry(**change: Any) -> dict[str, Any]:
+    """An accepted-findings entry for base's nerve_block 'never after steps' warning; None drops a field."""
+    fields = {
+        "check": "unreachable-status",
+        "subject": "nerve_block",
+        "detail": AFTER_STEPS,
+        "reason": "No criterion (NB-01 to NB-08) sets steps before a nerve block.",
+        "accepted_by": "Dr Test",
+        "date": dt.date(2026, 11, 20),
+        **change,
+    }
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def accepting(tmp_path: Path, *entries: dict[str, Any]) -> Path:
+    """A copy of the base rulebook with these accepted findings."""
+    rules = tmp_path / "rules"
+    shutil.copytree(FIXTURES / "base", rules)
+    (rules / "accepted-findings.yaml").write_text(yaml.safe_dump({"accepted": list(entries)}, sort_keys=False))
+    return rules
+
+
+def about(findings: list[AuditFinding], pid: str) -> list[AuditFinding]:
+    return [f for f in findings if f.subject == pid and AFTER_STEPS in f.message]
+
+
+def test_an_accepted_warning_becomes_a_note_saying_who_accepted_it_when_and_why(
+    tmp_path: Path, base_report: VerifyReport
+) -> None:
+    rules = accepting(tmp_path, entry())
+    report = verify(rules, today=TODAY)
+    assert [f.severity for f in about(base_report.findings, "nerve_block")] == ["warning"]
+    accepted = about(report.findings, "nerve_block")
+    assert [(f.name, f.severity) for f in accepted] == [("unreachable-status", "info")]
+    assert accepted[0].accepted is not None and accepted[0].accepted.severity == "warning"
+    assert [f.severity for f in about(report.findings, "epidural_steroid_injection")] == ["warning"]  # not accepted
+    assert report.counts()["warning"] == base_report.counts()["warning"] - 1
+    assert not [f for f in report.findings if f.name in ("stale-acceptance", "acceptance-of-error")]
+
+    args = ("rules", "verify", "--rules", str(rules), "--today", "2026-11-24")
+    text, as_json = run_cli(*args), run_cli(*args, "--format", "json")
+    assert text.returncode == as_json.returncode == 1  # base's own errors stay: exit codes are unchanged
+    assert f"WARNING unreachable-status: nerve_block [consensus, us-medicare]: {AFTER_STEPS}" not in text.stdout
+    block = " ".join(text.stdout.split("Accepted after review (1)", 1)[1].split())
+    assert f"unreachable-status: nerve_block [consensus, us-medicare]: {AFTER_STEPS}" in block
+    assert "a warning, accepted by Dr Test on 2026-11-20: No criterion (NB-01 to NB-08) sets steps" in block
+    shown = next(f for f in json.loads(as_json.stdout)["findings"] if f["accepted"])
+    assert shown["subject"] == "nerve_block" and shown["severity"] == "info"
+    assert shown["accepted"] == {
+        "severity": "warning",
+        "accepted_by": "Dr Test",
+        "date": "2026-11-20",
+        "reason": entry()["reason"],
+        "entry": f"{rules / 'accepted-findings.yaml'}, acceptance #1",
+    }
+
+
+def test_an_acceptance_that_matches_no_finding_is_a_stale_warning_naming_file_and_entry(tmp_path: Path) -> None:
+    rules = broken(tmp_path, "stale-acceptance")
+    stale = [f for f in verify(rules, today=TODAY).findings if f.name == "stale-acceptance"]
+    assert [(f.severity, f.subject) for f in stale] == [
+        ("warning", f"{rules / 'accepted-findings.yaml'}, acceptance #1")
+    ]
+    assert "unreachable-status: conservative_care" in stale[0].message
+    one_profile = verify(rules, today=TODAY, profile="consensus")  # other profiles' findings are not looked for
+    assert [f.severity for f in one_profile.findings if f.name == "stale-acceptance"] == ["info"]
+
+
+def test_an_entry_repeating_an_earlier_one_is_stale(tmp_path: Path) -> None:
+    report = verify(accepting(tmp_path / "twice", entry(), entry(accepted_by="Dr Other")), today=TODAY)
+    stale = [f for f in report.findings if f.name == "stale-acceptance"]
+    assert [f.subject.rsplit(", ", 1)[1] for f in stale] == ["acceptance #2"]
+    assert [f.accepted.acceptance.accepted_by for f in report.findings if f.accepted] == ["Dr Test"]
+
+
+def test_an_acceptance_never_silences_an_error(tmp_path: Path) -> None:
+    rules = broken(tmp_path, "acceptance-of-error")
+    done = run_cli("rules", "verify", "--rules", str(rules), "--today", "2026-11-24", "--format", "json")
+    assert done.returncode == 1
+    found = json.loads(done.stdout)["findings"]
+    error = [f for f in found if f["subject"] == "nerve_block" and f["message"] == "no answers make it candidate"]
+    assert [(f["name"], f["severity"], f["accepted"]) for f in error] == [("unreachable-status", "error", None)]
+    warning = [f for f in found if f["name"] == "acceptance-of-error"]
+    assert [(f["severity"], f["subject"]) for f in warning] == [
+        ("warning", f"{rules / 'accepted-findings.yaml'}, acceptance #1")
+    ]
+    assert "no answers make it candidate" in warning[0]["message"]
+
+
+def test_an_entry_matching_an_error_and_a_warning_accepts_only_the_warning(tmp_path: Path) -> None:
+    report = verify(accepting(tmp_path, entry(detail=None)), today=TODAY)
+    nerve_block = {(f.message, f.severity) for f in report.findings if f.subject == "nerve_block"}
+    assert ("no answers make it candidate", "error") in nerve_block
+    assert ("never after_prerequisite: no rule sets this status for it", "info") in nerve_block
+    assert [f.severity for f in report.findings if f.name == "acceptance-of-error"] == ["warning"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "says"),
+    [
+        ({"check": "unreachable-statuses"}, "check", "unknown finding name"),
+        ({"check": "safety-infection"}, "check", "cannot be accepted"),
+        ({"reason": None}, "reason", "this field is required"),
+        ({"reason": "fine"}, "reason", "at least 20 characters"),
+        ({"date": "24/11/2026"}, "date", "valid date"),
+        ({"accepted_by": None}, "accepted_by", "this field is required"),
+    ],
+    ids=["unknown-check", "safety-check", "no-reason", "short-reason", "bad-date", "no-accepted-by"],
+)
+def test_a_bad_accepted_findings_file_exits_2_naming_file_entry_and_field(
+    tmp_path: Path, change: dict[str, Any], field: str, says: str
+) -> None:
+    rules = accepting(tmp_path, entry(subject="epidural_steroid_injection"), entry(**change))
+    done = run_cli("rules", "verify", "--rules", str(rules), "--today", "2026-11-24")
+    assert done.returncode == 2 and done.stdout == ""
+    problems = [line for line in done.stderr.splitlines() if "accepted-findings.yaml" in line]
+    assert len(problems) == 1, done.stderr
+    assert f"{rules / 'accepted-findings.yaml'}, acceptance #2, field `{field}`: " in problems[0]
+    assert says in problems[0]
 
 
 # -- safety invariants, on a mutated copy of the real rulebook -----------------------------------
