@@ -18,6 +18,8 @@ review screen) are removed, so the saved answers always match what was asked.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import math
 import re
 import shutil
@@ -673,6 +675,18 @@ class Interview:
         """Store the evaluation in the records database (engine.records): every interview is kept, for audit."""
         from .records import record_evaluation, resolve_path
 
+        db = resolve_path(self.records_db)
+        stored = {
+            "db": str(db.resolve()),
+            "profile": result.profile,
+            "rulebook": result.rulebook_version,
+            "answers": answers.model_dump(mode="json"),
+            **self.session.model_dump(mode="json", include={"sure", "decision", "notes", "clinician"}),
+        }
+        digest = hashlib.sha256(json.dumps(stored, sort_keys=True).encode()).hexdigest()
+        if self.session.record_id is not None and self.session.record_of == digest:
+            self.console.print(f"Already stored as record number {self.session.record_id} in {db}; nothing changed.")
+            return
         try:
             record = record_evaluation(
                 self.aid,
@@ -687,8 +701,10 @@ class Interview:
             self.console.print(f"[bold red]The record was not stored:[/] {exc}")
             self.console.print(f"The session file keeps everything: {self.path}")
             return
+        self.session.record_id, self.session.record_of = record.id, digest
+        self.save()
         self.console.print(
-            f"Stored as record number {record.id} in {resolve_path(self.records_db)} "
+            f"Stored as record number {record.id} in {db} "
             "(every evaluation is kept there for audit; no name is needed)."
         )
 

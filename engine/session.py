@@ -65,6 +65,8 @@ class Session(BaseModel):
     clinician: str = ""
     notes: str = ""
     decision: str = ""
+    record_id: int | None = Field(default=None, description="the records-database record this session was stored as")
+    record_of: str = Field(default="", description="digest of what that record holds: a re-run stores no copy")
 
 
 def load_session(path: Path) -> Session:

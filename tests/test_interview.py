@@ -572,6 +572,33 @@ def test_every_finished_interview_is_stored_as_a_record(aid: DecisionAid, tmp_pa
     assert record.statuses() == expected.statuses()
 
 
+def test_a_finished_session_run_again_stores_a_record_only_when_something_changed(
+    aid: DecisionAid, tmp_path: Path
+) -> None:
+    from engine.records import RecordStore
+
+    patient = example("sciatica.yaml")
+    db, path = tmp_path / "records.sqlite3", tmp_path / "s.json"
+
+    def close(session: Session, notes: str) -> str:
+        screen = io.StringIO()
+        with create_pipe_input() as pipe_input:
+            asker = PipeAsker(pipe_input, aid, {**CLOSE, "notes": [notes]}, from_answers(patient))
+            code = Interview(aid, asker, Console(file=screen, width=200), session, path, records_db=db).run()
+        assert code == 0
+        return flat(screen.getvalue())
+
+    close(answered(aid, patient), "first visit")
+    again = close(load_session(path), "first visit")
+    assert f"Already stored as record number 1 in {db}; nothing changed." in again
+    changed = close(load_session(path), "first visit; will think it over")
+    assert f"Stored as record number 2 in {db}" in changed
+    with RecordStore.open(db, create=False) as store:
+        assert store.count() == 2
+        assert store.get(2).notes == "first visit; will think it over"
+    assert load_session(path).record_id == 2
+
+
 # --- The grid ------------------------------------------------------------------------------------
 
 
