@@ -21,7 +21,7 @@ from .knowledge import Knowledge, load_knowledge
 from .loading import read_data, validate
 from .paths import data_dir
 from .questionnaire import Questionnaire, load_questionnaire
-from .result import FALLBACK_ID, ProfileDifference, Result, ResultBuilder
+from .result import FALLBACK_ID, ProfileDifference, Result, ResultBuilder, bears_on, criteria_held
 from .rulebook import Rulebook, load_rulebook
 from .values import Value, load_values
 
@@ -93,21 +93,20 @@ class DecisionAid:
         if not compare_profiles:
             return result
         differences = []
-        cited = {c for f in result.trace if f.holds for c in f.criteria}
+        cited = criteria_held(result.trace)
         for other in self.rulebook.profiles:
             if other == chosen:
                 continue
             theirs = self._evaluate_one(answers, other)
             differences.extend(self._differences(result, theirs, chosen, other))
-            cited.update(c for f in theirs.trace if f.holds for c in f.criteria)
+            cited |= criteria_held(theirs.trace)
         # A dispute also matters to this patient when another profile would change the status of an
-        # option it is about, and (if it names criteria) a rule that held in some profile encodes one.
+        # option it is about (and a rule that held in some profile encodes one of its criteria).
         changed = {d.procedure for d in differences}
         disputes = [
             d.id
             for d in self.knowledge.disagreements.values()
-            if d.id in result.disagreements
-            or (changed.intersection(d.procedures) and (not d.criteria or cited.intersection(d.criteria)))
+            if d.id in result.disagreements or bears_on(d, changed, cited)
         ]
         return result.model_copy(update={"profile_differences": differences, "disagreements": disputes})
 
@@ -125,19 +124,10 @@ class DecisionAid:
 
     def _parameters_behind(self, rule_ids: set[str]) -> set[str]:
         """Parameters read by these rules, directly or through the derived facts they read."""
-        found: set[str] = set()
-        todo, seen = list(rule_ids), set()
-        while todo:
-            rid = todo.pop()
-            if rid in seen or rid == FALLBACK_ID:
-                continue
-            seen.add(rid)
-            for atom in self.rulebook.rule(rid).when.atoms():
-                if atom.param:
-                    found.add(atom.param)
-                if atom.fact in self.rulebook.derived_facts:
-                    todo.append(self.rulebook.derived_facts[atom.fact])
-        return found
+        rulebook = self.rulebook
+        rules = [rulebook.rule(rid) for rid in rule_ids if rid != FALLBACK_ID]
+        rules += [rulebook.rule(rulebook.derived_facts[fact]) for fact in rulebook.derived_read(rules)]
+        return {a.param for r in rules for a in r.when.atoms() if a.param}
 
     def _differences(self, mine: Result, theirs: Result, profile: str, other: str) -> list[ProfileDifference]:
         out = []

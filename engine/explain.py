@@ -284,20 +284,6 @@ def _tree(
     return truth, [f"[{MARKS[truth]}] {pad}{head}", *(line for _, lines in parts for line in lines)]
 
 
-def _derived_read(rules: list[Rule], aid: DecisionAid) -> list[str]:
-    """Derived facts the rules read, directly or through other derived facts, in reading order."""
-    seen: dict[str, None] = {}
-    todo = [a.fact for r in rules for a in r.when.atoms() if a.fact in aid.rulebook.derived_facts]
-    while todo:
-        fact = todo.pop(0)
-        if fact is None or fact in seen:
-            continue
-        seen[fact] = None
-        rule = aid.rulebook.rule(aid.rulebook.derived_facts[fact])
-        todo += [a.fact for a in rule.when.atoms() if a.fact in aid.rulebook.derived_facts]
-    return list(seen)
-
-
 def _rule_block(res: RuleResult, wording: Wording, aid: DecisionAid, label: str, given: set[str]) -> list[str]:
     truth, lines = _tree(res.rule.when, iter(res.atoms), wording, aid, 0, given)
     head = f"{res.rule.id} v{res.rule.version}: {res.rule.title} -> {label}: {TRUTH_WORDS[truth].upper()}"
@@ -340,7 +326,7 @@ def why_not(aid: DecisionAid, procedure: str, answers: BaseModel, profile: str |
             lines += _rule_block(by_id[rule.id], wording, aid, rule.then.status or "", given)
     for rule in elsewhere:
         lines.append(f"{rule.id} ({rule.then.status}) applies only under: {', '.join(rule.profiles)}.")
-    derived = [f for f in _derived_read(openers, aid) if aid.rulebook.derived_facts[f] in by_id]
+    derived = [f for f in aid.rulebook.derived_read(openers) if aid.rulebook.derived_facts[f] in by_id]
     if derived:
         lines += ["", "Derived facts these rules read:", ""]
         for fact in derived:

@@ -7,13 +7,14 @@ fields may be added, never renamed or removed, without a new schema version.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from .firing import Firing
-from .knowledge import PROCEDURE_IDS, Knowledge
+from .knowledge import PROCEDURE_IDS, Disagreement, Knowledge
 from .rulebook import STATUS_RANK, Rule, Rulebook, Status, Step
 
 SCHEMA = "pain-sdm/result/1"
@@ -115,6 +116,18 @@ def _unconfirmed(rule: Rule, rulebook: Rulebook, knowledge: Knowledge) -> list[s
     return marks
 
 
+def criteria_held(findings: Iterable[Finding]) -> set[str]:
+    """Criteria encoded by the rules that held: a fact found false makes no criterion bear on the patient."""
+    return {c for f in findings if f.holds for c in f.criteria}
+
+
+def bears_on(dispute: Disagreement, procedures: set[str], cited: set[str]) -> bool:
+    """A dispute matters when it is about one of `procedures` and (if it names criteria) one of them is `cited`."""
+    return bool(procedures.intersection(dispute.procedures)) and (
+        not dispute.criteria or bool(cited.intersection(dispute.criteria))
+    )
+
+
 def finding(
     rule: Rule, firing: Firing, params: dict[str, int | float], rulebook: Rulebook, knowledge: Knowledge
 ) -> Finding:
@@ -214,14 +227,8 @@ class ResultBuilder:
             options.append(ResolvedOption(pid, status, reasons, cautions, list(steps.values()), declined))
         urgent = [f for f in in_order if f.urgent_assessment]
         open_procedures = {o.procedure for o in options if o.status in ("candidate", "after_prerequisite")}
-        # A dispute matters to this patient when it is about an option open to them, and (if it names
-        # criteria) a rule that held for them encodes one of those criteria.
-        cited = {c for f in trace if f.holds for c in f.criteria}
-        disagreements = [
-            d.id
-            for d in self.knowledge.disagreements.values()
-            if open_procedures.intersection(d.procedures) and (not d.criteria or cited.intersection(d.criteria))
-        ]
+        cited = criteria_held(trace)
+        disagreements = [d.id for d in self.knowledge.disagreements.values() if bears_on(d, open_procedures, cited)]
         derived = [f for f in in_order if f.kind == "derived"]
         return Resolution(trace, options, urgent, derived, disagreements)
 

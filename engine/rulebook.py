@@ -177,6 +177,19 @@ class Rulebook(BaseModel):
                 return r
         raise UsageError(f"no rule with id `{rule_id}`; see `pain-sdm rules list`")
 
+    def derived_read(self, rules: list[Rule]) -> list[str]:
+        """Derived facts the rules read, directly or down the chains that derive them, in reading order."""
+        seen: dict[str, None] = {}
+        todo = [a.fact for r in rules for a in r.when.atoms() if a.fact in self.derived_facts]
+        while todo:
+            fact = todo.pop(0)
+            if fact is None or fact in seen:
+                continue
+            seen[fact] = None
+            deriving = self.rule(self.derived_facts[fact])
+            todo += [a.fact for a in deriving.when.atoms() if a.fact in self.derived_facts]
+        return list(seen)
+
     def check_profile(self, profile: str | None) -> str:
         chosen = profile or self.default_profile
         if chosen not in self.profiles:

@@ -121,19 +121,11 @@ def indirect_parameters(aid: DecisionAid, rule: Rule) -> list[IndirectParameter]
     rulebook = aid.rulebook
     direct = {a.param for a in rule.when.atoms() if a.param is not None}
     out: dict[str, IndirectParameter] = {}
-    seen: set[str] = set()
-    todo = [a.fact for a in rule.when.atoms() if a.fact in rulebook.derived_facts]
-    while todo:
-        fact = todo.pop(0)
-        if fact is None or fact in seen:
-            continue
-        seen.add(fact)
+    for fact in rulebook.derived_read([rule]):
         deriving = rulebook.rule(rulebook.derived_facts[fact])
         for atom in deriving.when.atoms():
             if atom.param is not None and atom.param not in direct and atom.param not in out:
                 out[atom.param] = IndirectParameter(parameter_row(aid, atom.param), fact, deriving.id)
-            if atom.fact in rulebook.derived_facts:
-                todo.append(atom.fact)
     return list(out.values())
 
 

@@ -33,7 +33,7 @@ from .loading import read_data
 from .main_points import main_points
 from .output import write_atomic
 from .report import DISCLAIMER, STATUS_LABELS
-from .result import Finding, OptionResult, Result
+from .result import Finding, OptionResult, Result, bears_on, criteria_held
 from .rulebook import STATUS_RANK
 from .session import SESSION_FORMAT, SURE_ITEMS, Session, load_session
 from .templating import environment, html_to_pdf
@@ -542,11 +542,9 @@ def build_summary(
         else []
     )
     names = {o.procedure: o.name for o in result.options}
-    cited = {c for f in result.trace if f.holds for c in f.criteria}
+    cited = criteria_held(result.trace)
     found = [aid.knowledge.disagreements[i] for i in result.disagreements]
-    relevant = [
-        d for d in found if shown.intersection(d.procedures) and (not d.criteria or cited.intersection(d.criteria))
-    ]
+    relevant = [d for d in found if bears_on(d, shown, cited)]
     disagreements = [DisagreementView(d.topic, " ".join(d.plain.split())) for d in relevant]
     changed = sorted({d.procedure for d in result.profile_differences}, key=list(names).index)
     profile_note = (
