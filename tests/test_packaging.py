@@ -8,21 +8,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return next(out.glob("pain_sdm-*.whl"))
 
 
 def test_wheel_carries_rules_knowledge_and_cli(wheel: Path) -> None:
@@ -49,21 +35,14 @@ def test_an_editable_install_runs_the_checkouts_own_code(tmp_path: Path) -> None
     assert set(zipfile.ZipFile(built).read(pth).decode().split()) == {str(ROOT)}
 
 
-def test_installed_wheel_finds_its_data_outside_the_checkout(wheel: Path, tmp_path: Path) -> None:
-    target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+def test_installed_wheel_finds_its_data_outside_the_checkout(installed: Path, tmp_path: Path) -> None:
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import engine, cli;"
         "assert engine.__file__.startswith(sys.argv[1]), engine.__file__;"
         "sys.argv = ['pain-sdm', 'evaluate', sys.argv[2], '--format', 'json']; cli.main()"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, str(target), str(ROOT / "examples/sciatica.yaml")],
+        [sys.executable, "-c", code, str(installed), str(ROOT / "examples/sciatica.yaml")],
         capture_output=True,
         text=True,
         cwd=tmp_path,

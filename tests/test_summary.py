@@ -463,35 +463,10 @@ def test_engine_rejects_unknown_format_or_paper_before_writing(aid: DecisionAid,
     assert out.read_text() == "old" and list(tmp_path.iterdir()) == [out]
 
 
-def test_templates_ship_in_the_wheel_and_render_from_an_install(tmp_path: Path) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(ROOT),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    wheel = next(tmp_path.glob("pain_sdm-*.whl"))
+def test_templates_ship_in_the_wheel_and_render_from_an_install(wheel: Path, installed: Path, tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("summary.html", "print.css", "summary.md.j2"):
         assert f"engine/templates/summary/{name}" in names
-    target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
     out = tmp_path / "s.html"
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import engine.summary as s;"
@@ -500,7 +475,7 @@ def test_templates_ship_in_the_wheel_and_render_from_an_install(tmp_path: Path) 
         "s.write_summary(DecisionAid.load(), Path(sys.argv[2]), 'html', Path(sys.argv[3]))"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, str(target), str(ROOT / "examples/sciatica.yaml"), str(out)],
+        [sys.executable, "-c", code, str(installed), str(ROOT / "examples/sciatica.yaml"), str(out)],
         capture_output=True,
         text=True,
         cwd=tmp_path,
