@@ -86,7 +86,7 @@ def emit(text: str, output: Path | None, force: bool) -> None:
 
 
 def load_aid(rules: Path | None, knowledge: Path | None) -> Any:
-    from engine.aid import DecisionAid
+    from engine.evaluation.aid import DecisionAid
 
     return DecisionAid.load(rules, knowledge)
 
@@ -107,8 +107,8 @@ FullOpt = Annotated[bool, typer.Option("--full", help="With --batch: write each 
 
 def evaluate_batch(source: Path, output: Path | None, force: bool, workers: int, strict: bool, options: Any) -> None:
     """Run a batch, with a progress bar on a terminal; invalid records are reported on stderr."""
-    from engine.batch import Outcome, count_lines, run_batch
     from engine.errors import UsageError
+    from engine.evaluation.batch import Outcome, count_lines, run_batch
 
     if output is None:
         raise UsageError("--batch needs -o OUT, the JSON Lines file to write")
@@ -169,7 +169,7 @@ def evaluate(
     if (answers is None) == (batch is None):
         raise UsageError("give one patient's ANSWERS file, or --batch IN -o OUT (not both)")
     if batch is not None:
-        from engine.batch import BatchOptions
+        from engine.evaluation.batch import BatchOptions
 
         if record or db or patient_label:
             raise UsageError("--record, --db and --patient-label go with one patient, not --batch")
@@ -179,7 +179,7 @@ def evaluate(
         raise UsageError("--workers, --strict, --compare-profiles and --full go with --batch")
     assert answers is not None
     if record or db or patient_label:
-        from engine.records import check_record_options
+        from engine.records.store import check_record_options
 
         check_record_options(record, db, patient_label)
     aid = load_aid(rules, knowledge)
@@ -188,12 +188,12 @@ def evaluate(
     if fmt is ResultFormat.json:
         text = json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n"
     else:
-        from engine.report import render
+        from engine.presentation.report import render
 
         text = render(result, aid, fmt.value)  # type: ignore[arg-type]
     emit(text, output, force)
     if record:
-        from engine.records import record_evaluation, resolve_path
+        from engine.records.store import record_evaluation, resolve_path
 
         stored = record_evaluation(aid, parsed, result, db=db, patient_label=patient_label)
         typer.echo(f"recorded as record {stored.id} in {resolve_path(db)}", err=True)
@@ -217,7 +217,7 @@ def interview(
     knowledge: KnowledgeOpt = None,
 ) -> None:
     """Walk through the questions with a patient in a terminal, then show the options side by side."""
-    from engine.interview import run_interview
+    from engine.interview.walkthrough import run_interview
 
     aid = load_aid(rules, knowledge)
     code = run_interview(aid, resume=resume, save=save, profile=profile, stdin=sys.stdin, stdout=sys.stdout, db=db)
@@ -237,7 +237,7 @@ def schema_answers(rules: RulesOpt = None, knowledge: KnowledgeOpt = None) -> No
 @handles_errors
 def schema_questionnaire(rules: RulesOpt = None, knowledge: KnowledgeOpt = None) -> None:
     """The questionnaire as Markdown: each question, its answers, when it is asked, the rules that read it."""
-    from engine.questionnaire_doc import questionnaire_markdown
+    from engine.presentation.questionnaire_doc import questionnaire_markdown
 
     sys.stdout.write(questionnaire_markdown(load_aid(rules, knowledge)))
 
@@ -246,7 +246,7 @@ def schema_questionnaire(rules: RulesOpt = None, knowledge: KnowledgeOpt = None)
 @handles_errors
 def schema_result() -> None:
     """The JSON Schema of the result that `evaluate --format json` prints."""
-    from engine.result import Result
+    from engine.evaluation.result import Result
 
     typer.echo(json.dumps(Result.model_json_schema(by_alias=True), indent=2, ensure_ascii=False))
 
@@ -263,7 +263,7 @@ def explain(
     knowledge: KnowledgeOpt = None,
 ) -> None:
     """Show the full trace: every rule that fired, in order, the facts it matched and what it concluded."""
-    from engine.explain import explain as render_trace
+    from engine.presentation.explain import explain as render_trace
 
     aid = load_aid(rules, knowledge)
     parsed = aid.read_answers(answers)
@@ -281,7 +281,7 @@ def why_not(
     knowledge: KnowledgeOpt = None,
 ) -> None:
     """Show why a procedure is not open: every rule that could open it, condition by condition."""
-    from engine.explain import why_not as render_why_not
+    from engine.presentation.explain import why_not as render_why_not
 
     aid = load_aid(rules, knowledge)
     sys.stdout.write(render_why_not(aid, procedure, aid.read_answers(answers), profile))
@@ -303,7 +303,7 @@ def rules_list(
     """List the rules as a table: id, title, version, status, procedures, sources, criteria, last reviewed."""
     from rich.console import Console
 
-    from engine.rulebook_doc import rules_table, select_rules
+    from engine.presentation.rulebook_doc import rules_table, select_rules
 
     aid = load_aid(rules, knowledge)
     table = rules_table(select_rules(aid, procedure, status, source, criterion))
@@ -318,7 +318,7 @@ def rules_show(
     knowledge: KnowledgeOpt = None,
 ) -> None:
     """Show one rule in plain English (IF ... THEN ...), with its parameters in each profile and its sources."""
-    from engine.rulebook_doc import find_rule, render_card, rule_card
+    from engine.presentation.rulebook_doc import find_rule, render_card, rule_card
 
     aid = load_aid(rules, knowledge)
     sys.stdout.write(render_card(rule_card(aid, find_rule(aid, rule_id))))
@@ -354,8 +354,8 @@ def rules_verify(
     """
     import datetime as dt
 
+    from engine.audit.verify import render, verify
     from engine.errors import UsageError
-    from engine.verify import render, verify
 
     try:
         day = dt.date.fromisoformat(today) if today else None
@@ -391,7 +391,7 @@ def rules_coverage(
     knowledge: KnowledgeOpt = None,
 ) -> None:
     """Run the golden cases and report how often each rule fired, and which rules never fired."""
-    from engine.coverage import coverage, load_cases, render_coverage
+    from engine.audit.coverage import coverage, load_cases, render_coverage
 
     aid = load_aid(rules, knowledge)
     report = coverage(aid, load_cases(cases, examples))
@@ -414,9 +414,9 @@ def rules_diff(
     knowledge: KnowledgeOpt = None,
 ) -> None:
     """Show rules added, removed and changed (field by field), and the golden cases whose outcome changes."""
-    from engine.coverage import load_cases
-    from engine.rulediff import render_diff
-    from engine.rulediff import rules_diff as compare
+    from engine.audit.coverage import load_cases
+    from engine.audit.rulediff import render_diff
+    from engine.audit.rulediff import rules_diff as compare
 
     sys.stdout.write(render_diff(compare(old, new, load_cases(cases, examples), repo, knowledge)))
 
@@ -441,7 +441,7 @@ def rules_book(
 ) -> None:
     """Write the whole rulebook as a reviewer's document, grouped by procedure, with a sign-off table."""
     from engine.errors import UsageError
-    from engine.rulebook_doc import book_format, render_book
+    from engine.presentation.rulebook_doc import book_format, render_book
 
     chosen = book_format(fmt.value if fmt else None, output)
     if chosen == "pdf" and output is None:
@@ -492,7 +492,7 @@ def summary(
     knowledge: KnowledgeOpt = None,
 ) -> None:
     """Write the printable discussion summary for the patient (PDF, HTML or Markdown)."""
-    from engine.summary import write_summary
+    from engine.presentation.summary import write_summary
 
     write_summary(
         load_aid(rules, knowledge),
@@ -528,7 +528,7 @@ RecordsFormatOpt = Annotated[RecordsFormat, typer.Option("--format", "-f", help=
 
 
 def _window(since: str | None, until: str | None) -> tuple[str | None, str | None]:
-    from engine.records import parse_window
+    from engine.records.store import parse_window
 
     return parse_window(since, until)
 
@@ -551,7 +551,7 @@ def records_list(
     db: DbOpt = None,
 ) -> None:
     """List the records as a table: id, time, label, profile, rulebook version, open options."""
-    from engine.records import RecordStore, render_list
+    from engine.records.store import RecordStore, render_list
 
     with RecordStore.open(db, create=False) as store:
         sys.stdout.write(render_list(store.list(*_window(since, until), limit=limit)))
@@ -568,7 +568,7 @@ def records_show(
 
     Exits 1, after showing it, if the record fails its integrity check (edited, or its link broken).
     """
-    from engine.records import RecordStore, render_record
+    from engine.records.store import RecordStore, render_record
 
     with RecordStore.open(db, create=False) as store:
         record = store.get(record_id)
@@ -593,7 +593,7 @@ def records_export(
 
     Exits 1, after writing, if the database fails its integrity check (see `records verify`).
     """
-    from engine.records import RecordStore
+    from engine.records.store import RecordStore
 
     with RecordStore.open(db, create=False) as store:
         count = store.export_jsonl(output, force, *_window(since, until))
@@ -611,7 +611,7 @@ def records_stats(
     db: DbOpt = None,
 ) -> None:
     """Per-rule firing counts and per-procedure status counts over the records."""
-    from engine.records import RecordStore, render_stats
+    from engine.records.store import RecordStore, render_stats
 
     with RecordStore.open(db, create=False) as store:
         stats = store.stats(*_window(since, until))
@@ -625,7 +625,7 @@ def records_stats(
 @handles_errors
 def records_verify(db: DbOpt = None) -> None:
     """Recompute the hash chain; exits 1 and names each record if any was edited, deleted or reordered."""
-    from engine.records import RecordStore
+    from engine.records.store import RecordStore
 
     with RecordStore.open(db, create=False) as store:
         problems = store.verify()
@@ -650,7 +650,7 @@ def records_replay(
 
     Exits 1, after showing it, if the record fails its integrity check.
     """
-    from engine.records import RecordStore, render_replay, replay
+    from engine.records.store import RecordStore, render_replay, replay
 
     with RecordStore.open(db, create=False) as store:
         record = store.get(record_id)

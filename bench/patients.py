@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from engine.aid import DecisionAid
-from engine.questionnaire import UNKNOWN, Question
+from engine.evaluation.aid import DecisionAid
+from engine.model.questionnaire import UNKNOWN, Question
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

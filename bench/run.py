@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.patients import generate  # noqa: E402
-from engine.aid import DecisionAid  # noqa: E402
-from engine.batch import BatchOptions, run_batch  # noqa: E402
-from engine.facts import flatten  # noqa: E402
+from engine.evaluation.aid import DecisionAid  # noqa: E402
+from engine.evaluation.batch import BatchOptions, run_batch  # noqa: E402
+from engine.model.facts import flatten  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "sciatica.yaml"
 WARM_UP = 200

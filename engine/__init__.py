@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "DecisionAid": "aid",
+    "DecisionAid": "evaluation.aid",
     "AnswersError": "errors",
     "DataFileError": "errors",
     "EngineError": "errors",
@@ -20,9 +20,9 @@ _EXPORTS = {
     "PainSdmError": "errors",
     "RulebookError": "errors",
     "UsageError": "errors",
-    "Finding": "result",
-    "OptionResult": "result",
-    "Result": "result",
+    "Finding": "evaluation.result",
+    "OptionResult": "evaluation.result",
+    "Result": "evaluation.result",
 }
 
 __all__ = sorted(_EXPORTS)

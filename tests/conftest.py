@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from hypothesis import strategies as st
 
-from engine.aid import DecisionAid
-from engine.questionnaire import Question
+from engine.evaluation.aid import DecisionAid
+from engine.model.questionnaire import Question
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.knowledge import PROCEDURE_IDS, Procedure, SourceFile, VocabularyFile
+from engine.model.knowledge import PROCEDURE_IDS, Procedure, SourceFile, VocabularyFile
 
 ROOT = Path(__file__).resolve().parents[1]
 KNOWLEDGE = ROOT / "knowledge"

@@ -18,9 +18,9 @@ import pytest
 import yaml
 from conftest import ROOT, run_cli
 
-from engine.aid import DecisionAid
-from engine.coverage import load_cases
-from engine.knowledge import PROCEDURE_IDS
+from engine.audit.coverage import load_cases
+from engine.evaluation.aid import DecisionAid
+from engine.model.knowledge import PROCEDURE_IDS
 
 SCIATICA = str(ROOT / "examples" / "sciatica.yaml")
 

@@ -19,10 +19,10 @@ import pytest
 from conftest import EXAMPLES, ROOT, run_cli
 
 from bench.patients import generate
-from engine.aid import DecisionAid
-from engine.batch import cell_value
-from engine.questionnaire import UNKNOWN
-from engine.result import SUMMARY_SCHEMA, summary
+from engine.evaluation.aid import DecisionAid
+from engine.evaluation.batch import cell_value
+from engine.evaluation.result import SUMMARY_SCHEMA, summary
+from engine.model.questionnaire import UNKNOWN
 
 SCIATICA = ROOT / "examples" / "sciatica.yaml"
 

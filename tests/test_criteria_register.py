@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.knowledge import CriteriaFile, DisagreementFile, SourceFile
+from engine.model.knowledge import CriteriaFile, DisagreementFile, SourceFile
 
 ROOT = Path(__file__).parents[1]
 KNOWLEDGE = ROOT / "knowledge"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.aid import DecisionAid
 from engine.errors import DataFileError, KnowledgeError, RulebookError
+from engine.evaluation.aid import DecisionAid
 
 ROOT = Path(__file__).resolve().parent.parent
 

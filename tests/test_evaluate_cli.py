@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLES, ROOT, run_cli
 
-from engine.aid import DecisionAid
-from engine.knowledge import PROCEDURE_IDS
-from engine.report import STATUS_LABELS
+from engine.evaluation.aid import DecisionAid
+from engine.model.knowledge import PROCEDURE_IDS
+from engine.presentation.report import STATUS_LABELS
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])

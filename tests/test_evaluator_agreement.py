@@ -13,9 +13,9 @@ from typing import Any
 
 from conftest import threshold_answers
 
-from engine.aid import DecisionAid
-from engine.coverage import load_cases
-from engine.facts import flatten
+from engine.audit.coverage import load_cases
+from engine.evaluation.aid import DecisionAid
+from engine.model.facts import flatten
 
 GENERATED_PER_PROFILE = 3400
 SEED = 20261124

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.aid import DecisionAid
-from engine.knowledge import PROCEDURE_IDS
-from engine.rulebook import STATUSES
+from engine.evaluation.aid import DecisionAid
+from engine.model.knowledge import PROCEDURE_IDS
+from engine.model.rulebook import STATUSES
 
 GOLDEN = Path(__file__).parent / "golden"
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -90,7 +90,7 @@ def test_case(aid: DecisionAid, case: dict[str, Any]) -> None:
 def test_case_agrees_with_independent_evaluator(aid: DecisionAid, case: dict[str, Any]) -> None:
     answers = aid.parse_answers(case_answers(case), case["id"]).model_dump()
     profile = aid.rulebook.check_profile(case.get("profile"))
-    from engine.facts import flatten
+    from engine.model.facts import flatten
 
     durable = {f.key for f in aid.engine(profile).run(flatten(answers, aid.questionnaire))}
     independent = {f.key for f in aid.evaluator(profile).firings(answers)}

@@ -17,11 +17,11 @@ from conftest import answers_strategy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.aid import DecisionAid
-from engine.compiler import CATCH_ALL, CompiledRuleset
 from engine.errors import EngineError
-from engine.facts import flatten
-from engine.inference import DurableEngine
+from engine.evaluation.aid import DecisionAid
+from engine.evaluation.compiler import CATCH_ALL, CompiledRuleset
+from engine.evaluation.inference import DurableEngine
+from engine.model.facts import flatten
 
 SESSION_LIMIT = 1024
 
@@ -85,7 +85,7 @@ def test_an_action_that_fails_raises_engine_error_and_the_engine_goes_on(
     def broken(*args: Any) -> Any:
         raise ValueError("broken on purpose")
 
-    monkeypatch.setattr("engine.inference.unflatten", broken)
+    monkeypatch.setattr("engine.evaluation.inference.unflatten", broken)
     with pytest.raises(EngineError, match="broken on purpose"):
         engine.run(fact)
     monkeypatch.undo()

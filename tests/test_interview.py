@@ -27,10 +27,10 @@ from prompt_toolkit.input.base import PipeInput
 from prompt_toolkit.output import DummyOutput
 from rich.console import Console
 
-from engine.aid import DecisionAid
 from engine.errors import AnswersError, UsageError
-from engine.grid import OUTWEIGHED, ROWS, leaning_points, option_grids, option_panel
-from engine.interview import (
+from engine.evaluation.aid import DecisionAid
+from engine.interview.session import SURE_ITEMS, Session, load_session, save_session
+from engine.interview.walkthrough import (
     DONE,
     EXIT_END_OF_INPUT,
     EXIT_INTERRUPTED,
@@ -53,9 +53,9 @@ from engine.interview import (
     review_title,
     wrap_message,
 )
-from engine.questionnaire import UNKNOWN, Question
-from engine.session import SURE_ITEMS, Session, load_session, save_session
-from engine.values import option_fit
+from engine.model.questionnaire import UNKNOWN, Question
+from engine.model.values import option_fit
+from engine.presentation.grid import OUTWEIGHED, ROWS, leaning_points, option_grids, option_panel
 
 DOWN, UP, ENTER, SPACE, CLEAR, CTRL_C = "\x1b[B", "\x1b[A", "\r", " ", "\x15", "\x03"
 
@@ -546,7 +546,7 @@ def test_the_printable_summary_is_offered_at_the_close(
 
 
 def test_every_finished_interview_is_stored_as_a_record(aid: DecisionAid, tmp_path: Path) -> None:
-    from engine.records import RecordStore
+    from engine.records.store import RecordStore
 
     patient = example("facet-back-pain.yaml")
     db = tmp_path / "records.sqlite3"
@@ -575,7 +575,7 @@ def test_every_finished_interview_is_stored_as_a_record(aid: DecisionAid, tmp_pa
 def test_a_finished_session_run_again_stores_a_record_only_when_something_changed(
     aid: DecisionAid, tmp_path: Path
 ) -> None:
-    from engine.records import RecordStore
+    from engine.records.store import RecordStore
 
     patient = example("sciatica.yaml")
     db, path = tmp_path / "records.sqlite3", tmp_path / "s.json"

@@ -22,9 +22,9 @@ from typing import Any
 
 from conftest import EXAMPLES, ROOT, run_cli, threshold_answers
 
-from engine.aid import DecisionAid
-from engine.loading import read_data
-from engine.result import Result
+from engine.evaluation.aid import DecisionAid
+from engine.evaluation.result import Result
+from engine.model.loading import read_data
 
 PATIENTS = 10_000
 FRESH_AID_SAMPLE = 200
@@ -95,7 +95,7 @@ def test_10000_patients_in_sequence_each_get_the_result_they_get_alone(aid: Deci
 ALONE = """
 import json, sys
 sys.path.insert(0, {root!r})
-from engine.aid import DecisionAid
+from engine.evaluation.aid import DecisionAid
 loaded = DecisionAid.load()
 for line in sys.stdin:
     raw, profile, compare = json.loads(line)

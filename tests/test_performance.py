@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from engine.loading import _NoAliasLoader, parse_text
+from engine.model.loading import _NoAliasLoader, parse_text
 
 HEAVY = ("durable", "durable_rules_engine", "pydantic", "yaml", "questionary", "weasyprint", "jinja2", "sqlite3")
 DATA_FILES = sorted([*(ROOT / "rules").rglob("*.yaml"), *(ROOT / "knowledge").rglob("*.yaml")])

@@ -15,11 +15,11 @@ from conftest import answers_strategy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.aid import DecisionAid
-from engine.knowledge import PROCEDURE_IDS
-from engine.records import canonical, result_from_json
-from engine.result import Result
-from engine.rulebook import STATUS_RANK
+from engine.evaluation.aid import DecisionAid
+from engine.evaluation.result import Result
+from engine.model.knowledge import PROCEDURE_IDS
+from engine.model.rulebook import STATUS_RANK
+from engine.records.store import canonical, result_from_json
 
 CONSERVATIVE = "conservative_care"
 OPEN = ("candidate", "after_prerequisite")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from conftest import ROOT, run_cli
 
-from engine.aid import DecisionAid
-from engine.questionnaire_doc import questionnaire_markdown, rules_reading
+from engine.evaluation.aid import DecisionAid
+from engine.presentation.questionnaire_doc import questionnaire_markdown, rules_reading
 
 DOC = ROOT / "docs" / "questionnaire.md"
 

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from conftest import EXAMPLES
 
-from engine import summary
-from engine.aid import DecisionAid
-from engine.report import DISCLAIMER
+from engine.evaluation.aid import DecisionAid
+from engine.presentation import summary
+from engine.presentation.report import DISCLAIMER
 
 MAX_GRADE = 8.0
 

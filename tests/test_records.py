@@ -26,9 +26,10 @@ import pytest
 import yaml
 from conftest import EXAMPLES, ROOT, run_cli
 
-from engine.aid import DecisionAid
 from engine.errors import PainSdmError, UsageError
-from engine.records import (
+from engine.evaluation.aid import DecisionAid
+from engine.interview.session import SureResult
+from engine.records.store import (
     GENESIS,
     NewRecord,
     RecordStore,
@@ -40,7 +41,6 @@ from engine.records import (
     record_hash,
     replay,
 )
-from engine.session import SureResult
 
 SCIATICA = ROOT / "examples/sciatica.yaml"
 RED_FLAGS = ROOT / "examples/red-flags.yaml"
@@ -367,7 +367,7 @@ def test_writers_at_the_same_time_each_get_their_own_place_in_the_chain(aid: Dec
 WRITER = """
 import json, sys
 sys.path.insert(0, {root!r})
-from engine.records import NewRecord, RecordStore
+from engine.records.store import NewRecord, RecordStore
 with open({record!r}, encoding="utf-8") as f:
     data = json.load(f)
 with RecordStore.open({db!r}) as store:

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_cli
 
-from engine.loading import MAX_DEPTH, MAX_FILE_BYTES
-from engine.records import RecordStore
+from engine.model.loading import MAX_DEPTH, MAX_FILE_BYTES
+from engine.records.store import RecordStore
 
 SCIATICA = ROOT / "examples/sciatica.yaml"
 

@@ -22,9 +22,9 @@ import yaml
 from conftest import run_cli
 from test_golden import CASES, GOLDEN, case_answers
 
-from engine.aid import DecisionAid
 from engine.errors import RulebookError
-from engine.result import Result
+from engine.evaluation.aid import DecisionAid
+from engine.evaluation.result import Result
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -26,11 +26,11 @@ import yaml
 from conftest import EXAMPLES, ROOT, run_cli
 from test_golden import CASES, case_answers
 
-from engine.aid import DecisionAid
 from engine.errors import OutputError, UsageError
-from engine.main_points import MAIN_ITEMS, main_points
-from engine.session import Session, SureResult
-from engine.summary import Summary, build_summary, read_input, render_summary, write_summary
+from engine.evaluation.aid import DecisionAid
+from engine.interview.session import Session, SureResult
+from engine.presentation.main_points import MAIN_ITEMS, main_points
+from engine.presentation.summary import Summary, build_summary, read_input, render_summary, write_summary
 
 pypdf = pytest.importorskip("pypdf")
 pytest.importorskip("weasyprint")
@@ -229,7 +229,7 @@ def test_a_short_list_never_leaves_out_a_serious_risk(aid: DecisionAid) -> None:
 
 
 def test_the_interview_grid_shows_the_same_short_lists(aid: DecisionAid) -> None:
-    from engine.grid import ROWS, grid_cells
+    from engine.presentation.grid import ROWS, grid_cells
 
     for pid, proc in aid.knowledge.procedures.items():
         cells = dict(zip(ROWS, grid_cells(aid, pid), strict=True))
@@ -339,7 +339,7 @@ def test_page_counts_stay_within_bounds(rendered: dict[str, Rendered], paper: st
 
 
 def test_body_text_is_at_least_11pt_and_cells_wrap() -> None:
-    css = (ROOT / "engine/templates/summary/print.css").read_text()
+    css = (ROOT / "engine/presentation/templates/summary/print.css").read_text()
     sizes = [float(v) for v in re.findall(r"font(?:-size)?:\s*([\d.]+)pt", css)]
     assert sizes and min(sizes) >= 11, sizes
     assert not re.search(r"font(?:-size)?:\s*[\d.]+(px|em|rem|%)", css), "sizes are given in pt only"
@@ -466,12 +466,12 @@ def test_engine_rejects_unknown_format_or_paper_before_writing(aid: DecisionAid,
 def test_templates_ship_in_the_wheel_and_render_from_an_install(wheel: Path, installed: Path, tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in ("summary.html", "print.css", "summary.md.j2"):
-        assert f"engine/templates/summary/{name}" in names
+        assert f"engine/presentation/templates/summary/{name}" in names
     out = tmp_path / "s.html"
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import engine.summary as s;"
+        "import sys; sys.path.insert(0, sys.argv[1]); import engine.presentation.summary as s;"
         "assert s.__file__.startswith(sys.argv[1]), s.__file__;"
-        "from engine.aid import DecisionAid; from pathlib import Path;"
+        "from engine.evaluation.aid import DecisionAid; from pathlib import Path;"
         "s.write_summary(DecisionAid.load(), Path(sys.argv[2]), 'html', Path(sys.argv[3]))"
     )
     done = subprocess.run(

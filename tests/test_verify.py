@@ -20,12 +20,12 @@ import pytest
 import yaml
 from conftest import ROOT, run_cli, threshold_answers
 
-import engine.verify as verify_module
-from engine.acceptances import FindingName
-from engine.aid import DecisionAid
-from engine.answer_space import AnswerSpace
-from engine.knowledge import PROCEDURE_IDS
-from engine.verify import AuditFinding, VerifyReport, verify
+import engine.audit.verify as verify_module
+from engine.audit.acceptances import FindingName
+from engine.audit.answer_space import AnswerSpace
+from engine.audit.verify import AuditFinding, VerifyReport, verify
+from engine.evaluation.aid import DecisionAid
+from engine.model.knowledge import PROCEDURE_IDS
 
 FIXTURES = Path(__file__).parent / "fixtures" / "broken_rules"
 TODAY = dt.date(2026, 11, 24)
@@ -475,7 +475,7 @@ def test_generated_patients_never_contradict_what_the_search_proved(aid: Decisio
 
 def test_each_condition_compiles_to_exactly_the_answers_that_give_each_truth(aid: DecisionAid) -> None:
     """The search's alternatives for 'true', 'false', 'unknown' and 'not true' match three-valued evaluation."""
-    from engine.answer_space import FALSE, NOT_TRUE, TRUE, UNKNOWN_, truth_of
+    from engine.audit.answer_space import FALSE, NOT_TRUE, TRUE, UNKNOWN_, truth_of
 
     profile = aid.rulebook.default_profile
     space = AnswerSpace(aid.rulebook, aid.questionnaire, profile)

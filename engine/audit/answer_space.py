@@ -1,0 +1,330 @@
+"""The discretised answer space of a rulebook, and an exhaustive search over it (for `rules verify`).
+
+Rules read an answer only through their atoms, so two answers that give every atom on their
+fact the same truth value are interchangeable. The space keeps one representative per such
+*class* (its signature is the tuple of atom truths):
+
+- a number question: each threshold an atom uses (a value, or a parameter in this profile),
+  the whole numbers either side of it (integer questions) or the midpoints between thresholds
+  (other questions), the question's minimum and maximum, and unknown;
+- a single-choice or yes/no question: each choice, and unknown;
+- a multiple-choice question: every subset of the options the rules name, and unknown;
+- a derived fact: true, false or unknown (unknown only, if its rule does not apply).
+
+The classes are exact: every real answer behaves, for every rule, like its class's
+representative. So a search over classes is a search over every possible patient.
+
+`AnswerSpace.solve` decides whether some answers meet a list of goals. A goal is a
+disjunction of conjunctions (`Conj`: a fact -> allowed-class bitmask), built by `cases()`
+from a condition and the truth values wanted of it (true; false; unknown; not true = false
+or unknown; ...), with the same three-valued (Kleene) logic as the evaluator. The search is
+complete (backtracking over every alternative of every goal, then over the value of every
+derived fact the chosen alternatives constrain, with the derived fact's own rule added as a
+goal), so "no answers found" is a proof over the whole space, within the step budget.
+Every answer set it finds is re-checked by the independent evaluator (see engine.audit.verify).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.model.conditions import Condition, Truth, compare, kleene_all, kleene_any
+from engine.model.questionnaire import UNKNOWN, Questionnaire
+from engine.model.rulebook import Rule, Rulebook
+
+Conj = dict[str, int]
+"""One alternative: for each fact it constrains, a bitmask of the allowed classes (domain indices)."""
+
+Wanted = frozenset[Truth]
+
+TRUE: Wanted = frozenset({True})
+FALSE: Wanted = frozenset({False})
+UNKNOWN_: Wanted = frozenset({None})
+NOT_TRUE: Wanted = frozenset({False, None})
+NOT_FALSE: Wanted = frozenset({True, None})
+KNOWN: Wanted = frozenset({True, False})
+ANY_TRUTH: Wanted = frozenset({True, False, None})
+
+MAX_MENTIONED_OPTIONS = 16
+"""A multiple-choice question with more options named in rules is enumerated by subsets of up to 3."""
+
+
+class SearchBudgetExceeded(Exception):
+    """The search took more steps than allowed; the question is left undecided."""
+
+
+def flip(wanted: Wanted) -> Wanted:
+    """Truth values wanted of `x` when `not x` should take `wanted`."""
+    swap: dict[Truth, Truth] = {True: False, False: True, None: None}
+    return frozenset(swap[w] for w in wanted)
+
+
+def truth_of(node: Condition, values: dict[str, Any], params: dict[str, int | float]) -> Truth:
+    """A condition's three-valued truth on known values (None = unknown), e.g. for an invariant's trigger."""
+    if node.fact is not None:
+        assert node.op is not None
+        operand = params[node.param] if node.param is not None else node.value
+        return compare(node.op, values.get(node.fact), operand)
+    if node.not_ is not None:
+        inner = truth_of(node.not_, values, params)
+        return None if inner is None else not inner
+    children = node.all if node.all is not None else node.any or []
+    results = [truth_of(c, values, params) for c in children]
+    return kleene_all(results) if node.all is not None else kleene_any(results)
+
+
+def _number_points(lo: float, hi: float, integer: bool, thresholds: Iterable[float]) -> list[float]:
+    inside = sorted({t for t in thresholds if lo <= t <= hi})
+    if integer:
+        points = {int(lo), int(hi)}
+        for t in thresholds:
+            for p in (math.floor(t) - 1, math.floor(t), math.ceil(t), math.ceil(t) + 1):
+                points.add(p)
+        return sorted(p for p in points if lo <= p <= hi)
+    edges = sorted({lo, hi, *inside})
+    mids = [(a + b) / 2 for a, b in itertools.pairwise(edges)]
+    return sorted({*edges, *mids})
+
+
+@dataclass
+class SearchStats:
+    queries: int = 0
+    steps: int = 0
+    undecided: int = 0
+
+
+@dataclass
+class AnswerSpace:
+    """The classes of every fact the rules (and any extra conditions) read, for one profile."""
+
+    rulebook: Rulebook
+    questionnaire: Questionnaire
+    profile: str
+    extra: list[Condition] = field(default_factory=list)
+    budget: int = 200_000
+
+    def __post_init__(self) -> None:
+        self.params: dict[str, int | float] = {
+            pid: p.value(self.profile) for pid, p in self.rulebook.parameters.items()
+        }
+        self.rules: list[Rule] = self.rulebook.active_rules(self.profile)
+        self.derived: dict[str, Rule] = {r.then.derive: r for r in self.rules if r.then.derive is not None}
+        self.atoms: dict[str, list[Condition]] = {}
+        for node in [r.when for r in self.rules] + list(self.extra):
+            for atom in node.atoms():
+                assert atom.fact is not None
+                self.atoms.setdefault(atom.fact, []).append(atom)
+        self._domains: dict[str, list[Any]] = {}
+        self._cases: dict[tuple[int, Wanted], list[Conj]] = {}
+        self._keep: list[Condition] = []  # keeps ids of cached condition objects alive and unique
+        self.stats = SearchStats()
+
+    # -- domains -------------------------------------------------------------------------
+
+    def operand(self, atom: Condition) -> Any:
+        return self.params[atom.param] if atom.param is not None else atom.value
+
+    def is_derived(self, fact: str) -> bool:
+        return fact in self.rulebook.derived_facts
+
+    def raw_values(self, fact: str) -> list[Any]:
+        """Every candidate value of a fact before merging classes (None = unknown)."""
+        if self.is_derived(fact):
+            return [True, False, None] if fact in self.derived else [None]
+        question = self.questionnaire.questions[fact]
+        atoms = self.atoms.get(fact, [])
+        if question.type == "number":
+            assert question.min is not None and question.max is not None
+            thresholds = [float(self.operand(a)) for a in atoms if a.param is not None or a.value is not None]
+            points = _number_points(question.min, question.max, question.integer, thresholds)
+            return [int(p) if float(p).is_integer() else p for p in points] + [None]
+        if question.type == "multiple":
+            named: set[str] = set()
+            for a in atoms:
+                value = self.operand(a)
+                if value is not None:
+                    named.update(value if isinstance(value, list) else [value])
+            ordered = [o for o in question.values if o in named]
+            sizes = range(len(ordered) + 1) if len(ordered) <= MAX_MENTIONED_OPTIONS else range(4)
+            subsets = [tuple(c) for k in sizes for c in itertools.combinations(ordered, k)]
+            return [*subsets, None]
+        return [*question.values, None]
+
+    def classes(self, fact: str, atoms: list[Condition] | None = None) -> list[Any]:
+        """One representative value per signature over `atoms` (default: every atom on the fact)."""
+        chosen = self.atoms.get(fact, []) if atoms is None else atoms
+        seen: dict[tuple[Truth, ...], Any] = {}
+        for value in self.raw_values(fact):
+            signature = tuple(compare(a.op or "", value, self.operand(a)) for a in chosen)
+            seen.setdefault(signature, value)
+        return list(seen.values())
+
+    def domain(self, fact: str) -> list[Any]:
+        if fact not in self._domains:
+            self._domains[fact] = self.classes(fact)
+        return self._domains[fact]
+
+    def full(self, fact: str) -> int:
+        return (1 << len(self.domain(fact))) - 1
+
+    def answer_facts(self) -> list[str]:
+        return [f for f in self.atoms if not self.is_derived(f)]
+
+    def size(self) -> int:
+        """How many distinct answer sets the classes stand for (the product of class counts)."""
+        return math.prod(len(self.domain(f)) for f in self.answer_facts())
+
+    # -- conditions as alternatives -------------------------------------------------------
+
+    def atom_mask(self, atom: Condition, wanted: Wanted) -> int:
+        assert atom.fact is not None and atom.op is not None
+        operand = self.operand(atom)
+        mask = 0
+        for index, value in enumerate(self.domain(atom.fact)):
+            if compare(atom.op, value, operand) in wanted:
+                mask |= 1 << index
+        return mask
+
+    def cases(self, node: Condition, wanted: Wanted) -> list[Conj]:
+        """The alternatives under which `node` takes one of the `wanted` truth values."""
+        key = (id(node), wanted)
+        if key not in self._cases:
+            self._keep.append(node)
+            self._cases[key] = _dedupe(self._cases_of(node, wanted))
+        return self._cases[key]
+
+    def _cases_of(self, node: Condition, wanted: Wanted) -> list[Conj]:
+        if not wanted:
+            return []
+        if wanted == ANY_TRUTH:
+            return [{}]
+        if node.fact is not None:
+            mask = self.atom_mask(node, wanted)
+            return [{node.fact: mask}] if mask else []
+        if node.not_ is not None:
+            return self.cases(node.not_, flip(wanted))
+        is_all = node.all is not None
+        children = node.all if node.all is not None else node.any or []
+        # `any` is the dual of `all`: swap true and false, combine the same way.
+        strong, weak = (True, False) if is_all else (False, True)
+        if wanted == KNOWN:
+            return self.cases(node, frozenset({strong})) + self.cases(node, frozenset({weak}))
+        if wanted == frozenset({strong}):
+            return self._product([self.cases(c, frozenset({strong})) for c in children])
+        if wanted == frozenset({weak}):
+            return [conj for c in children for conj in self.cases(c, frozenset({weak}))]
+        if wanted == frozenset({weak, None}):
+            return [conj for c in children for conj in self.cases(c, frozenset({weak, None}))]
+        if wanted == frozenset({strong, None}):
+            return self._product([self.cases(c, frozenset({strong, None})) for c in children])
+        # unknown alone: no child weak, and at least one child unknown
+        out: list[Conj] = []
+        for i, child in enumerate(children):
+            parts = [self.cases(child, UNKNOWN_)]
+            parts += [self.cases(c, frozenset({strong, None})) for j, c in enumerate(children) if j != i]
+            out.extend(self._product(parts))
+        return out
+
+    def _product(self, parts: list[list[Conj]]) -> list[Conj]:
+        out: list[Conj] = [{}]
+        for options in parts:
+            out = _dedupe([m for a in out for b in options if (m := self.merge(a, b)) is not None])
+            if not out:
+                return []
+        return out
+
+    def merge(self, a: Conj, b: Conj) -> Conj | None:
+        merged = dict(a)
+        for fact, mask in b.items():
+            both = merged.get(fact, self.full(fact)) & mask
+            if not both:
+                return None
+            merged[fact] = both
+        return merged
+
+    def rule_true(self, rule: Rule) -> list[Conj]:
+        return self.cases(rule.when, TRUE)
+
+    def rule_not_true(self, rule: Rule) -> list[Conj]:
+        return self.cases(rule.when, NOT_TRUE)
+
+    # -- the search ----------------------------------------------------------------------
+
+    def solve(self, goals: list[list[Conj]]) -> Conj | None:
+        """Constraints (one fact -> classes each) under which every goal holds, or None if none exist.
+
+        Raises `SearchBudgetExceeded` when the search needs more than `budget` steps.
+        """
+        self.stats.queries += 1
+        self._steps = 0
+        return self._search({}, list(goals), frozenset())
+
+    def _search(self, state: Conj, goals: list[list[Conj]], committed: frozenset[str]) -> Conj | None:
+        self._steps += 1
+        self.stats.steps += 1
+        if self._steps > self.budget:
+            self.stats.undecided += 1
+            raise SearchBudgetExceeded
+        best: list[Conj] | None = None
+        best_index = -1
+        for index, goal in enumerate(goals):
+            options = [m for c in goal if (m := self.merge(state, c)) is not None]
+            if not options:
+                return None
+            if best is None or len(options) < len(best):
+                best, best_index = options, index
+        if best is not None:
+            rest = goals[:best_index] + goals[best_index + 1 :]
+            for option in best:
+                found = self._search(option, rest, committed)
+                if found is not None:
+                    return found
+            return None
+        for fact, mask in state.items():
+            if not self.is_derived(fact) or fact in committed or mask == self.full(fact):
+                continue
+            rule = self.derived.get(fact)
+            for index, value in enumerate(self.domain(fact)):
+                if not mask >> index & 1:
+                    continue
+                narrowed = {**state, fact: 1 << index}
+                more = [] if rule is None else [self.cases(rule.when, frozenset({value}))]
+                found = self._search(narrowed, more, committed | {fact})
+                if found is not None:
+                    return found
+            return None
+        return state
+
+    def witness(self, state: Conj) -> dict[str, Any]:
+        """Answers (as an answers file would hold them) meeting the constraints; others left unknown."""
+        answers: dict[str, Any] = {}
+        for fact, mask in state.items():
+            if self.is_derived(fact):
+                continue
+            value = self.domain(fact)[(mask & -mask).bit_length() - 1]
+            answers[fact] = as_answer(value)
+        return answers
+
+
+def as_answer(value: Any) -> Any:
+    """A class representative as an answers-file value."""
+    if value is None:
+        return UNKNOWN
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _dedupe(conjs: list[Conj]) -> list[Conj]:
+    seen: set[tuple[tuple[str, int], ...]] = set()
+    out = []
+    for conj in conjs:
+        key = tuple(sorted(conj.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(conj)
+    return out

@@ -1,0 +1,982 @@
+"""`pain-sdm rules verify`: named findings about a rulebook, each with a severity.
+
+Findings (name: severity, what it means):
+
+Loading (a rulebook that does not load is reported, not raised):
+- `schema` (error): a rule, parameter or profile does not fit its model.
+- `unknown-reference` (error): an unknown fact, parameter, profile, source or criterion.
+- `duplicate-id` (error), `derived-cycle` (error): ids used twice; derived facts in a cycle.
+- `missing-source` (error for an active rule, warning for a draft): a rule cites no source.
+
+Upkeep:
+- `overdue-review` (warning): `last_reviewed` is more than `max_age_days` before `today`.
+- `review-date-in-future` (warning): `last_reviewed` is after `today`.
+- `unused-parameter` (warning): no rule reads the parameter.
+- `missing-criteria` (info): an active rule cites no criterion of the register.
+
+Logic, decided over the discretised answer space of each profile (engine.audit.answer_space):
+- `never-fires` (error; warning when it fires in another profile): the rule's condition is
+  never true, e.g. contradictory atoms on one fact, or a derived fact that is never true.
+- `contradiction` (error): two rules with equivalent conditions set different statuses on
+  one procedure, so one of them can never decide it.
+- `shadowed-rule` (warning): whenever rule A holds, rule B, which sets a more restrictive
+  status on the same procedure, holds too: A never decides that procedure's status.
+- `duplicate-rule` / `subsumed-rule` (warning): rules setting the same status on one
+  procedure whose conditions are equivalent / one implies the other (it adds nothing).
+- `overlapping-rules` (info): rules setting the same status on one procedure can hold together.
+- `status-overlap` (info): rules setting different statuses on one procedure can hold
+  together; the most restrictive wins. Overlaps with a safety-layer rule are by design and
+  only counted.
+- `unreachable-status` (error for `candidate`, warning otherwise; info when only some
+  profiles cannot reach it): no answers give the procedure this status. Every procedure
+  should reach every status, except conservative care, which should only be a candidate.
+- `undecided` (warning): a question needed more search steps than the budget allows.
+
+Safety invariants (error when broken; the message gives answers that break it):
+- `safety-red-flag`: any red flag (any choice of `red_flags`) means urgent assessment and no
+  procedure other than conservative care is a candidate.
+- `safety-infection`: an infection (`systemic_infection` or `local_infection` is yes) means
+  no needle procedure (knowledge `needle: true`) is a candidate.
+- `safety-implant`: an implant (knowledge `implant: true`) is a candidate only with a
+  successful trial (its trial relief meets the parameter its candidate rules use) and, for
+  spinal cord stimulation, and for a pump unless it is for cancer pain or spasticity, a
+  favourable psychological evaluation.
+- `safety-conservative-care`: conservative care is always a candidate.
+- `example-skipped` (info): an example patient could not be read, so it is not a baseline.
+- `internal-disagreement` (error): answers the search found do not behave as predicted when
+  run through the independent evaluator (a fault in this checker, never expected).
+
+Accepted findings (rules/accepted-findings.yaml, see engine.audit.acceptances):
+- A warning or note an entry matches becomes a note marked accepted, with who accepted it,
+  when and why. Errors, safety invariants and the checker's own faults are never accepted.
+- `stale-acceptance` (warning; a note under `--profile`, where other profiles' findings are
+  not looked for): an entry matches no finding, or only ones an earlier entry accepts.
+- `acceptance-of-error` (warning): an entry matches an error; the error stays an error.
+
+What is enumerated, per profile:
+1. Symbolically, everything: each logic check and each invariant is a question put to
+   `AnswerSpace.solve`, a complete search over the classes of every answer the active rules
+   read (see engine.audit.answer_space). Answers it finds are re-run through the independent
+   evaluator and must behave as predicted.
+2. Explicitly, a covering design for each invariant, run through the independent evaluator
+   (no durable_rules): the *projected facts* are the answers the invariant's premise reads
+   plus every answer read by the rules that read those; each takes one value per class of the
+   atoms on it in those rules. Every combination of them is applied to every *baseline*: the
+   all-unknown patient, and, for each rule that can make a procedure the invariant concerns a
+   candidate, answers (found by the search) that do so. The output states the counts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import math
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from engine.audit.acceptances import Acceptance, Acceptances, FindingName, load_acceptances
+from engine.audit.answer_space import (
+    NOT_TRUE,
+    TRUE,
+    AnswerSpace,
+    Conj,
+    SearchBudgetExceeded,
+    Wanted,
+    as_answer,
+    truth_of,
+)
+from engine.errors import DataFileError, Problem
+from engine.evaluation.evaluator import Evaluator, RuleResult
+from engine.model.conditions import Condition
+from engine.model.facts import known
+from engine.model.knowledge import PROCEDURE_IDS, Knowledge, load_knowledge
+from engine.model.loading import read_data
+from engine.model.questionnaire import Questionnaire, load_questionnaire
+from engine.model.rulebook import STATUS_RANK, STATUSES, Rule, Rulebook, load_rulebook
+from engine.paths import data_dir
+
+Severity = Literal["error", "warning", "info"]
+SEVERITY_ORDER: dict[str, int] = {"error": 0, "warning": 1, "info": 2}
+
+CONSERVATIVE = "conservative_care"
+EXPECTED_STATUSES: dict[str, tuple[str, ...]] = {
+    pid: (("candidate",) if pid == CONSERVATIVE else tuple(STATUSES)) for pid in PROCEDURE_IDS
+}
+"""The statuses each procedure should be able to reach."""
+
+_TRIAL = {
+    "spinal_cord_stimulation": {"fact": "scs_trial_relief_percent", "op": ">=", "param": "scs_trial_relief_percent"},
+    "intrathecal_pump": {"fact": "itp_trial_relief_percent", "op": ">", "param": "itp_trial_relief_percent"},
+    "peripheral_nerve_stimulation": {
+        "fact": "pns_trial_relief_percent",
+        "op": ">=",
+        "param": "pns_trial_relief_percent",
+    },
+}
+_FAVOURABLE = {"fact": "psych_evaluation", "op": "==", "value": "favourable"}
+IMPLANT_REQUIREMENTS: dict[str, tuple[dict[str, Any], str]] = {
+    "spinal_cord_stimulation": (
+        {"all": [_TRIAL["spinal_cord_stimulation"], _FAVOURABLE]},
+        "a successful trial (scs_trial_relief_percent >= parameter scs_trial_relief_percent) "
+        "and a favourable psychological evaluation",
+    ),
+    "intrathecal_pump": (
+        {
+            "all": [
+                {
+                    "any": [
+                        _TRIAL["intrathecal_pump"],
+                        {
+                            "all": [
+                                {"fact": "conditions", "op": "contains", "value": "cancer_pain"},
+                                {"fact": "life_expectancy_months", "op": "<=", "param": "itp_life_expectancy_months"},
+                            ]
+                        },
+                    ]
+                },
+                {
+                    "any": [
+                        _FAVOURABLE,
+                        {"fact": "conditions", "op": "contains_any", "value": ["cancer_pain", "spasticity"]},
+                    ]
+                },
+            ]
+        },
+        "a successful trial (itp_trial_relief_percent > parameter itp_trial_relief_percent), which may be waived "
+        "for cancer pain with life_expectancy_months <= parameter itp_life_expectancy_months (criterion ITP-03); "
+        "and a favourable psychological evaluation, unless the pump is for cancer pain or spasticity",
+    ),
+    "peripheral_nerve_stimulation": (
+        _TRIAL["peripheral_nerve_stimulation"],
+        "a successful trial (pns_trial_relief_percent >= parameter pns_trial_relief_percent)",
+    ),
+}
+"""Implant -> (the condition that must be true for it to be a candidate, the same in words)."""
+
+SEARCH_BUDGET = 200_000
+"""Most search steps for one question; beyond it the question is reported as `undecided`."""
+
+ENUMERATION_CAP = 4000
+"""Most projected combinations per invariant and profile; above it, only the premise's own facts vary."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """How a finding was accepted after review: by which entry, and the severity it had before."""
+
+    acceptance: Acceptance
+    entry: str
+    severity: Severity
+
+    def to_json(self) -> dict[str, Any]:
+        a = self.acceptance
+        return {
+            "severity": self.severity,
+            "accepted_by": a.accepted_by,
+            "date": a.date.isoformat(),
+            "reason": a.reason,
+            "entry": self.entry,
+        }
+
+
+@dataclass(frozen=True)
+class AuditFinding:
+    """One named finding of `rules verify`."""
+
+    name: FindingName
+    severity: Severity
+    subject: str
+    message: str
+    profiles: tuple[str, ...] = ()
+    example: dict[str, Any] | None = None
+    accepted: Accepted | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "severity": self.severity,
+            "subject": self.subject,
+            "message": self.message,
+            "profiles": list(self.profiles),
+            "example": self.example,
+            "accepted": None if self.accepted is None else self.accepted.to_json(),
+        }
+
+
+@dataclass
+class VerifyReport:
+    findings: list[AuditFinding]
+    enumerated: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    acceptances: Path | None = None
+
+    @property
+    def errors(self) -> list[AuditFinding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(f.severity == s for f in self.findings) for s in SEVERITY_ORDER}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "findings": [f.to_json() for f in self.findings],
+            "counts": self.counts(),
+            "enumerated": self.enumerated,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+def _load_name(problem: Problem) -> tuple[FindingName, Severity]:
+    message = problem.message
+    if message.startswith(("unknown fact", "unknown parameter", "unknown source", "unknown criterion")):
+        return "unknown-reference", "error"
+    if message.startswith("unknown profile") or "is not a listed profile" in message:
+        return "unknown-reference", "error"
+    if "used twice" in message or "already defined" in message or "already derived" in message:
+        return "duplicate-id", "error"
+    if "in a cycle" in message:
+        return "derived-cycle", "error"
+    if "needs at least one source" in message:
+        return "missing-source", "error"
+    return "schema", "error"
+
+
+def load_findings(exc: DataFileError) -> list[AuditFinding]:
+    out = []
+    for problem in exc.problems:
+        name, severity = _load_name(problem)
+        subject = ", ".join(p for p in (problem.file, problem.entry) if p)
+        where = f"field `{problem.field}`: " if problem.field else ""
+        out.append(AuditFinding(name, severity, subject, where + problem.message))
+    return out
+
+
+# -- upkeep ----------------------------------------------------------------------------------
+
+
+def upkeep_findings(rulebook: Rulebook, today: dt.date, max_age_days: int) -> list[AuditFinding]:
+    out = []
+    for rule in rulebook.rules:
+        if rule.status == "retired":
+            continue
+        age = (today - rule.last_reviewed).days
+        if age > max_age_days:
+            out.append(
+                AuditFinding(
+                    "overdue-review",
+                    "warning",
+                    rule.id,
+                    f"last reviewed {rule.last_reviewed}, {age} days before {today} (limit {max_age_days} days)",
+                )
+            )
+        elif age < 0:
+            out.append(
+                AuditFinding(
+                    "review-date-in-future",
+                    "warning",
+                    rule.id,
+                    f"last reviewed {rule.last_reviewed}, which is after {today}",
+                )
+            )
+        if not rule.sources:
+            out.append(AuditFinding("missing-source", "warning", rule.id, f"a {rule.status} rule that cites no source"))
+        if rule.active and not rule.criteria:
+            out.append(AuditFinding("missing-criteria", "info", rule.id, "cites no criterion of the register"))
+    used = {a.param for r in rulebook.rules if r.status != "retired" for a in r.when.atoms() if a.param}
+    for pid in rulebook.parameters:
+        if pid not in used:
+            out.append(AuditFinding("unused-parameter", "warning", pid, "no rule reads this parameter"))
+    return out
+
+
+# -- outcomes through the independent evaluator -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    statuses: dict[str, str]
+    urgent: bool
+    holding: frozenset[str]
+
+
+def outcome_of(results: list[RuleResult]) -> Outcome:
+    """Statuses as the result resolves them: the most restrictive status set wins; none = not indicated."""
+    rank: dict[str, int] = {}
+    urgent = False
+    for res in results:
+        if res.truth is not True:
+            continue
+        then = res.rule.then
+        urgent = urgent or then.urgent_assessment
+        if then.status is not None:
+            for pid in then.procedures:
+                rank[pid] = max(rank.get(pid, -1), STATUS_RANK[then.status])
+    statuses: dict[str, str] = {pid: STATUSES[rank[pid]] if pid in rank else "not_indicated" for pid in PROCEDURE_IDS}
+    holding = frozenset(r.rule.id for r in results if r.truth is True)
+    return Outcome(statuses, urgent, holding)
+
+
+Expectation = Callable[[Outcome, dict[str, Any]], bool]
+
+
+def holding(*rule_ids: str) -> Expectation:
+    """Expect these rules to hold."""
+    return lambda outcome, _: set(rule_ids) <= outcome.holding
+
+
+def with_status(pid: str, status: str) -> Expectation:
+    """Expect `pid` to have `status`."""
+    return lambda outcome, _: outcome.statuses[pid] == status
+
+
+# -- safety invariants -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """Whenever `premise` takes a truth in `wanted` (always, if None), the obligations hold."""
+
+    name: FindingName
+    statement: str
+    premise: Condition | None
+    wanted: Wanted
+    not_candidate: tuple[str, ...] = ()
+    urgent: bool = False
+    candidate: tuple[str, ...] = ()
+
+    def applies(self, values: dict[str, Any], params: dict[str, int | float]) -> bool:
+        return self.premise is None or truth_of(self.premise, values, params) in self.wanted
+
+    def broken(self, outcome: Outcome) -> list[str]:
+        """What is wrong with this outcome, one phrase each."""
+        out = [f"{pid} is a candidate" for pid in self.not_candidate if outcome.statuses[pid] == "candidate"]
+        if self.urgent and not outcome.urgent:
+            out.append("urgent assessment is not set")
+        out += [f"{pid} is {outcome.statuses[pid]}" for pid in self.candidate if outcome.statuses[pid] != "candidate"]
+        return out
+
+
+def invariants(
+    knowledge: Knowledge, questionnaire: Questionnaire, rulebook: Rulebook
+) -> tuple[list[Invariant], list[AuditFinding]]:
+    """The safety invariants, built from the knowledge base (needle, implant) and the questionnaire."""
+    questions = questionnaire.questions
+    out: list[Invariant] = []
+    missing: list[AuditFinding] = []
+
+    def need(name: FindingName, *facts: str) -> bool:
+        absent = [f for f in facts if f not in questions]
+        if absent:
+            missing.append(
+                AuditFinding(name, "warning", name, f"not checked: the questionnaire has no {', '.join(absent)}")
+            )
+        return not absent
+
+    procedures = [pid for pid in PROCEDURE_IDS if pid != CONSERVATIVE]
+    if need("safety-red-flag", "red_flags"):
+        flags = Condition(fact="red_flags", op="contains_any", value=list(questions["red_flags"].values))
+        out.append(
+            Invariant(
+                "safety-red-flag",
+                "any red flag => urgent assessment, and no procedure but conservative care is a candidate",
+                flags,
+                TRUE,
+                not_candidate=tuple(procedures),
+                urgent=True,
+            )
+        )
+    if need("safety-infection", "systemic_infection", "local_infection"):
+        infection = Condition.model_validate(
+            {
+                "any": [
+                    {"fact": "systemic_infection", "op": "==", "value": "yes"},
+                    {"fact": "local_infection", "op": "==", "value": "yes"},
+                ]
+            }
+        )
+        needles = tuple(pid for pid in procedures if knowledge.procedures[pid].needle)
+        out.append(
+            Invariant(
+                "safety-infection",
+                f"systemic or local infection => no needle procedure ({', '.join(needles)}) is a candidate",
+                infection,
+                TRUE,
+                not_candidate=needles,
+            )
+        )
+    for pid in procedures:
+        if not knowledge.procedures[pid].implant:
+            continue
+        if pid not in IMPLANT_REQUIREMENTS:
+            missing.append(AuditFinding("safety-implant", "error", pid, "an implant with no requirement defined"))
+            continue
+        spec, words = IMPLANT_REQUIREMENTS[pid]
+        requirement = Condition.model_validate(spec)
+        facts = [a.fact for a in requirement.atoms() if a.fact is not None]
+        params = [a.param for a in requirement.atoms() if a.param is not None and a.param not in rulebook.parameters]
+        if not need("safety-implant", *facts) or params:
+            if params:
+                missing.append(AuditFinding("safety-implant", "warning", pid, f"not checked: no parameter {params}"))
+            continue
+        out.append(
+            Invariant(
+                "safety-implant", f"{pid} is a candidate only with {words}", requirement, NOT_TRUE, not_candidate=(pid,)
+            )
+        )
+    out.append(
+        Invariant(
+            "safety-conservative-care", "conservative care is always a candidate", None, TRUE, candidate=(CONSERVATIVE,)
+        )
+    )
+    return out, missing
+
+
+# -- the per-profile audit ----------------------------------------------------------------------
+
+
+class ProfileAudit:
+    """Every logic check and invariant for one profile."""
+
+    def __init__(
+        self, rulebook: Rulebook, questionnaire: Questionnaire, profile: str, checks: list[Invariant], budget: int
+    ):
+        self.profile = profile
+        self.rulebook = rulebook
+        extra = [inv.premise for inv in checks if inv.premise is not None]
+        self.space = AnswerSpace(rulebook, questionnaire, profile, extra=extra, budget=budget)
+        self.evaluator = Evaluator(rulebook, profile)
+        self.invariants = checks
+        self.findings: list[AuditFinding] = []
+        self.evaluations = 0
+        self.enumerated: dict[str, int] = {}
+        self.enumerated_facts: dict[str, tuple[list[str], list[int], int]] = {}
+        self.broken: set[str] = set()
+        self.safety_overlaps = 0
+        self.fires: set[str] = set()
+        self._witness_cache: dict[str, list[dict[str, Any]]] = {}
+        self.examples: list[dict[str, Any]] = []
+
+    # helpers
+    def status_rules(self, pid: str, status: str | None = None) -> list[Rule]:
+        return [
+            r
+            for r in self.space.rules
+            if r.then.status is not None and pid in r.then.procedures and status in (None, r.then.status)
+        ]
+
+    def restrictive(self, pid: str, status: str) -> list[Rule]:
+        return [r for r in self.status_rules(pid) if STATUS_RANK[r.then.status or ""] > STATUS_RANK[status]]
+
+    def status_routes(self, pid: str, status: str) -> list[list[list[Conj]]]:
+        """Alternative goal lists under which `pid` gets `status`."""
+        setting = [c for r in self.status_rules(pid, status) for c in self.space.rule_true(r)]
+        routes = [[setting] + [self.space.rule_not_true(r) for r in self.restrictive(pid, status)]]
+        if status == "not_indicated":
+            routes.append([self.space.rule_not_true(r) for r in self.status_rules(pid)])
+        return routes
+
+    def run(self, answers: dict[str, Any]) -> Outcome:
+        self.evaluations += 1
+        results, _ = self.evaluator.evaluate_rules(answers)
+        return outcome_of(results)
+
+    def find(self, goals: list[list[Conj]], expect: Expectation, what: str) -> dict[str, Any] | None:
+        """Answers meeting the goals (checked by the evaluator with `expect`), or None if there are none."""
+        try:
+            state = self.space.solve(goals)
+        except SearchBudgetExceeded:
+            self.findings.append(
+                AuditFinding(
+                    "undecided",
+                    "warning",
+                    what,
+                    f"left undecided after {self.space.budget} search steps",
+                    (self.profile,),
+                )
+            )
+            return None
+        if state is None:
+            return None
+        answers = self.space.witness(state)
+        if not expect(self.run(answers), answers):
+            self.findings.append(
+                AuditFinding(
+                    "internal-disagreement",
+                    "error",
+                    what,
+                    "the search predicted answers the independent evaluator does not confirm",
+                    (self.profile,),
+                    answers,
+                )
+            )
+            return None
+        return answers
+
+    # checks
+    def never_fires(self) -> None:
+        for rule in self.space.rules:
+            found = self.find([self.space.rule_true(rule)], holding(rule.id), rule.id)
+            if found is not None:
+                self.fires.add(rule.id)
+
+    def reachability(self) -> dict[tuple[str, str], bool | None]:
+        """Whether answers exist giving each procedure each expected status (None: no rule names it)."""
+        reached: dict[tuple[str, str], bool | None] = {}
+        for pid, statuses in EXPECTED_STATUSES.items():
+            for status in statuses:
+                if status != "not_indicated" and not self.status_rules(pid, status):
+                    reached[(pid, status)] = None
+                    continue
+                hit = False
+                for goals in self.status_routes(pid, status):
+                    found = self.find(goals, with_status(pid, status), f"{pid}: {status}")
+                    if found is not None:
+                        hit = True
+                        break
+                reached[(pid, status)] = hit
+        return reached
+
+    def pairs(self) -> None:
+        """Compare every two rules that set a status on one procedure (findings grouped by rule pair)."""
+        space = self.space
+        grouped: dict[tuple[FindingName, str, str], tuple[list[str], str, dict[str, Any]]] = {}
+        for pid in PROCEDURE_IDS:
+            for a, b in itertools.combinations(self.status_rules(pid), 2):
+                both = self.find(
+                    [space.rule_true(a), space.rule_true(b)],
+                    holding(a.id, b.id),
+                    f"{a.id} and {b.id}",
+                )
+                if both is None:
+                    continue
+                name, first, second = self._relation(a, b)
+                if name in ("status-overlap", "overlapping-rules") and "safety" in (a.layer, b.layer):
+                    self.safety_overlaps += 1
+                    continue
+                procedures, _, example = grouped.setdefault((name, first.id, second.id), ([], "", both))
+                procedures.append(pid)
+        rules = {r.id: r for r in space.rules}
+        for (kind, one, other), (procedures, _, example) in grouped.items():
+            self.findings.append(self._pair_finding(kind, rules[one], rules[other], procedures, example))
+
+    def _implies(self, a: Rule, b: Rule) -> bool:
+        try:
+            return self.space.solve([self.space.rule_true(a), self.space.rule_not_true(b)]) is None
+        except SearchBudgetExceeded:
+            return False
+
+    def _relation(self, a: Rule, b: Rule) -> tuple[FindingName, Rule, Rule]:
+        """How two rules that can hold together relate, ordered (less restrictive or implying rule first)."""
+        a_b, b_a = self._implies(a, b), self._implies(b, a)
+        if a.then.status != b.then.status:
+            if STATUS_RANK[a.then.status or ""] > STATUS_RANK[b.then.status or ""]:
+                a, b, a_b, b_a = b, a, b_a, a_b
+            if a_b and b_a:
+                return "contradiction", a, b
+            return ("shadowed-rule" if a_b else "status-overlap"), a, b
+        if a_b and b_a:
+            return "duplicate-rule", a, b
+        if b_a:
+            return "subsumed-rule", b, a
+        return ("subsumed-rule" if a_b else "overlapping-rules"), a, b
+
+    def _pair_finding(
+        self, name: FindingName, a: Rule, b: Rule, procedures: list[str], example: dict[str, Any]
+    ) -> AuditFinding:
+        where = ", ".join(procedures)
+        sa, sb = a.then.status, b.then.status
+        messages: dict[str, tuple[str, Severity]] = {
+            "contradiction": (f"equivalent conditions set {where} to {sa} and to {sb}", "error"),
+            "shadowed-rule": (
+                f"whenever {a.id} holds, {b.id} holds too and sets {where} to {sb}: {a.id} ({sa}) never decides it",
+                "warning",
+            ),
+            "status-overlap": (f"can hold together; {where} becomes {sb} ({b.id}), not {sa}", "info"),
+            "duplicate-rule": (f"equivalent conditions, both set {where} to {sa}", "warning"),
+            "subsumed-rule": (f"whenever {a.id} holds, {b.id} holds too; both set {where} to {sa}", "warning"),
+            "overlapping-rules": (f"can hold together; both set {where} to {sa}", "info"),
+        }
+        message, severity = messages[name]
+        shown = example if severity != "error" else None
+        return AuditFinding(name, severity, f"{a.id} / {b.id}", message, (self.profile,), shown)
+
+    # invariants
+    def candidate_witnesses(self, pid: str) -> list[dict[str, Any]]:
+        """For each rule that can make `pid` a candidate, answers that do (found by the search)."""
+        if pid not in self._witness_cache:
+            found = []
+            blockers = [self.space.rule_not_true(r) for r in self.restrictive(pid, "candidate")]
+            for rule in self.status_rules(pid, "candidate"):
+                answers = self.find(
+                    [self.space.rule_true(rule), *blockers],
+                    with_status(pid, "candidate"),
+                    f"{pid}: candidate by {rule.id}",
+                )
+                if answers is not None:
+                    found.append(answers)
+            self._witness_cache[pid] = found
+        return self._witness_cache[pid]
+
+    def check_invariant(self, inv: Invariant) -> None:
+        space = self.space
+        premise = [] if inv.premise is None else [space.cases(inv.premise, inv.wanted)]
+
+        def broken(outcome: Outcome, answers: dict[str, Any]) -> bool:
+            return inv.applies({k: known(v) for k, v in answers.items()}, space.params) and bool(inv.broken(outcome))
+
+        questions: list[tuple[str, list[list[Conj]]]] = []
+        for pid in inv.not_candidate:
+            for goals in self.status_routes(pid, "candidate"):
+                questions.append((f"{pid} candidate", premise + goals))
+        if inv.urgent:
+            urgent_rules = [r for r in space.rules if r.then.urgent_assessment]
+            questions.append(("no urgent assessment", premise + [space.rule_not_true(r) for r in urgent_rules]))
+        for pid in inv.candidate:
+            for status in STATUSES:
+                if status != "candidate":
+                    for goals in self.status_routes(pid, status):
+                        questions.append((f"{pid} {status}", premise + goals))
+        for what, goals in questions:
+            answers = self.find(goals, broken, f"{inv.name}: {what}")
+            if answers is not None:
+                self._violation(inv, answers)
+                break
+        self.enumerate(inv)
+
+    def _violation(self, inv: Invariant, answers: dict[str, Any]) -> None:
+        if inv.statement in self.broken:
+            return
+        self.broken.add(inv.statement)
+        outcome = self.run(answers)
+        self.findings.append(
+            AuditFinding(
+                inv.name,
+                "error",
+                ", ".join(inv.not_candidate + inv.candidate) or inv.name,
+                f"broken ({'; '.join(inv.broken(outcome))}); the invariant: {inv.statement}",
+                (self.profile,),
+                answers,
+            )
+        )
+
+    def concerned(self, inv: Invariant) -> tuple[str, ...]:
+        return PROCEDURE_IDS if inv.urgent else inv.not_candidate + inv.candidate
+
+    def projection(self, inv: Invariant, baselines: int) -> tuple[list[str], dict[str, list[Any]]]:
+        """The facts an invariant's enumeration varies, and the class representatives of each.
+
+        They are the answers the premise reads, plus every answer read by the rules that read
+        one of those and conclude about a procedure the invariant concerns (or urgency); each
+        takes one value per class of the atoms on it in those rules and the premise. If that is
+        more than ENUMERATION_CAP answer sets in all, only the premise's own answers vary.
+        """
+        space = self.space
+        if inv.premise is None:
+            return [], {}
+        own = [a for a in inv.premise.atoms() if a.fact is not None and not space.is_derived(a.fact)]
+        base_facts = {a.fact for a in own if a.fact is not None}
+        concerned = set(self.concerned(inv))
+        readers = [
+            r
+            for r in space.rules
+            if base_facts & {a.fact for a in r.when.atoms()}
+            and (concerned & set(r.then.procedures) or (inv.urgent and r.then.urgent_assessment))
+        ]
+        atoms = own + [
+            a for r in readers for a in r.when.atoms() if a.fact is not None and not space.is_derived(a.fact)
+        ]
+        facts = sorted({a.fact for a in atoms if a.fact is not None})
+        if (
+            math.prod(len(space.classes(f, [a for a in atoms if a.fact == f])) for f in facts) * baselines
+            > ENUMERATION_CAP
+        ):
+            facts = sorted(base_facts)
+        return facts, {f: space.classes(f, [a for a in atoms if a.fact == f]) for f in facts}
+
+    def enumerate(self, inv: Invariant) -> None:
+        baselines: list[dict[str, Any]] = [{}, *self.examples]
+        for pid in self.concerned(inv):
+            baselines += self.candidate_witnesses(pid)
+        facts, values = self.projection(inv, len(baselines))
+        count = 0
+        for combo in _product(facts, values):
+            for base in baselines:
+                answers = {**base, **combo}
+                count += 1
+                if not inv.applies({k: known(v) for k, v in answers.items()}, self.space.params):
+                    continue
+                if inv.broken(self.run(answers)):
+                    self._violation(inv, answers)
+        key = f"{inv.name}" + (f" ({', '.join(inv.not_candidate)})" if inv.name == "safety-implant" else "")
+        self.enumerated[key] = self.enumerated.get(key, 0) + count
+        self.enumerated_facts[key] = (facts, [len(values[f]) for f in facts], len(baselines))
+
+
+def _product(facts: list[str], values: dict[str, list[Any]]) -> Iterator[dict[str, Any]]:
+    for combo in itertools.product(*(values[f] for f in facts)):
+        yield {f: as_answer(v) for f, v in zip(facts, combo, strict=True)}
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def example_patients(questionnaire: Questionnaire) -> tuple[list[dict[str, Any]], list[AuditFinding]]:
+    """The example patients of the source checkout (examples/*.yaml), as baselines; none when installed."""
+    out, skipped = [], []
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        try:
+            data = read_data(path)
+            answers = questionnaire.answers_model.model_validate(data).model_dump()
+        except (DataFileError, ValidationError) as exc:
+            skipped.append(AuditFinding("example-skipped", "info", path.name, f"not used as a baseline: {exc}"))
+            continue
+        out.append({k: v for k, v in answers.items() if questionnaire.questions[k].type != "text"})
+    return out, skipped
+
+
+# -- putting it together -------------------------------------------------------------------------
+
+
+def _merge(findings: list[AuditFinding]) -> list[AuditFinding]:
+    """One finding per name, subject and message, listing every profile it holds in."""
+    merged: dict[tuple[str, str, str], AuditFinding] = {}
+    for f in findings:
+        key = (f.name, f.subject, f.message)
+        if key in merged:
+            old = merged[key]
+            profiles = tuple(dict.fromkeys(old.profiles + f.profiles))
+            merged[key] = AuditFinding(old.name, old.severity, old.subject, old.message, profiles, old.example)
+        else:
+            merged[key] = f
+    return sorted(merged.values(), key=lambda f: (SEVERITY_ORDER[f.severity], f.name, f.subject))
+
+
+def accept(findings: list[AuditFinding], acceptances: Acceptances, every_profile: bool) -> list[AuditFinding]:
+    """Findings with the reviewers' acceptances applied, and a warning for each entry that is stale or matches an error.
+
+    An entry accepts every warning or note it matches that no earlier entry accepts: that finding
+    becomes a note marked accepted. Errors are never accepted.
+    """
+    out = list(findings)
+    for index, entry in enumerate(acceptances.entries):
+        where = acceptances.where(index)
+        matched = [i for i, f in enumerate(out) if f.accepted is None and entry.matches(f.name, f.subject, f.message)]
+        for i in matched:
+            f = out[i]
+            if f.severity == "error":
+                message = (
+                    f"accepts the error `{f.name}: {f.subject}: {f.message}`; errors are never accepted: "
+                    "fix the rulebook, and remove this entry"
+                )
+                out.append(AuditFinding("acceptance-of-error", "warning", where, message))
+            else:
+                accepted = Accepted(entry, where, f.severity)
+                out[i] = AuditFinding(f.name, "info", f.subject, f.message, f.profiles, f.example, accepted)
+        if not matched:
+            message = f"`{entry.describe()}` matches no finding, or only ones an earlier entry accepts; remove it"
+            if every_profile:
+                out.append(AuditFinding("stale-acceptance", "warning", where, message))
+            else:
+                message += " if it matches none when every profile is checked (run without --profile)"
+                out.append(AuditFinding("stale-acceptance", "info", where, message))
+    return sorted(out, key=lambda f: (SEVERITY_ORDER[f.severity], f.name, f.subject))
+
+
+def verify(
+    rules_dir: Path | None = None,
+    knowledge_dir: Path | None = None,
+    today: dt.date | None = None,
+    max_age_days: int = 365,
+    profile: str | None = None,
+    budget: int = SEARCH_BUDGET,
+) -> VerifyReport:
+    """Every check, over every profile (or one), with the reviewers' acceptances applied.
+
+    Never raises for a bad rulebook: that is a finding. A bad accepted-findings file raises
+    RulebookError: acceptances that cannot be read cannot be trusted.
+    """
+    start = time.perf_counter()
+    today = today or dt.date.today()
+    kdir, rdir = data_dir("knowledge", knowledge_dir), data_dir("rules", rules_dir)
+    acceptances = load_acceptances(rdir)
+    try:
+        knowledge = load_knowledge(kdir)
+        questionnaire = load_questionnaire(kdir / "questionnaire.yaml", knowledge.conditions, knowledge.treatments)
+        rulebook = load_rulebook(rdir, knowledge, questionnaire, kdir)
+    except DataFileError as exc:
+        findings = load_findings(exc)
+        note = "the rulebook does not load, so the logic and safety checks did not run"
+        return VerifyReport(_merge(findings), [note], time.perf_counter() - start)
+    findings = upkeep_findings(rulebook, today, max_age_days)
+    checks, missing = invariants(knowledge, questionnaire, rulebook)
+    examples, skipped = example_patients(questionnaire)
+    findings += skipped
+    findings += missing
+    enumerated: list[str] = []
+    active_in: dict[str, list[str]] = {}
+    fires_in: dict[str, list[str]] = {}
+    reached: dict[tuple[str, str], list[str]] = {}
+    unnamed: dict[tuple[str, str], list[str]] = {}
+    profiles = list(rulebook.profiles) if profile is None else [rulebook.check_profile(profile)]
+    for name in profiles:
+        audit = ProfileAudit(rulebook, questionnaire, name, checks, budget)
+        audit.examples = examples
+        audit.never_fires()
+        for rule in audit.space.rules:
+            active_in.setdefault(rule.id, []).append(name)
+            if rule.id in audit.fires:
+                fires_in.setdefault(rule.id, []).append(name)
+        for pair, hit in audit.reachability().items():
+            reached.setdefault(pair, [])
+            if hit:
+                reached[pair].append(name)
+            elif hit is None:
+                unnamed.setdefault(pair, []).append(name)
+        audit.pairs()
+        for inv in checks:
+            audit.check_invariant(inv)
+        findings += audit.findings
+        enumerated.append(_describe(audit))
+    findings += _never_fires_findings(active_in, fires_in, rulebook)
+    findings += _reach_findings(reached, unnamed, profiles)
+    checked = accept(_merge(findings), acceptances, every_profile=profile is None)
+    used = acceptances.path if acceptances.entries else None
+    return VerifyReport(checked, enumerated, time.perf_counter() - start, used)
+
+
+def _describe(audit: ProfileAudit) -> str:
+    space = audit.space
+    facts = space.answer_facts()
+    classes = sum(len(space.domain(f)) for f in facts)
+    digits = math.log10(space.size()) if facts else 0
+    lines = [
+        f"profile {audit.profile}: {len(space.rules)} active rules read {len(facts)} answers; "
+        f"{classes} answer classes in all, standing for about 10^{digits:.0f} distinct answer sets, "
+        f"searched symbolically: {space.stats.queries} questions, {space.stats.steps} search steps",
+    ]
+    for key, count in audit.enumerated.items():
+        facts_, sizes, bases = audit.enumerated_facts[key]
+        varied = ", ".join(f"{f} ({n})" for f, n in zip(facts_, sizes, strict=True)) or "nothing (baselines only)"
+        lines.append(f"  {key}: {count} answer sets evaluated = {bases} baselines x classes of {varied}")
+    if audit.safety_overlaps:
+        lines.append(f"  {audit.safety_overlaps} overlaps of a safety-layer status with another rule (by design)")
+    lines.append(f"  {audit.evaluations} evaluations by the independent evaluator in all")
+    return "\n".join(lines)
+
+
+def _never_fires_findings(
+    active_in: dict[str, list[str]], fires_in: dict[str, list[str]], rulebook: Rulebook
+) -> list[AuditFinding]:
+    out = []
+    for rid, profiles in active_in.items():
+        fired = fires_in.get(rid, [])
+        dead = [p for p in profiles if p not in fired]
+        if not dead:
+            continue
+        why = _why_dead(rulebook.rule(rid), rulebook, fires_in)
+        if not fired:
+            out.append(AuditFinding("never-fires", "error", rid, f"its condition is never true{why}", tuple(dead)))
+        else:
+            out.append(
+                AuditFinding(
+                    "never-fires",
+                    "warning",
+                    rid,
+                    f"never true under {', '.join(dead)}, though it is under {', '.join(fired)}",
+                    tuple(dead),
+                )
+            )
+    return out
+
+
+def _why_dead(rule: Rule, rulebook: Rulebook, fires_in: dict[str, list[str]]) -> str:
+    dead = [
+        a.fact
+        for a in rule.when.atoms()
+        if a.fact in rulebook.derived_facts and a.op == "is_true" and rulebook.derived_facts[a.fact] not in fires_in
+    ]
+    if dead:
+        return f": it needs derived fact(s) {', '.join(sorted(set(dead)))}, which are never true"
+    return " (for example, contradictory conditions on one answer in every alternative)"
+
+
+def _reach_findings(
+    reached: dict[tuple[str, str], list[str]], unnamed: dict[tuple[str, str], list[str]], profiles: list[str]
+) -> list[AuditFinding]:
+    out = []
+    for (pid, status), hit in reached.items():
+        if len(hit) == len(profiles):
+            continue
+        missing = tuple(p for p in profiles if p not in hit)
+        no_rule = set(unnamed.get((pid, status), [])) == set(missing)
+        if hit:
+            message, severity = f"never {status} under {', '.join(missing)}", "info"
+        elif status == "candidate":
+            message, severity = f"no answers make it {status}", "error"
+        elif no_rule:
+            message, severity = f"never {status}: no rule sets this status for it", "warning"
+        else:
+            message, severity = f"no answers make it {status}, though rules set that status", "error"
+        out.append(AuditFinding("unreachable-status", severity, pid, message, missing))  # type: ignore[arg-type]
+    return out
+
+
+COUNTED_NOTES = ("overlapping-rules", "status-overlap")
+"""Notes that are many and by design (rules that can hold together): counted in text unless asked for."""
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def render(report: VerifyReport, all_notes: bool = False) -> str:
+    """The report as text: what was enumerated, then the findings, most severe first.
+
+    Example answers are printed for errors and warnings; notes carry theirs in `--format json`.
+    Notes about overlapping rules are counted, not listed, unless `all_notes`. Accepted findings
+    come last, in their own block, each with who accepted it, when and why.
+    """
+    lines = ["What was checked:"]
+    lines += [f"  {line}" for block in report.enumerated for line in block.splitlines()]
+    lines.append("")
+    hidden: dict[str, int] = {}
+    accepted = [(f, f.accepted) for f in report.findings if f.accepted is not None]
+    for f in report.findings:
+        if f.accepted is not None:
+            continue
+        if f.severity == "info" and f.name in COUNTED_NOTES and not all_notes:
+            hidden[f.name] = hidden.get(f.name, 0) + 1
+            continue
+        where = f" [{', '.join(f.profiles)}]" if f.profiles else ""
+        lines.append(f"{f.severity.upper():7} {f.name}: {f.subject}{where}: {f.message}")
+        if f.example is not None and f.severity != "info":
+            shown = ", ".join(f"{k}={v}" for k, v in sorted(f.example.items()))
+            lines.append(f"        e.g. answers: {shown or '(all unknown)'}")
+    if hidden:
+        counted = ", ".join(f"{name} ({n})" for name, n in hidden.items())
+        lines.append(f"INFO    not listed: {counted}: rules that can hold together; list them with --notes")
+    if accepted:
+        lines += ["", f"Accepted after review ({len(accepted)}), in {report.acceptances}:"]
+    for f, how in accepted:
+        a = how.acceptance
+        where = f" [{', '.join(f.profiles)}]" if f.profiles else ""
+        lines.append(f"  {f.name}: {f.subject}{where}: {f.message}")
+        said = f"a {how.severity}, accepted by {a.accepted_by} on {a.date.isoformat()}: {' '.join(a.reason.split())}"
+        lines += textwrap.wrap(said, 100, initial_indent="    ", subsequent_indent="    ")
+    counts = report.counts()
+    lines.append("")
+    lines.append(
+        f"{_plural(counts['error'], 'error')}, {_plural(counts['warning'], 'warning')}, "
+        f"{_plural(counts['info'], 'note')}{f' ({len(accepted)} accepted)' if accepted else ''} "
+        f"in {report.seconds:.1f} s"
+    )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,120 @@
+"""Compile a rulebook, for one profile, into the durable_rules JSON ruleset format.
+
+Each rule's condition is put in disjunctive normal form; each conjunction becomes one
+durable rule. Answer atoms join on the single patient fact; derived-fact atoms join on
+`derived` facts asserted by earlier rules. A derived-layer rule is compiled twice: once
+for its condition being true (asserting the fact as true) and once for its negation
+(asserting it as false), so no rule ever needs "absence" (durable's `$not`), and an
+unknown answer leaves the derived fact unknown, exactly as the evaluator's Kleene logic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.model.conditions import Condition, dnf, effective_op
+from engine.model.facts import DERIVED, PATIENT, SEP
+from engine.model.questionnaire import UNKNOWN, Questionnaire
+from engine.model.rulebook import Rule, Rulebook, derived_depth
+
+CATCH_ALL = "zz-catch-all"
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One durable rule: a conjunction of one rulebook rule, for one polarity."""
+
+    rule: Rule
+    holds: bool
+    index: int
+    answer_facts: tuple[str, ...]
+    derived_facts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CompiledRuleset:
+    name: str
+    definition: dict[str, Any]
+    branches: dict[str, Branch]
+    parameters: dict[str, int | float]
+
+
+def _operand(atom: Condition, params: dict[str, int | float]) -> Any:
+    return params[atom.param] if atom.param is not None else atom.value
+
+
+def _answer_expr(
+    atom: Condition, negated: bool, questionnaire: Questionnaire, params: dict[str, int | float]
+) -> dict[str, Any]:
+    """The durable expression that is true exactly when the (possibly negated) atom is true."""
+    assert atom.fact is not None
+    op = effective_op(atom, negated)
+    name = atom.fact
+    question = questionnaire.questions[name]
+    value = _operand(atom, params)
+    if question.type == "multiple":
+        probe = f"{name}{SEP}{question.values[0]}"
+        if op == "is_unknown":
+            return {"$nex": {probe: 1}}
+        if op == "is_known":
+            return {"$ex": {probe: 1}}
+        if op in ("contains", "not_contains"):
+            return {f"{name}{SEP}{value}": op == "contains"}
+        terms = [{f"{name}{SEP}{v}": op == "contains_any"} for v in value]
+        return {"$or": terms} if op == "contains_any" else {"$and": terms}
+    if question.type == "number":
+        if op == "is_unknown":
+            return {"$nex": {name: 1}}
+        if op == "is_known":
+            return {"$ex": {name: 1}}
+        symbol = {"==": None, "!=": "$neq", "<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}[op]
+        return {name: value} if symbol is None else {symbol: {name: value}}
+    # single and yes_no: "unknown" is a stored string, and must never satisfy a comparison
+    if op == "is_unknown":
+        return {name: UNKNOWN}
+    if op == "is_known":
+        return {"$neq": {name: UNKNOWN}}
+    if op == "==":
+        return {name: value}
+    if op == "in":
+        return {"$or": [{name: v} for v in value]}
+    excluded = [value] if op == "!=" else list(value)
+    return {"$and": [{"$neq": {name: v}} for v in [*excluded, UNKNOWN]]}
+
+
+def compile_rulebook(rulebook: Rulebook, profile: str, questionnaire: Questionnaire) -> CompiledRuleset:
+    """Build the durable ruleset definition for one profile (actions are attached by the engine)."""
+    rules = rulebook.active_rules(profile)
+    params = {pid: p.value(profile) for pid, p in rulebook.parameters.items()}
+    depth = derived_depth(rules, rulebook.derived_facts)
+    top = max(depth.values(), default=0) + 1
+    definition: dict[str, Any] = {}
+    branches: dict[str, Branch] = {}
+    for rule in rules:
+        polarities = (True, False) if rule.then.derive is not None else (True,)
+        for holds in polarities:
+            for index, conjunction in enumerate(dnf(rule.when, negate=not holds)):
+                answer_terms: list[dict[str, Any]] = [{"t": PATIENT}]
+                joins: list[dict[str, Any]] = []
+                answer_facts: list[str] = []
+                derived_facts: list[str] = []
+                for atom, negated in conjunction:
+                    assert atom.fact is not None
+                    if atom.fact in rulebook.derived_facts:
+                        wanted = effective_op(atom, negated) == "is_true"
+                        alias = f"d{len(joins)}"
+                        joins.append({alias: {"$and": [{"t": DERIVED}, {"name": atom.fact}, {"value": wanted}]}})
+                        derived_facts.append(atom.fact)
+                    else:
+                        answer_terms.append(_answer_expr(atom, negated, questionnaire, params))
+                        answer_facts.append(atom.fact)
+                patient = answer_terms[0] if len(answer_terms) == 1 else {"$and": answer_terms}
+                name = f"{rule.id}#{'t' if holds else 'f'}{index}"
+                pri = depth[rule.id] if rule.then.derive is not None else top
+                definition[name] = {"all": [{"p": patient}, *joins], "pri": pri}
+                branches[name] = Branch(
+                    rule, holds, index, tuple(dict.fromkeys(answer_facts)), tuple(dict.fromkeys(derived_facts))
+                )
+    definition[CATCH_ALL] = {"all": [{"any_fact": {"$ex": {"t": 1}}}], "pri": top + 1000}
+    return CompiledRuleset(f"pain-sdm-{rulebook.version}-{profile}", definition, branches, params)

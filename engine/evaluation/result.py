@@ -1,0 +1,337 @@
+"""The result of one evaluation: every option's status with its evidence.
+
+Everything shown to a patient, clinician or reviewer (the screen, the summary, `explain`,
+the records) is rendered from this one record. Its JSON form (`schema` below) is stable:
+fields may be added, never renamed or removed, without a new schema version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from engine.evaluation.firing import Firing
+from engine.model.knowledge import PROCEDURE_IDS, Disagreement, Knowledge
+from engine.model.rulebook import STATUS_RANK, Rule, Rulebook, Status, Step
+
+SCHEMA = "pain-sdm/result/1"
+SUMMARY_SCHEMA = "pain-sdm/result-summary/1"
+
+FALLBACK_ID = "FALLBACK"
+FALLBACK_TEXT = (
+    "None of the rules that would open this option applied to your answers. "
+    "Answers marked 'not sure' can be the reason; your clinician can check."
+)
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Finding(Model):
+    """One rule's conclusion for this patient, with the evidence behind it."""
+
+    rule_id: str
+    rule_version: int
+    title: str
+    layer: str
+    kind: Literal["derived", "status", "caution", "declined", "urgent"]
+    holds: bool = True
+    derived: str | None = None
+    status: Status | None = None
+    procedures: list[str] = []
+    text: str
+    facts: dict[str, Any] = {}
+    parameters: dict[str, int | float] = {}
+    steps: list[Step] = []
+    sources: list[str] = []
+    criteria: list[str] = []
+    unconfirmed: list[str] = []
+    urgent_assessment: bool = False
+
+
+class OptionResult(Model):
+    """One procedure's status, with the reasons that set it, its cautions and next steps."""
+
+    procedure: str
+    name: str
+    status: Status
+    reasons: list[Finding]
+    cautions: list[Finding] = []
+    next_steps: list[Step] = []
+    declined: Finding | None = None
+
+
+class ProfileDifference(Model):
+    """Under another guideline profile this procedure would have another status."""
+
+    procedure: str
+    profile: str
+    status: Status
+    this_status: Status
+    rules: list[str]
+    parameters: dict[str, dict[str, int | float]] = {}
+
+
+class Result(Model):
+    schema_: str = SCHEMA
+    rulebook_version: str
+    profile: str
+    urgent_assessment: bool
+    urgent_reasons: list[Finding] = []
+    options: list[OptionResult]
+    derived: list[Finding] = []
+    trace: list[Finding] = []
+    profile_differences: list[ProfileDifference] = []
+    disagreements: list[str] = []
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    def option(self, procedure: str) -> OptionResult:
+        return next(o for o in self.options if o.procedure == procedure)
+
+    def statuses(self) -> dict[str, str]:
+        return {o.procedure: o.status for o in self.options}
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json", by_alias=True)
+        return {"schema": data.pop("schema_"), **data}
+
+    def to_json_text(self) -> str:
+        """`to_json()` as compact JSON text, written by pydantic's serializer (several times faster)."""
+        text = self.model_dump_json(by_alias=True)
+        head = '{"schema_":'
+        assert text.startswith(head), "schema_ must stay the first field"
+        return '{"schema":' + text[len(head) :]
+
+
+def _unconfirmed(rule: Rule, rulebook: Rulebook, knowledge: Knowledge) -> list[str]:
+    marks = [c for c in rule.criteria if knowledge.criteria[c].confidence != "confirmed"]
+    for atom in rule.when.atoms():
+        if atom.param and rulebook.parameters[atom.param].confidence != "confirmed":
+            marks.append(f"parameter {atom.param}")
+    return marks
+
+
+def criteria_held(findings: Iterable[Finding]) -> set[str]:
+    """Criteria encoded by the rules that held: a fact found false makes no criterion bear on the patient."""
+    return {c for f in findings if f.holds for c in f.criteria}
+
+
+def bears_on(dispute: Disagreement, procedures: set[str], cited: set[str]) -> bool:
+    """A dispute matters when it is about one of `procedures` and (if it names criteria) one of them is `cited`."""
+    return bool(procedures.intersection(dispute.procedures)) and (
+        not dispute.criteria or bool(cited.intersection(dispute.criteria))
+    )
+
+
+def finding(
+    rule: Rule, firing: Firing, params: dict[str, int | float], rulebook: Rulebook, knowledge: Knowledge
+) -> Finding:
+    """The evidence record for one firing."""
+    then = rule.then
+    used = {a.param: params[a.param] for a in rule.when.atoms() if a.param}
+    text = rule.explanation if firing.holds else f"Not the case: {rule.title.rstrip('.')}."
+    return Finding(
+        rule_id=rule.id,
+        rule_version=rule.version,
+        title=rule.title,
+        layer=rule.layer,
+        kind=then.kind,
+        holds=firing.holds,
+        derived=then.derive,
+        status=then.status,
+        procedures=list(then.procedures),
+        text=then.caution if then.caution is not None else text,
+        facts=dict(firing.facts),
+        parameters=used,
+        steps=list(then.steps),
+        sources=list(rule.sources),
+        criteria=list(rule.criteria),
+        unconfirmed=_unconfirmed(rule, rulebook, knowledge),
+        urgent_assessment=then.urgent_assessment,
+    )
+
+
+class ResultBuilder:
+    """Builds the results of one rulebook under one profile.
+
+    What does not depend on the patient (a rule's finding without its facts, the fallback
+    reasons, procedure names) is worked out once, on first use, and shared by every result
+    it builds: findings are frozen, so sharing them is safe.
+    """
+
+    def __init__(self, rulebook: Rulebook, knowledge: Knowledge, profile: str, params: dict[str, int | float]) -> None:
+        self.rulebook = rulebook
+        self.knowledge = knowledge
+        self.profile = profile
+        self.params = params
+        self._rules = {r.id: r for r in rulebook.rules}
+        self._order = {r.id: i for i, r in enumerate(rulebook.rules)}
+        self._templates: dict[tuple[str, bool], Finding] = {}
+        self._fallbacks: dict[str, Finding] = {}
+
+    def finding(self, firing: Firing) -> Finding:
+        """The evidence record for one firing (the same as `finding`, faster)."""
+        return self._template(firing).model_copy(update={"facts": dict(firing.facts)})
+
+    def _fallback(self, pid: str) -> Finding:
+        if pid not in self._fallbacks:
+            self._fallbacks[pid] = Finding(
+                rule_id=FALLBACK_ID,
+                rule_version=0,
+                title="No rule opened this option",
+                layer="option",
+                kind="status",
+                status="not_indicated",
+                procedures=[pid],
+                text=FALLBACK_TEXT,
+            )
+        return self._fallbacks[pid]
+
+    def _template(self, firing: Firing) -> Finding:
+        template = self._templates.get(firing.key)
+        if template is None:
+            rule = self._rules[firing.rule_id]
+            template = finding(rule, Firing(rule.id, firing.holds), self.params, self.rulebook, self.knowledge)
+            self._templates[firing.key] = template
+        return template
+
+    def _resolve(self, trace: list[Finding]) -> Resolution:
+        """One status per procedure (the most restrictive wins), with the findings behind each."""
+        order = self._order
+        in_order = sorted(trace, key=lambda f: order[f.rule_id])
+        by_procedure: dict[str, list[Finding]] = {pid: [] for pid in PROCEDURE_IDS}
+        for f in in_order:
+            for pid in set(f.procedures):  # a procedure named twice is one reason, not two
+                by_procedure[pid].append(f)
+        options = []
+        for pid, mine in by_procedure.items():
+            reasons = sorted(
+                (f for f in mine if f.kind == "status"), key=lambda f: -STATUS_RANK[f.status or "candidate"]
+            )
+            if not reasons:
+                reasons = [self._fallback(pid)]
+            status = reasons[0].status
+            assert status is not None
+            steps: dict[str, Step] = {}
+            if status == "after_prerequisite":
+                for f in reasons:
+                    for step in f.steps:
+                        steps.setdefault(step.id, step)
+            declined = next((f for f in mine if f.kind == "declined"), None)
+            cautions = [f for f in mine if f.kind == "caution"]
+            options.append(ResolvedOption(pid, status, reasons, cautions, list(steps.values()), declined))
+        urgent = [f for f in in_order if f.urgent_assessment]
+        open_procedures = {o.procedure for o in options if o.status in ("candidate", "after_prerequisite")}
+        cited = criteria_held(trace)
+        disagreements = [d.id for d in self.knowledge.disagreements.values() if bears_on(d, open_procedures, cited)]
+        derived = [f for f in in_order if f.kind == "derived"]
+        return Resolution(trace, options, urgent, derived, disagreements)
+
+    def build(self, firings: list[Firing]) -> Result:
+        """The result of one patient's firings."""
+        found = self._resolve([self.finding(f) for f in firings])
+        names = self.knowledge.procedures
+        return Result(
+            rulebook_version=self.rulebook.version,
+            profile=self.profile,
+            urgent_assessment=bool(found.urgent),
+            urgent_reasons=found.urgent,
+            options=[
+                OptionResult(
+                    procedure=o.procedure,
+                    name=names[o.procedure].name,
+                    status=o.status,
+                    reasons=o.reasons,
+                    cautions=o.cautions,
+                    next_steps=o.next_steps,
+                    declined=o.declined,
+                )
+                for o in found.options
+            ],
+            derived=found.derived,
+            trace=found.trace,
+            disagreements=found.disagreements,
+        )
+
+    def summarize(self, firings: list[Firing]) -> dict[str, Any]:
+        """`summary(self.build(firings))`, without building the evidence records (much faster)."""
+        found = self._resolve([self._template(f) for f in firings])
+        return _summary(self.rulebook.version, self.profile, found, [])
+
+
+@dataclass(frozen=True)
+class ResolvedOption:
+    procedure: str
+    status: Status
+    reasons: list[Finding]
+    cautions: list[Finding]
+    next_steps: list[Step]
+    declined: Finding | None
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What one patient's findings come to: the fields of a `Result`, before it is built."""
+
+    trace: list[Finding]
+    options: list[ResolvedOption]
+    urgent: list[Finding]
+    derived: list[Finding]
+    disagreements: list[str]
+
+
+def summary(result: Result) -> dict[str, Any]:
+    """The compact form of a result (schema `pain-sdm/result-summary/1`), as a batch run writes it.
+
+    Rules are named by id; the evidence (texts, facts, parameters, sources) is in the full result.
+    """
+    options = [
+        ResolvedOption(o.procedure, o.status, o.reasons, o.cautions, o.next_steps, o.declined) for o in result.options
+    ]
+    found = Resolution(result.trace, options, result.urgent_reasons, result.derived, result.disagreements)
+    return _summary(result.rulebook_version, result.profile, found, result.profile_differences)
+
+
+def _summary(version: str, profile: str, found: Resolution, differences: list[ProfileDifference]) -> dict[str, Any]:
+    def ids(findings: list[Finding]) -> list[str]:
+        return [f.rule_id for f in findings]
+
+    return {
+        "schema": SUMMARY_SCHEMA,
+        "rulebook_version": version,
+        "profile": profile,
+        "urgent_assessment": bool(found.urgent),
+        "urgent_reasons": ids(found.urgent),
+        "options": {
+            o.procedure: {
+                "status": o.status,
+                "reasons": ids(o.reasons),
+                "cautions": ids(o.cautions),
+                "next_steps": [s.id for s in o.next_steps],
+                "declined": o.declined.rule_id if o.declined else None,
+            }
+            for o in found.options
+        },
+        "derived": {f.derived: f.holds for f in found.derived},
+        "trace": ids(found.trace),
+        "profile_differences": [
+            {"procedure": d.procedure, "profile": d.profile, "status": d.status} for d in differences
+        ],
+        "disagreements": list(found.disagreements),
+    }
+
+
+def build_result(
+    firings: list[Firing],
+    rulebook: Rulebook,
+    knowledge: Knowledge,
+    profile: str,
+    params: dict[str, int | float],
+) -> Result:
+    """Resolve firings into one status per procedure (the most restrictive wins)."""
+    return ResultBuilder(rulebook, knowledge, profile, params).build(firings)

@@ -1,0 +1,1 @@
+"""The terminal walkthrough and its saved sessions."""

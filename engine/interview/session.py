@@ -1,0 +1,84 @@
+"""A saved interview session: the answers so far, plus what the patient and clinician decided.
+
+The interview saves a draft after every answer (so nothing is lost) and the final session
+at the end; `summary` and `records` read it. Answers inside may be partial while the
+session is a draft; they are validated strictly when evaluated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine.errors import AnswersError
+from engine.model.loading import problems_from, read_data
+from engine.output import write_atomic
+
+SESSION_FORMAT = "pain-sdm/session/1"
+
+SURE_ITEMS: dict[str, str] = {
+    "sure": "Do you feel SURE about the best choice for you?",
+    "understand": "Do you know the benefits and risks of each option?",
+    "values": "Are you clear about which benefits and risks matter most to you?",
+    "support": "Do you have enough support and advice to make a choice?",
+}
+"""The SURE test (Légaré et al., 2010): four yes/no items; any 'no' suggests decisional conflict."""
+
+
+class SureResult(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    sure: bool
+    understand: bool
+    values: bool
+    support: bool
+
+    @property
+    def score(self) -> int:
+        return sum((self.sure, self.understand, self.values, self.support))
+
+    @property
+    def conflict(self) -> bool:
+        """A score below 4 flags possible decisional conflict: talk more before deciding."""
+        return self.score < 4
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+class Session(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["pain-sdm/session/1"] = "pain-sdm/session/1"
+    created: dt.datetime = Field(default_factory=_now)
+    updated: dt.datetime = Field(default_factory=_now)
+    complete: bool = False
+    profile: str | None = None
+    answers: dict[str, Any] = {}
+    leaning: str | None = None
+    sure: SureResult | None = None
+    clinician: str = ""
+    notes: str = ""
+    decision: str = ""
+    record_id: int | None = Field(default=None, description="the records-database record this session was stored as")
+    record_of: str = Field(default="", description="digest of what that record holds: a re-run stores no copy")
+
+
+def load_session(path: Path) -> Session:
+    """Read a saved session; a bad file is an AnswersError naming each problem."""
+    data = read_data(path, AnswersError)
+    try:
+        return Session.model_validate(data)
+    except ValidationError as exc:
+        raise AnswersError(problems_from(exc, str(path), data, Session)) from exc
+
+
+def save_session(session: Session, path: Path) -> None:
+    """Save atomically (a draft is overwritten in place; a crash never leaves half a file)."""
+    updated = session.model_copy(update={"updated": _now()})
+    write_atomic(path, json.dumps(updated.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n", force=True)

@@ -1,0 +1,1 @@
+"""The model: conditions, knowledge, questionnaire, rulebook and values, loaded and validated as data."""

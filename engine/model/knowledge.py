@@ -1,0 +1,253 @@
+"""The knowledge base: procedures, vocabularies, sources and published criteria, as validated data.
+
+Each kind of file under knowledge/ has one pydantic model here. Cross-references
+(a procedure citing a source, a use naming a condition) are checked after loading,
+so a reviewer's typo is reported with the file and entry it is in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.errors import KnowledgeError, Problem
+from engine.model.loading import load_file
+
+ProcedureId = Literal[
+    "conservative_care",
+    "epidural_steroid_injection",
+    "facet_joint_injection",
+    "nerve_block",
+    "radiofrequency_ablation",
+    "spinal_cord_stimulation",
+    "intrathecal_pump",
+    "peripheral_nerve_stimulation",
+]
+
+PROCEDURE_IDS: tuple[str, ...] = get_args(ProcedureId)
+"""Stable procedure ids, in display order: conservative care always first."""
+
+Id = str
+
+
+class Strict(BaseModel):
+    """Base for data-file models: unknown fields are errors, strings are not coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Source(Strict):
+    """A publication that rules and knowledge cite by id."""
+
+    id: Id = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", examples=["nice-ng59"])
+    title: str = Field(min_length=3)
+    publisher: str = Field(min_length=2, examples=["NICE"])
+    year: int = Field(ge=1950, le=2100, examples=[2016])
+    url: str = Field(default="", pattern=r"^(https?://\S+)?$", examples=["https://www.nice.org.uk/guidance/ng59"])
+    note: str = ""
+
+
+class SourceFile(Strict):
+    sources: list[Source]
+
+
+class Criterion(Strict):
+    """One published selection criterion, as listed in the criteria register."""
+
+    id: Id = Field(pattern=r"^[A-Z]+-\d\d$", examples=["FJ-05"])
+    topic: str
+    criterion: str
+    value: str
+    sources: list[Id] = Field(min_length=1)
+    confidence: Literal["confirmed", "unconfirmed", "partly_confirmed"] = Field(
+        examples=["confirmed"], description="'unconfirmed' figures are shown as unconfirmed wherever used"
+    )
+    note: str = ""
+
+
+class CriteriaFile(Strict):
+    criteria: list[Criterion]
+
+
+class Disagreement(Strict):
+    """A point where published sources disagree; shown to patients when it matters to them."""
+
+    id: Id = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    topic: str
+    procedures: list[ProcedureId] = Field(min_length=1)
+    positions: list[str] = Field(min_length=2, description="each position in plain words, naming its source")
+    plain: str = Field(description="what this means for the patient, in plain words")
+    criteria: list[Id] = []
+    sources: list[Id] = Field(min_length=1)
+
+
+class DisagreementFile(Strict):
+    disagreements: list[Disagreement]
+
+
+class Term(Strict):
+    """One entry of a vocabulary (a condition or a treatment)."""
+
+    id: Id = Field(pattern=r"^[a-z][a-z0-9_]*$", examples=["sciatica"])
+    label: str
+    plain: str = Field(description="a plain-language explanation for patients")
+    ask_weeks: bool = Field(
+        default=True,
+        description="treatments only: ask how many weeks it was tried (false for one-off ones such as surgery)",
+    )
+
+
+class VocabularyFile(Strict):
+    terms: list[Term]
+
+
+class Item(Strict):
+    """A benefit or other point, with a stable id so tests and the article map can name it."""
+
+    id: Id = Field(pattern=r"^[a-z][a-z0-9_]*$", examples=["less_pain_and_swelling"])
+    text: str = Field(min_length=3)
+
+
+class Risk(Item):
+    """A possible harm, with how often it happens where known."""
+
+    frequency: Literal["common", "uncommon", "rare", "unknown"] = Field(examples=["rare"])
+    serious: bool = Field(
+        default=False, description="a grave harm (lasting disability or death): never left out of a short list"
+    )
+
+
+class Procedure(Strict):
+    """One option (or conservative care), in plain language for patients."""
+
+    id: ProcedureId
+    name: str
+    short_name: str = Field(max_length=24)
+    description: str
+    how_it_works: str
+    uses: list[Id] = Field(description="condition ids from knowledge/conditions.yaml")
+    benefits: list[Item] = Field(min_length=1)
+    risks: list[Risk] = Field(min_length=1)
+    relief_duration: str
+    recovery: str
+    on_the_day: str
+    burden: str = Field(description="visits, device upkeep and other practical load")
+    questions: list[str] = Field(min_length=1)
+    needle: bool = Field(description="done with a needle through the skin")
+    implant: bool = Field(description="leaves a device in the body")
+    steroid: bool = Field(description="usually contains a corticosteroid")
+    fluoroscopy: bool = Field(description="usually done under X-ray guidance")
+    sources: list[Id] = Field(min_length=1)
+
+
+class Knowledge(BaseModel):
+    """Everything under knowledge/ except the questionnaire, validated and cross-checked."""
+
+    model_config = ConfigDict(frozen=True)
+
+    procedures: dict[str, Procedure]
+    sources: dict[str, Source]
+    criteria: dict[str, Criterion]
+    conditions: dict[str, Term]
+    treatments: dict[str, Term]
+    disagreements: dict[str, Disagreement]
+
+    def procedure(self, pid: str) -> Procedure:
+        return self.procedures[pid]
+
+
+def _index(entries: list, file: Path, kind: str, problems: list[Problem]) -> dict:  # type: ignore[type-arg]
+    out: dict = {}  # type: ignore[type-arg]
+    for entry in entries:
+        if entry.id in out:
+            problems.append(Problem(str(file), f"{kind} {entry.id}", "id", "this id is used twice; ids must be unique"))
+        out[entry.id] = entry
+    return out
+
+
+def load_knowledge(root: Path) -> Knowledge:
+    """Load and cross-check every knowledge file under `root`."""
+    problems: list[Problem] = []
+    sources: dict[str, Source] = {}
+    by_url: dict[str, str] = {}
+    for path in sorted((root / "sources").glob("*.yaml")):
+        for src in load_file(SourceFile, path, KnowledgeError, kind="source").sources:
+            if src.id in sources:
+                problems.append(Problem(str(path), f"source {src.id}", "id", "this source id is already defined"))
+            url = src.url.rstrip("/").lower()
+            if url and by_url.setdefault(url, src.id) != src.id:
+                problems.append(
+                    Problem(
+                        str(path),
+                        f"source {src.id}",
+                        "url",
+                        f"the same publication as source `{by_url[url]}`; cite that id (one id per publication)",
+                    )
+                )
+            sources[src.id] = src
+    crit_path = root / "criteria.yaml"
+    criteria = _index(
+        load_file(CriteriaFile, crit_path, KnowledgeError, kind="criterion").criteria, crit_path, "criterion", problems
+    )
+    cond_path, treat_path = root / "conditions.yaml", root / "treatments.yaml"
+    conditions = _index(load_file(VocabularyFile, cond_path, KnowledgeError).terms, cond_path, "condition", problems)
+    treatments = _index(load_file(VocabularyFile, treat_path, KnowledgeError).terms, treat_path, "treatment", problems)
+    dis_path = root / "disagreements.yaml"
+    disagreements = _index(
+        load_file(DisagreementFile, dis_path, KnowledgeError, kind="disagreement").disagreements,
+        dis_path,
+        "disagreement",
+        problems,
+    )
+    procedures: dict[str, Procedure] = {}
+    for pid in PROCEDURE_IDS:
+        path = root / "procedures" / f"{pid}.yaml"
+        if not path.exists():
+            problems.append(Problem(str(path), f"procedure {pid}", "", "file missing; every procedure needs one"))
+            continue
+        proc = load_file(Procedure, path, KnowledgeError, kind="procedure")
+        if proc.id != pid:
+            problems.append(
+                Problem(str(path), f"procedure {proc.id}", "id", f"expected `{pid}` to match the file name")
+            )
+        procedures[pid] = proc
+        for use in proc.uses:
+            if use not in conditions:
+                problems.append(
+                    Problem(str(path), f"procedure {pid}", "uses", f"unknown condition `{use}`; add it to {cond_path}")
+                )
+        for cited in proc.sources:
+            if cited not in sources:
+                problems.append(
+                    Problem(
+                        str(path),
+                        f"procedure {pid}",
+                        "sources",
+                        f"unknown source `{cited}`; add it under {root / 'sources'}",
+                    )
+                )
+    for crit in criteria.values():
+        for src in crit.sources:
+            if src not in sources:
+                problems.append(Problem(str(crit_path), f"criterion {crit.id}", "sources", f"unknown source `{src}`"))
+    for dis in disagreements.values():
+        for src in dis.sources:
+            if src not in sources:
+                problems.append(Problem(str(dis_path), f"disagreement {dis.id}", "sources", f"unknown source `{src}`"))
+        for cid in dis.criteria:
+            if cid not in criteria:
+                problems.append(
+                    Problem(str(dis_path), f"disagreement {dis.id}", "criteria", f"unknown criterion `{cid}`")
+                )
+    if problems:
+        raise KnowledgeError(problems)
+    return Knowledge(
+        procedures=procedures,
+        sources=sources,
+        criteria=criteria,
+        conditions=conditions,
+        treatments=treatments,
+        disagreements=disagreements,
+    )

@@ -1,0 +1,395 @@
+"""The rulebook: rule files, named parameters and guideline profiles, loaded and cross-checked.
+
+Rules live in rules/*.yaml (one layer per file), parameters in rules/parameters.yaml
+and profiles in rules/profiles.yaml. Loading checks every reference: each atom names a
+known fact, uses an operator that fits the fact's type and a value the question allows;
+each parameter, source and criterion exists. A rule that could not be evaluated fails
+here, at load, never as a silent false at run time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from engine.errors import Problem, RulebookError, UsageError
+from engine.model.conditions import UNARY_OPS, Condition
+from engine.model.knowledge import PROCEDURE_IDS, Knowledge, ProcedureId, Strict
+from engine.model.loading import load_file, validate
+from engine.model.questionnaire import Questionnaire
+
+Status = Literal["candidate", "after_prerequisite", "not_indicated", "deferred"]
+STATUSES: tuple[Status, ...] = get_args(Status)
+STATUS_RANK: dict[str, int] = {s: i for i, s in enumerate(STATUSES)}
+"""Where several rules set a status for one procedure, the highest rank wins (safety first)."""
+
+Layer = Literal["derived", "option", "prerequisite", "safety", "preference"]
+LAYERS: tuple[Layer, ...] = get_args(Layer)
+
+OPS_BY_TYPE: dict[str, frozenset[str]] = {
+    "number": frozenset({"==", "!=", "<", "<=", ">", ">=", "is_unknown", "is_known"}),
+    "single": frozenset({"==", "!=", "in", "not_in", "is_unknown", "is_known"}),
+    "yes_no": frozenset({"==", "!=", "in", "not_in", "is_unknown", "is_known"}),
+    "multiple": frozenset({"contains", "not_contains", "contains_any", "contains_none", "is_unknown", "is_known"}),
+    "derived": frozenset({"is_true", "is_false"}),
+}
+
+
+class Step(Strict):
+    """A next step that opens an option, e.g. a diagnostic block or a stimulation trial."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", examples=["diagnostic_mbb"])
+    text: str = Field(examples=["A test injection (medial branch block) to confirm where the pain comes from"])
+
+
+class Then(Strict):
+    """What a rule concludes when its condition is true."""
+
+    derive: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$", examples=["chronic_pain"])
+    status: Status | None = None
+    procedures: list[ProcedureId] = []
+    steps: list[Step] = []
+    caution: str | None = None
+    urgent_assessment: bool = False
+    declined: bool = False
+
+    @model_validator(mode="after")
+    def _shape(self) -> Then:
+        kinds = [
+            k
+            for k, on in (
+                ("derive", self.derive is not None),
+                ("status", self.status is not None),
+                ("caution", self.caution is not None),
+                ("declined", self.declined),
+            )
+            if on
+        ]
+        if len(kinds) != 1 and not (self.urgent_assessment and not kinds):
+            raise ValueError("`then` needs exactly one of `derive`, `status`, `caution` or `declined: true`")
+        if kinds and kinds[0] != "derive" and not self.procedures:
+            raise ValueError(f"a `{kinds[0]}` conclusion needs `procedures`, e.g. [epidural_steroid_injection]")
+        if self.derive is not None and (self.procedures or self.steps or self.urgent_assessment):
+            raise ValueError("a `derive` conclusion takes no procedures, steps or urgent flag")
+        if self.steps and self.status != "after_prerequisite":
+            raise ValueError("`steps` belong only to `status: after_prerequisite`")
+        if self.status == "after_prerequisite" and not self.steps:
+            raise ValueError("`status: after_prerequisite` needs the `steps` that would open the option")
+        return self
+
+    @property
+    def kind(self) -> Literal["derived", "status", "caution", "declined", "urgent"]:
+        if self.derive is not None:
+            return "derived"
+        if self.status is not None:
+            return "status"
+        if self.caution is not None:
+            return "caution"
+        if self.declined:
+            return "declined"
+        return "urgent"
+
+
+class Rule(Strict):
+    """One reviewed rule. The `explanation` is shown to patients; `purpose` to reviewers."""
+
+    id: str = Field(pattern=r"^[A-Z]{2,5}-[A-Z0-9-]+$", examples=["ESI-CAND-01"])
+    title: str
+    version: int = Field(ge=1, examples=[1])
+    status: Literal["draft", "active", "retired"]
+    purpose: str
+    explanation: str
+    when: Condition
+    then: Then
+    sources: list[str] = []
+    criteria: list[str] = []
+    profiles: list[str] = Field(default=[], description="the profiles this rule applies in; empty means all")
+    last_reviewed: dt.date = Field(examples=["2026-11-24"])
+    aliases: list[str] = []
+    layer: Layer = "option"
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+
+class RuleFile(Strict):
+    layer: Layer
+    description: str = ""
+    rules: list[dict[str, Any]]
+
+
+class Parameter(Strict):
+    """A named threshold, with its value in each profile and where it comes from."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", examples=["rfa_block_relief_percent"])
+    description: str
+    unit: str
+    default: int | float
+    profiles: dict[str, int | float] = {}
+    sources: list[str] = Field(min_length=1)
+    criteria: list[str] = []
+    confidence: Literal["confirmed", "unconfirmed"] = "confirmed"
+    note: str = ""
+
+    def value(self, profile: str) -> int | float:
+        return self.profiles.get(profile, self.default)
+
+
+class ParameterFile(Strict):
+    parameters: list[Parameter]
+
+
+class Profile(Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9-]*$", examples=["us-medicare"])
+    name: str
+    description: str
+    sources: list[str] = []
+
+
+class ProfileFile(Strict):
+    default: str
+    profiles: list[Profile] = Field(min_length=1)
+
+
+class Rulebook(BaseModel):
+    """All rules (every status), parameters and profiles, with the content hash of the data."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rules: list[Rule]
+    parameters: dict[str, Parameter]
+    profiles: dict[str, Profile]
+    default_profile: str
+    derived_facts: dict[str, str]
+    version: str
+
+    def active_rules(self, profile: str) -> list[Rule]:
+        return [r for r in self.rules if r.active and (not r.profiles or profile in r.profiles)]
+
+    def rule(self, rule_id: str) -> Rule:
+        for r in self.rules:
+            if r.id == rule_id or rule_id in r.aliases:
+                return r
+        raise UsageError(f"no rule with id `{rule_id}`; see `pain-sdm rules list`")
+
+    def derived_read(self, rules: list[Rule]) -> list[str]:
+        """Derived facts the rules read, directly or down the chains that derive them, in reading order."""
+        seen: dict[str, None] = {}
+        todo = [a.fact for r in rules for a in r.when.atoms() if a.fact in self.derived_facts]
+        while todo:
+            fact = todo.pop(0)
+            if fact is None or fact in seen:
+                continue
+            seen[fact] = None
+            deriving = self.rule(self.derived_facts[fact])
+            todo += [a.fact for a in deriving.when.atoms() if a.fact in self.derived_facts]
+        return list(seen)
+
+    def check_profile(self, profile: str | None) -> str:
+        chosen = profile or self.default_profile
+        if chosen not in self.profiles:
+            raise UsageError(f"unknown profile `{chosen}`; choose one of: {', '.join(self.profiles)}")
+        return chosen
+
+
+def content_hash(roots: dict[str, Path]) -> str:
+    """A short, stable hash over every YAML file's relative name and bytes: the rulebook version."""
+    digest = hashlib.sha256()
+    for kind, root in sorted(roots.items()):
+        for path in sorted(root.rglob("*.yaml")):
+            digest.update(f"{kind}/{path.relative_to(root).as_posix()}\0".encode())
+            digest.update(path.read_bytes())
+            digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _check_atom(
+    atom: Condition,
+    where: tuple[str, str],
+    questionnaire: Questionnaire,
+    derived: dict[str, str],
+    parameters: dict[str, Parameter],
+    problems: list[Problem],
+) -> None:
+    file, entry = where
+    fact, op = atom.fact, atom.op
+    assert fact is not None and op is not None
+
+    def bad(message: str) -> None:
+        problems.append(Problem(file, entry, f"when: {fact}", message))
+
+    question = questionnaire.questions.get(fact)
+    if question is None and fact not in derived:
+        bad("unknown fact: not a question id in knowledge/questionnaire.yaml nor a derived fact of any rule")
+        return
+    kind = "derived" if question is None else question.type
+    if kind == "text":
+        bad("free-text answers cannot be used in rules")
+        return
+    if op not in OPS_BY_TYPE[kind]:
+        bad(f"operator `{op}` does not fit a {kind} fact; use one of {sorted(OPS_BY_TYPE[kind])}")
+        return
+    if op in UNARY_OPS:
+        return
+    if atom.param is not None:
+        if atom.param not in parameters:
+            bad(f"unknown parameter `{atom.param}`; define it in rules/parameters.yaml")
+        elif kind != "number":
+            bad("parameters are numbers; compare them only with number facts")
+        return
+    value = atom.value
+    assert question is not None
+    if kind == "number":
+        if not isinstance(value, int | float):
+            bad(f"expected a number in {question.unit}, such as `3`; got {value!r}")
+        elif question.min is not None and question.max is not None and not question.min <= value <= question.max:
+            bad(f"{value} is outside the question's range {question.min}-{question.max} {question.unit}")
+        return
+    wants_list = op in ("in", "not_in", "contains_any", "contains_none")
+    if wants_list != isinstance(value, list):
+        bad(f"`{op}` needs {'a list of choices' if wants_list else 'one choice'}; got {value!r}")
+        return
+    for v in value if isinstance(value, list) else [value]:
+        if v not in question.values:
+            bad(f"`{v}` is not a choice of this question; choices are {list(question.values)}")
+
+
+def load_rulebook(rules_dir: Path, knowledge: Knowledge, questionnaire: Questionnaire, knowledge_dir: Path) -> Rulebook:
+    """Load every rule file, parameter and profile, and check every reference."""
+    problems: list[Problem] = []
+    profile_path, param_path = rules_dir / "profiles.yaml", rules_dir / "parameters.yaml"
+    profile_file = load_file(ProfileFile, profile_path, RulebookError, kind="profile")
+    profiles = {p.id: p for p in profile_file.profiles}
+    if profile_file.default not in profiles:
+        problems.append(Problem(str(profile_path), "", "default", f"`{profile_file.default}` is not a listed profile"))
+    parameters: dict[str, Parameter] = {}
+    for param in load_file(ParameterFile, param_path, RulebookError, kind="parameter").parameters:
+        entry = f"parameter {param.id}"
+        if param.id in parameters:
+            problems.append(Problem(str(param_path), entry, "id", "this parameter id is used twice"))
+        parameters[param.id] = param
+        for name in param.profiles:
+            if name not in profiles:
+                problems.append(Problem(str(param_path), entry, "profiles", f"unknown profile `{name}`"))
+        _check_refs(param.sources, param.criteria, knowledge, str(param_path), entry, problems)
+
+    rules: list[Rule] = []
+    file_of: dict[str, str] = {}
+    not_rules = ("profiles.yaml", "parameters.yaml", "accepted-findings.yaml")  # the last: engine.audit.acceptances
+    rule_files = sorted(p for p in rules_dir.glob("*.yaml") if p.name not in not_rules)
+    for path in rule_files:
+        rule_file = load_file(RuleFile, path, RulebookError)
+        for index, raw in enumerate(rule_file.rules):
+            label = f"rule {raw.get('id', f'#{index + 1}')}"
+            try:
+                rule = validate(Rule, {**raw, "layer": rule_file.layer}, str(path), RulebookError, kind="rule")
+            except RulebookError as exc:
+                problems.extend(Problem(p.file, p.entry or label, p.field, p.message) for p in exc.problems)
+                continue
+            rules.append(rule)
+            file_of.setdefault(rule.id, str(path))
+    if problems:
+        raise RulebookError(problems)
+    derived: dict[str, str] = {}
+    seen: dict[str, Rule] = {}
+    for rule in rules:
+        file, entry = file_of.get(rule.id, str(rules_dir)), f"rule {rule.id}"
+        if rule.id in seen:
+            problems.append(Problem(file, entry, "id", "this rule id is used twice"))
+        seen[rule.id] = rule
+        if rule.then.derive is not None and rule.status != "retired":
+            if rule.then.derive in derived:
+                problems.append(
+                    Problem(
+                        file,
+                        entry,
+                        "then.derive",
+                        f"`{rule.then.derive}` is already derived by {derived[rule.then.derive]}; "
+                        "define each derived fact in one rule (use `any` for alternatives)",
+                    )
+                )
+            if rule.layer != "derived":
+                problems.append(Problem(file, entry, "then.derive", "derived facts belong in a `layer: derived` file"))
+            derived[rule.then.derive] = rule.id
+        if rule.then.derive is None and rule.layer == "derived":
+            problems.append(Problem(file, entry, "then", "rules in a derived-layer file must `derive` a fact"))
+        if rule.then.derive in questionnaire.questions:
+            problems.append(Problem(file, entry, "then.derive", "a derived fact cannot reuse a question id"))
+        for name in rule.profiles:
+            if name not in profiles:
+                problems.append(
+                    Problem(file, entry, "profiles", f"unknown profile `{name}`; profiles are {list(profiles)}")
+                )
+        if rule.active and not rule.sources:
+            problems.append(Problem(file, entry, "sources", "an active rule needs at least one source id"))
+        _check_refs(rule.sources, rule.criteria, knowledge, file, entry, problems)
+    for rule in rules:
+        file, entry = file_of.get(rule.id, str(rules_dir)), f"rule {rule.id}"
+        for atom in rule.when.atoms():
+            _check_atom(atom, (file, entry), questionnaire, derived, parameters, problems)
+    _check_cycles(rules, derived, file_of, problems)
+    if problems:
+        raise RulebookError(problems)
+    version = content_hash({"rules": rules_dir, "knowledge": knowledge_dir})
+    return Rulebook(
+        rules=rules,
+        parameters=parameters,
+        profiles=profiles,
+        default_profile=profile_file.default,
+        derived_facts=derived,
+        version=version,
+    )
+
+
+def _check_refs(
+    sources: list[str], criteria: list[str], knowledge: Knowledge, file: str, entry: str, problems: list[Problem]
+) -> None:
+    for src in sources:
+        if src not in knowledge.sources:
+            problems.append(Problem(file, entry, "sources", f"unknown source `{src}`; add it under knowledge/sources/"))
+    for cid in criteria:
+        if cid not in knowledge.criteria:
+            problems.append(Problem(file, entry, "criteria", f"unknown criterion `{cid}`; see knowledge/criteria.yaml"))
+
+
+def derived_depth(rules: list[Rule], derived: dict[str, str]) -> dict[str, int]:
+    """Stratum of each rule: 1 + the deepest derived fact it reads (0 for answers only)."""
+    by_id = {r.id: r for r in rules}
+    depth: dict[str, int] = {}
+
+    def visit(rule_id: str, trail: tuple[str, ...]) -> int:
+        if rule_id in depth:
+            return depth[rule_id]
+        if rule_id in trail:
+            raise RecursionError(" -> ".join((*trail, rule_id)))
+        rule = by_id[rule_id]
+        reads = [a.fact for a in rule.when.atoms() if a.fact in derived]
+        d = 1 + max((visit(derived[f], (*trail, rule_id)) for f in reads), default=-1)
+        depth[rule_id] = d
+        return d
+
+    for r in rules:
+        visit(r.id, ())
+    return depth
+
+
+def _check_cycles(rules: list[Rule], derived: dict[str, str], file_of: dict[str, str], problems: list[Problem]) -> None:
+    live = [r for r in rules if r.status != "retired"]
+    try:
+        derived_depth(live, derived)
+    except RecursionError as exc:
+        first = str(exc).split(" -> ")[0]
+        problems.append(
+            Problem(
+                file_of.get(first, ""), f"rule {first}", "when", f"derived facts depend on each other in a cycle: {exc}"
+            )
+        )
+
+
+def procedure_order(pid: str) -> int:
+    return PROCEDURE_IDS.index(pid)

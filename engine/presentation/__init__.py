@@ -1,0 +1,1 @@
+"""Presentation: every rendering of a Result or rulebook (screen, text, Markdown, HTML, PDF)."""

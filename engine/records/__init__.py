@@ -1,0 +1,1 @@
+"""Records: the append-only, hash-chained store of evaluations."""

@@ -1,0 +1,871 @@
+"""Session records: an append-only, hash-chained SQLite store of evaluations.
+
+Every evaluation a clinician chooses to keep (from the interview, or `evaluate --record`)
+becomes one record: the time (UTC), an optional patient label, the answers, the profile,
+the rulebook version, the whole result (its trace included), the SURE result, and the
+clinician's decision and notes where they were entered.
+
+Integrity:
+
+- Records are only ever appended. There is no update or delete API, and SQLite triggers
+  refuse UPDATE and DELETE on the records table as an extra guard.
+- Each record carries the hash of the record before it and its own hash: SHA-256 over a
+  canonical JSON object of every content column (the stored text, byte for byte), its id
+  and the previous hash. A `meta` row holds the head (the last id and hash), written in the
+  same transaction as the record. `RecordStore.verify` recomputes the chain and names every
+  edited, deleted, inserted or reordered record, a removed tail, and missing guards.
+- Writes are transactions (BEGIN IMMEDIATE ... COMMIT, synchronous=FULL): a writer killed
+  at any moment leaves every committed record intact.
+- The database file is created with mode 0600; a looser mode on an existing file is tightened.
+
+Anyone who can write the file can still rewrite the whole chain and its head consistently;
+`pain-sdm records verify` prints the head hash so it can be noted somewhere else (a ticket,
+a paper log) and compared later.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+import hashlib
+import json
+import os
+import sqlite3
+import stat
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from engine.errors import OutputError, PainSdmError, UsageError
+
+if TYPE_CHECKING:
+    from engine.evaluation.aid import DecisionAid
+    from engine.evaluation.result import Result
+
+FORMAT = "pain-sdm/records/1"
+RECORD_FORMAT = "pain-sdm/record/1"
+GENESIS = "0" * 64
+ENV_VAR = "PAIN_SDM_DB"
+MAX_LABEL = 200
+MAX_TEXT = 20_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS records (
+    id INTEGER PRIMARY KEY,
+    time TEXT NOT NULL,
+    patient_label TEXT,
+    profile TEXT NOT NULL,
+    rulebook_version TEXT NOT NULL,
+    answers TEXT NOT NULL,
+    result TEXT NOT NULL,
+    sure TEXT,
+    decision TEXT,
+    notes TEXT,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE
+);
+CREATE INDEX IF NOT EXISTS records_time ON records (time);
+CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
+BEGIN SELECT RAISE(ABORT, 'pain-sdm records are append-only: a record cannot be changed'); END;
+CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
+BEGIN SELECT RAISE(ABORT, 'pain-sdm records are append-only: a record cannot be deleted'); END;
+CREATE VIEW IF NOT EXISTS firings AS
+    SELECT r.id AS record_id, r.time AS time, json_extract(t.value, '$.rule_id') AS rule_id,
+           json_extract(t.value, '$.rule_version') AS rule_version, json_extract(t.value, '$.holds') AS holds
+    FROM records AS r, json_each(r.result, '$.trace') AS t;
+CREATE VIEW IF NOT EXISTS option_statuses AS
+    SELECT r.id AS record_id, r.time AS time, json_extract(o.value, '$.procedure') AS procedure,
+           json_extract(o.value, '$.status') AS status
+    FROM records AS r, json_each(r.result, '$.options') AS o;
+"""
+_GUARDS = ("records_no_update", "records_no_delete")
+_CONTENT = ("time", "patient_label", "profile", "rulebook_version", "answers", "result", "sure", "decision", "notes")
+_COLUMNS = ("id", *_CONTENT, "prev_hash", "hash")
+_INSERT = (
+    "INSERT INTO records (id, time, patient_label, profile, rulebook_version, answers, result, sure, decision, notes, "
+    "prev_hash, hash) VALUES (:id, :time, :patient_label, :profile, :rulebook_version, :answers, :result, :sure, "
+    ":decision, :notes, :prev_hash, :hash)"
+)
+# Queries over a time window: since/until are bound parameters (NULL means open-ended).
+_IN_WINDOW = """WITH w AS (
+    SELECT * FROM records WHERE (:since IS NULL OR time >= :since) AND (:until IS NULL OR time <= :until)
+)"""
+_SELECT_ALL = _IN_WINDOW + " SELECT * FROM w ORDER BY id"  # noqa: S608 - constants only
+_SELECT_LAST = _IN_WINDOW + " SELECT * FROM w ORDER BY id DESC LIMIT :limit"  # noqa: S608
+_SELECT_TOTALS = (
+    _IN_WINDOW  # noqa: S608
+    + " SELECT count(*), min(time), max(time), sum(json_extract(result, '$.urgent_assessment')) FROM w"
+)
+_SELECT_FIRINGS = (
+    _IN_WINDOW  # noqa: S608
+    + """ SELECT json_extract(t.value, '$.rule_id'), json_extract(t.value, '$.holds'),
+    count(*), count(DISTINCT w.id) FROM w, json_each(w.result, '$.trace') AS t GROUP BY 1, 2"""
+)
+_SELECT_STATUSES = (
+    _IN_WINDOW  # noqa: S608
+    + """ SELECT json_extract(o.value, '$.procedure'), json_extract(o.value, '$.status'),
+    count(*) FROM w, json_each(w.result, '$.options') AS o GROUP BY 1, 2"""
+)
+
+
+def canonical(value: Any) -> str:
+    """The one JSON text of a value: sorted keys, no spaces, UTF-8, no NaN."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def record_hash(record_id: int, content: Mapping[str, str | None], prev_hash: str) -> str:
+    """SHA-256 over the record's id, its stored content columns (exact text) and the previous hash."""
+    body = {"id": record_id, **{k: content[k] for k in _CONTENT}, "prev_hash": prev_hash}
+    return hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str, *, end: bool = False, option: str = "--since") -> str:
+    """A date or ISO time as the stored UTC form; a date alone with `end` means the end of that day.
+
+    Times without an offset are taken as UTC, like the stored times.
+    """
+    raw = text.strip()
+    try:
+        if len(raw) == 10:
+            day = dt.date.fromisoformat(raw)
+            moment = dt.datetime.combine(day, dt.time(23, 59, 59) if end else dt.time(0, 0, 0), tzinfo=dt.UTC)
+        else:
+            moment = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r}: expected a date such as 2024-05-01 or a time such as 2024-05-01T14:30"
+        ) from None
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_window(since: str | None, until: str | None) -> tuple[str | None, str | None]:
+    """`--since` and `--until` as stored UTC times (`until` a date: its whole day); refused if reversed."""
+    start = parse_time(since, option="--since") if since else None
+    end = parse_time(until, end=True, option="--until") if until else None
+    if start is not None and end is not None and start > end:
+        raise UsageError(f"--since {since} is after --until {until}: no record can be in that period")
+    return start, end
+
+
+def default_path() -> Path:
+    """`$PAIN_SDM_DB` if set, else records.sqlite3 in the user's data directory."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("pain-sdm")) / "records.sqlite3"
+
+
+def resolve_path(path: Path | str | None) -> Path:
+    return Path(path).expanduser() if path is not None else default_path()
+
+
+def check_path(path: Path | str | None) -> Path:
+    """Check, without creating anything, that a records database could be opened at this path."""
+    where = resolve_path(path)
+    if where.is_dir():
+        raise UsageError(f"records database {where} is a directory; give a file name")
+    if where.exists() and not where.is_file():
+        raise UsageError(f"records database {where} is not a regular file")
+    if path is not None and not where.exists() and not where.parent.is_dir():
+        raise UsageError(f"records database {where}: the folder {where.parent} does not exist")
+    return where
+
+
+def check_record_options(record: bool, db: Path | None, patient_label: str | None) -> None:
+    """`evaluate`'s record options, checked before anything is shown or written.
+
+    --db and --patient-label only make sense with --record; an existing database must be a
+    records database that can be written (so a bad --db never leaves an -o file behind).
+    """
+    if not record:
+        raise UsageError("--db and --patient-label are for storing a record; add --record")
+    where = check_path(db)
+    _checked_text(patient_label, "patient label", MAX_LABEL)
+    if where.exists() and where.stat().st_size > 0:
+        if not os.access(where, os.W_OK):
+            raise UsageError(f"the records database {where} is read-only; nothing can be stored in it")
+        with RecordStore.open(where, create=False) as store:
+            store.check_head()
+
+
+def _secure_file(path: Path, create: bool) -> bool:
+    """Create the file with mode 0600 (before SQLite opens it), or tighten an existing file's mode.
+
+    Returns whether the file can be written (a reviewer's read-only copy can still be read).
+    """
+    if create and not path.exists() and not path.parent.exists():
+        try:
+            path.parent.mkdir(parents=True, mode=0o700)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot create the folder {path.parent} for the records database: {exc.strerror}"
+            ) from None
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    writable = True
+    try:
+        try:
+            fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0) | nofollow, 0o600)
+        except PermissionError:
+            if create:
+                raise
+            fd, writable = os.open(path, os.O_RDONLY | nofollow), False
+    except FileNotFoundError:
+        raise UsageError(
+            f"no records database at {path}; records are stored by `pain-sdm evaluate --record` or the interview"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"cannot open the records database {path}: {exc.strerror}") from None
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o077:
+            os.fchmod(fd, mode & 0o700)
+    finally:
+        os.close(fd)
+    return writable
+
+
+# --- Records -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    """What a caller gives to be stored; the store adds the id, time (unless given) and hashes."""
+
+    answers: Mapping[str, Any]
+    result: Mapping[str, Any]
+    patient_label: str | None = None
+    sure: Mapping[str, Any] | None = None
+    decision: str | None = None
+    notes: str | None = None
+    time: str | None = None
+
+    def columns(self) -> dict[str, str | None]:
+        """The content columns as stored: JSON columns as canonical text."""
+        profile = self.result.get("profile")
+        version = self.result.get("rulebook_version")
+        if not isinstance(profile, str) or not isinstance(version, str):
+            raise UsageError("a record's result must carry its profile and rulebook_version")
+        return {
+            "time": parse_time(self.time, option="time") if self.time else utc_now(),
+            "patient_label": _checked_text(self.patient_label, "patient label", MAX_LABEL),
+            "profile": profile,
+            "rulebook_version": version,
+            "answers": canonical(dict(self.answers)),
+            "result": canonical(dict(self.result)),
+            "sure": canonical(dict(self.sure)) if self.sure is not None else None,
+            "decision": _checked_text(self.decision, "decision", MAX_TEXT),
+            "notes": _checked_text(self.notes, "notes", MAX_TEXT),
+        }
+
+
+def _checked_text(value: str | None, what: str, limit: int) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise UsageError(f"the {what} must be text, not {type(value).__name__}")
+    value = value.strip()
+    if not value:
+        return None
+    if len(value) > limit:
+        raise UsageError(f"the {what} is too long ({len(value)} characters; at most {limit})")
+    if any(ord(ch) < 32 and ch not in "\n\t" for ch in value):
+        raise UsageError(f"the {what} contains control characters")
+    return value
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    """One stored record, as read back (JSON columns parsed)."""
+
+    id: int
+    time: str
+    patient_label: str | None
+    profile: str
+    rulebook_version: str
+    answers: dict[str, Any]
+    result: dict[str, Any]
+    sure: dict[str, Any] | None
+    decision: str | None
+    notes: str | None
+    prev_hash: str
+    hash: str
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> StoredRecord:
+        try:
+            answers, result = json.loads(row["answers"]), json.loads(row["result"])
+            sure = json.loads(row["sure"]) if row["sure"] is not None else None
+        except json.JSONDecodeError:
+            raise PainSdmError(
+                f"record {row['id']} is damaged (a JSON column cannot be read); run `pain-sdm records verify`"
+            ) from None
+        return cls(
+            id=row["id"],
+            time=row["time"],
+            patient_label=row["patient_label"],
+            profile=row["profile"],
+            rulebook_version=row["rulebook_version"],
+            answers=answers,
+            result=result,
+            sure=sure,
+            decision=row["decision"],
+            notes=row["notes"],
+            prev_hash=row["prev_hash"],
+            hash=row["hash"],
+        )
+
+    def statuses(self) -> dict[str, str]:
+        return {o["procedure"]: o["status"] for o in self.result.get("options", [])}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": RECORD_FORMAT, **{name: getattr(self, name) for name in _COLUMNS}}
+
+    def result_model(self) -> Result:
+        return result_from_json(self.result)
+
+
+def result_from_json(data: Mapping[str, Any]) -> Result:
+    """A `Result` back from its JSON form (`Result.to_json()`, where `schema_` is written `schema`)."""
+    from engine.evaluation.result import Result
+
+    fields = dict(data)
+    if "schema" in fields:
+        fields["schema_"] = fields.pop("schema")
+    return Result.model_validate(fields)
+
+
+@dataclass
+class Stats:
+    """Counts over the records in a time window."""
+
+    records: int = 0
+    urgent: int = 0
+    first: str | None = None
+    last: str | None = None
+    rules: Counter[tuple[str, bool]] = field(default_factory=Counter)
+    rule_records: Counter[tuple[str, bool]] = field(default_factory=Counter)
+    statuses: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "urgent_assessment": self.urgent,
+            "first": self.first,
+            "last": self.last,
+            "rules": [
+                {"rule_id": rid, "holds": holds, "firings": n, "records": self.rule_records[(rid, holds)]}
+                for (rid, holds), n in sorted(self.rules.items(), key=lambda kv: (-kv[1], kv[0]))
+            ],
+            "statuses": {pid: dict(sorted(c.items())) for pid, c in self.statuses.items()},
+        }
+
+
+# --- The store -----------------------------------------------------------------------------------
+
+
+class RecordStore:
+    """An open records database. Use `RecordStore.open(...)` as a context manager."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path | str | None = None, *, create: bool = True) -> RecordStore:
+        """Open the database at `path`, `$PAIN_SDM_DB`, or the default place.
+
+        With `create` it is created if missing; without, it must exist already (reviewers'
+        commands only read it; it is still opened for writing when allowed, so that SQLite can
+        roll back a transaction a killed writer left unfinished, and read-only otherwise).
+        """
+        where = check_path(path)
+        writable = _secure_file(where, create)
+        try:
+            if create:
+                conn = sqlite3.connect(where, isolation_level=None, timeout=30)
+            else:
+                mode = "rw" if writable else "ro"
+                conn = sqlite3.connect(
+                    f"{where.resolve().as_uri()}?mode={mode}", uri=True, isolation_level=None, timeout=30
+                )
+        except sqlite3.Error as exc:
+            raise UsageError(f"cannot open the records database {where}: {exc}") from None
+        conn.row_factory = sqlite3.Row
+        store = cls(conn, where)
+        try:
+            store._prepare(create)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise UsageError(f"{where} is not a pain-sdm records database ({exc})") from None
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    def _prepare(self, writable: bool) -> None:
+        conn = self.conn
+        conn.execute("PRAGMA trusted_schema = OFF")
+        if writable:
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA journal_mode = DELETE")
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "records" in tables:
+            fmt = self._meta("format")
+            if fmt != FORMAT:
+                raise UsageError(f"{self.path} is not a pain-sdm records database (format {fmt!r}, expected {FORMAT})")
+            return
+        if tables - {"meta"} or not writable:
+            raise UsageError(f"{self.path} is not a pain-sdm records database (it has no records table)")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(_SCHEMA):
+                conn.execute(statement)
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('format', ?)", (FORMAT,))
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)", (canonical([0, GENESIS]),))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _meta(self, key: str) -> str | None:
+        try:
+            row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        return None if row is None else str(row[0])
+
+    def _head(self) -> tuple[int, str] | None:
+        raw = self._meta("head")
+        try:
+            head = json.loads(raw) if raw is not None else None
+            if isinstance(head, list) and len(head) == 2 and isinstance(head[0], int) and isinstance(head[1], str):
+                return head[0], head[1]
+        except json.JSONDecodeError:
+            pass
+        return None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> RecordStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- writing ---
+
+    def append(self, record: NewRecord) -> StoredRecord:
+        """Store one record in one transaction; it is on disk when this returns."""
+        content = record.columns()
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise OutputError(f"cannot write to the records database {self.path}: {exc}") from None
+        try:
+            prev_id, prev_hash = self.check_head()
+            rid = prev_id + 1
+            digest = record_hash(rid, content, prev_hash)
+            row = {"id": rid, **content, "prev_hash": prev_hash, "hash": digest}
+            conn.execute(_INSERT, row)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'head'", (canonical([rid, digest]),))
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise OutputError(f"cannot write to the records database {self.path}: {exc}") from None
+            raise
+        return StoredRecord.from_row(self._row(rid))
+
+    def check_head(self) -> tuple[int, str]:
+        """The last record's id and hash, if they match the stored head; appending after a mismatch would hide it."""
+        last = self.head()
+        if self._head() != last:
+            raise PainSdmError(
+                f"the records database {self.path} fails its integrity check (its head does not match "
+                f"the last record); nothing was stored. Run `pain-sdm records verify --db {self.path}`"
+            )
+        return last
+
+    # --- reading ---
+
+    def _row(self, rid: int) -> sqlite3.Row:
+        row = self.conn.execute("SELECT * FROM records WHERE id = ?", (rid,)).fetchone()
+        if row is None:
+            raise UsageError(f"no record {rid} in {self.path}")
+        return row  # type: ignore[no-any-return]
+
+    def get(self, rid: int) -> StoredRecord:
+        return StoredRecord.from_row(self._row(rid))
+
+    def iter(self, since: str | None = None, until: str | None = None) -> Iterator[StoredRecord]:
+        window = {"since": since, "until": until}
+        for row in self.conn.execute(_SELECT_ALL, window):
+            yield StoredRecord.from_row(row)
+
+    def list(
+        self, since: str | None = None, until: str | None = None, limit: int | None = None
+    ) -> builtins.list[StoredRecord]:
+        """Records in the window, oldest first; with `limit`, the most recent `limit` of them."""
+        window = {"since": since, "until": until, "limit": -1 if limit is None else limit}
+        rows = self.conn.execute(_SELECT_LAST, window).fetchall()
+        return [StoredRecord.from_row(r) for r in reversed(rows)]
+
+    def count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM records").fetchone()[0])
+
+    def head(self) -> tuple[int, str]:
+        """The last record's id and hash (0 and the genesis hash when empty)."""
+        last = self.conn.execute("SELECT id, hash FROM records ORDER BY id DESC LIMIT 1").fetchone()
+        return (last[0], last[1]) if last else (0, GENESIS)
+
+    def verify(self) -> builtins.list[str]:
+        """Recompute the chain; one line per problem, naming the record. Empty means intact."""
+        problems: builtins.list[str] = []
+        names = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        missing = [g for g in _GUARDS if g not in names]
+        if missing:
+            problems.append(f"the append-only guards were removed ({', '.join(missing)}): the file was altered")
+        expected_id, prev = 1, GENESIS
+        for row in self.conn.execute("SELECT * FROM records ORDER BY id"):
+            rid = row["id"]
+            if rid != expected_id:
+                gone = f"record {expected_id}" if rid == expected_id + 1 else f"records {expected_id} to {rid - 1}"
+                problems.append(f"{gone} missing before record {rid}: deleted")
+            if row["prev_hash"] != prev:
+                problems.append(
+                    f"record {rid}: its link to the record before it is broken "
+                    "(a record before it was edited, deleted, inserted or reordered)"
+                )
+            content = {k: row[k] for k in _CONTENT}
+            if record_hash(rid, content, row["prev_hash"]) != row["hash"]:
+                problems.append(f"record {rid}: its content does not match its hash (edited)")
+            expected_id, prev = rid + 1, row["hash"]
+        head = self._head()
+        last = (expected_id - 1, prev)
+        if head is None:
+            problems.append("the database head (last id and hash) is missing or unreadable")
+        elif head != last:
+            if head[0] > last[0]:
+                problems.append(
+                    f"the head names record {head[0]} but the last record is {last[0]}: "
+                    f"record{'s' if head[0] - last[0] > 1 else ''} {last[0] + 1}"
+                    f"{f' to {head[0]}' if head[0] - last[0] > 1 else ''} deleted from the end"
+                )
+            else:
+                problems.append(f"the head (record {head[0]}) does not match the last record ({last[0]})")
+        return problems
+
+    def check_record(self, rid: int) -> builtins.list[str]:
+        """One record's own integrity: its content against its hash, and its link to the record before it.
+
+        Cheap enough for every `show` and `replay`; `verify` checks the whole chain.
+        """
+        row = self._row(rid)
+        problems = []
+        if record_hash(rid, {k: row[k] for k in _CONTENT}, row["prev_hash"]) != row["hash"]:
+            problems.append(f"record {rid}: its content does not match its hash (edited)")
+        before = self.conn.execute("SELECT hash FROM records WHERE id = ?", (rid - 1,)).fetchone()
+        expected = GENESIS if rid == 1 else before[0] if before is not None else None
+        if row["prev_hash"] != expected:
+            problems.append(
+                f"record {rid}: its link to the record before it is broken (a record was edited or deleted)"
+            )
+        return problems
+
+    def export_jsonl(self, path: Path, force: bool = False, since: str | None = None, until: str | None = None) -> int:
+        """Write the records as JSON Lines, streamed and atomic; returns how many were written."""
+        from engine.output import open_atomic
+
+        count = 0
+        with open_atomic(path, force) as handle:
+            for record in self.iter(since, until):
+                handle.write((canonical(record.to_json()) + "\n").encode("utf-8"))
+                count += 1
+        return count
+
+    def stats(self, since: str | None = None, until: str | None = None) -> Stats:
+        """Per-rule firing counts (from the stored traces) and per-procedure status counts."""
+        window = {"since": since, "until": until}
+        out = Stats()
+        row = self.conn.execute(
+            _SELECT_TOTALS,
+            window,
+        ).fetchone()
+        out.records, out.first, out.last, out.urgent = row[0], row[1], row[2], int(row[3] or 0)
+        for rid, holds, n, recs in self.conn.execute(
+            _SELECT_FIRINGS,
+            window,
+        ):
+            out.rules[(rid, bool(holds))] = n
+            out.rule_records[(rid, bool(holds))] = recs
+        for pid, status, n in self.conn.execute(
+            _SELECT_STATUSES,
+            window,
+        ):
+            out.statuses.setdefault(pid, Counter())[status] = n
+        from engine.model.knowledge import PROCEDURE_IDS
+
+        order = {pid: i for i, pid in enumerate(PROCEDURE_IDS)}
+        out.statuses = dict(sorted(out.statuses.items(), key=lambda kv: order.get(kv[0], len(order))))
+        return out
+
+
+def _statements(script: str) -> list[str]:
+    """Split the schema script into statements (triggers keep their inner `;`)."""
+    out, buf = [], ""
+    for line in script.strip().splitlines():
+        buf += line + "\n"
+        if line.rstrip().endswith(";") and (not buf.lstrip().startswith("CREATE TRIGGER") or "END;" in line):
+            out.append(buf.strip())
+            buf = ""
+    return out
+
+
+# --- Convenience for the CLI and the interview ---------------------------------------------------
+
+
+def record_evaluation(
+    aid: DecisionAid,
+    answers: BaseModel | Mapping[str, Any],
+    result: Result,
+    *,
+    db: Path | str | None = None,
+    patient_label: str | None = None,
+    sure: BaseModel | Mapping[str, Any] | None = None,
+    decision: str | None = None,
+    notes: str | None = None,
+) -> StoredRecord:
+    """Store one evaluation (answers and the `Result` they gave) in the records database.
+
+    `db` defaults to `$PAIN_SDM_DB` or the user's data directory. The patient label defaults
+    to the answers' own `patient_label`, if any. Returns the stored record (its `id` is the
+    record number to quote).
+    """
+    model = answers if isinstance(answers, BaseModel) else aid.parse_answers(dict(answers))
+    if result.rulebook_version != aid.rulebook.version:
+        raise UsageError("the result was made with another rulebook than this decision aid's; evaluate again")
+    stored_answers = model.model_dump(mode="json", exclude_unset=True)
+    if patient_label is None:
+        label = stored_answers.get("patient_label")
+        patient_label = label if isinstance(label, str) else None
+    sure_data = sure.model_dump(mode="json") if isinstance(sure, BaseModel) else sure
+    new = NewRecord(
+        answers=stored_answers,
+        result=result.to_json(),
+        patient_label=patient_label,
+        sure=sure_data,
+        decision=decision,
+        notes=notes,
+    )
+    with RecordStore.open(db) as store:
+        return store.append(new)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A stored record re-evaluated with a (possibly different) rulebook."""
+
+    record: StoredRecord
+    result: Result
+    changes: list[tuple[str, str, str | None, str | None]]  # procedure, name, old status, new status
+
+    @property
+    def same_rulebook(self) -> bool:
+        return self.record.rulebook_version == self.result.rulebook_version
+
+    @property
+    def identical(self) -> bool:
+        return self.result.to_json() == self.record.result
+
+
+def replay(aid: DecisionAid, record: StoredRecord) -> Replay:
+    """Re-evaluate a record's answers with `aid`'s rulebook, under the record's profile."""
+    if record.profile not in aid.rulebook.profiles:
+        raise UsageError(
+            f"record {record.id} was evaluated under profile `{record.profile}`, which this rulebook does not have "
+            f"(its profiles: {', '.join(aid.rulebook.profiles)})"
+        )
+    answers = aid.parse_answers(record.answers, f"record {record.id} answers")
+    result = aid.evaluate(answers, record.profile)
+    old = record.statuses()
+    new = result.statuses()
+    names = {o.procedure: o.name for o in result.options}
+    names.update({o["procedure"]: o.get("name", o["procedure"]) for o in record.result.get("options", [])})
+    changes = [(pid, names[pid], old.get(pid), new.get(pid)) for pid in dict.fromkeys([*old, *new])]
+    return Replay(record, result, changes)
+
+
+# --- Rendering (reviewer-facing plain text) ------------------------------------------------------
+
+STATUS_SHORT = {"candidate": "cand", "after_prerequisite": "after", "not_indicated": "no", "deferred": "defer"}
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _open_options(record: StoredRecord) -> str:
+    opened = [
+        f"{o['procedure']}{'' if o['status'] == 'candidate' else ' (after steps)'}"
+        for o in record.result.get("options", [])
+        if o["status"] in ("candidate", "after_prerequisite") and o["procedure"] != "conservative_care"
+    ]
+    return ", ".join(opened) or "-"
+
+
+def _set_by(option: Mapping[str, Any]) -> str:
+    """The rule ids behind a stored option's status (the fallback said in words)."""
+    from engine.evaluation.result import FALLBACK_ID
+
+    ids = [r.get("rule_id", "?") for r in option.get("reasons", [])]
+    if ids == [FALLBACK_ID]:
+        return "no rule set a status: not indicated by default"
+    return "set by " + (", ".join(ids) or "no rule")
+
+
+def _trace_details(trace: list[Mapping[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Rule versions and threshold values used, from a trace in its JSON form."""
+    versions = {f["rule_id"]: f.get("rule_version") for f in trace}
+    params = {k: v for f in trace for k, v in (f.get("parameters") or {}).items()}
+    return versions, params
+
+
+def render_list(records: list[StoredRecord]) -> str:
+    if not records:
+        return "no records\n"
+    rows = [
+        [
+            str(r.id),
+            r.time,
+            r.patient_label or "-",
+            r.profile,
+            r.rulebook_version[:12],
+            "URGENT" if r.result.get("urgent_assessment") else "",
+            _open_options(r),
+        ]
+        for r in records
+    ]
+    return _table(["id", "time (UTC)", "label", "profile", "rulebook", "urgent", "open options"], rows)
+
+
+def render_record(record: StoredRecord) -> str:
+    """One record for a reviewer: who/when, the rulebook version, the answers, every status."""
+    lines = [
+        f"record {record.id}",
+        f"time (UTC):       {record.time}",
+        f"patient label:    {record.patient_label or '-'}",
+        f"profile:          {record.profile}",
+        f"rulebook version: {record.rulebook_version}",
+        f"urgent assessment: {'YES' if record.result.get('urgent_assessment') else 'no'}",
+        f"hash:             {record.hash}",
+        f"previous hash:    {record.prev_hash}",
+        "",
+        "statuses:",
+    ]
+    lines += [f"  {o['procedure']}: {o['status']} ({_set_by(o)})" for o in record.result.get("options", [])]
+    answered = {k: v for k, v in record.answers.items() if v != "unknown"}
+    unknown = sorted(k for k, v in record.answers.items() if v == "unknown")
+    lines += ["", f"answers ({len(answered)} given; questions not listed were not answered):"]
+    lines += [f"  {k}: {json.dumps(v, ensure_ascii=False)}" for k, v in answered.items()]
+    if unknown:
+        lines.append(f"  marked not sure: {', '.join(unknown)}")
+    if record.sure is not None:
+        score = sum(1 for v in record.sure.values() if v is True)
+        items = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in record.sure.items())
+        lines += ["", f"SURE: {score} of {len(record.sure)} ({items})"]
+    if record.decision:
+        lines += ["", f"decision: {record.decision}"]
+    if record.notes:
+        lines += ["", "notes:", *(f"  {line}" for line in record.notes.splitlines())]
+    return "\n".join(lines) + "\n"
+
+
+def render_stats(stats: Stats) -> str:
+    if not stats.records:
+        return "no records in this period\n"
+    lines = [
+        f"{stats.records} records from {stats.first} to {stats.last}; urgent assessment in {stats.urgent}",
+        "",
+        "statuses per procedure:",
+    ]
+    statuses = list(STATUS_SHORT)
+    rows = [[pid, *(str(c.get(s, 0)) for s in statuses)] for pid, c in stats.statuses.items()]
+    lines.append(_table(["procedure", *statuses], rows))
+    lines.append("rule firings (a rule that fired as 'not the case' is listed separately):")
+    rows = [
+        [rid + ("" if holds else " (not the case)"), str(n), str(stats.rule_records[(rid, holds)])]
+        for (rid, holds), n in sorted(stats.rules.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
+    lines.append(_table(["rule", "firings", "records"], rows))
+    return "\n".join(lines)
+
+
+def render_replay(rp: Replay) -> str:
+    rec = rp.record
+    lines = [f"record {rec.id} ({rec.time}), profile {rec.profile}"]
+    if rp.same_rulebook:
+        lines.append(f"rulebook version: {rec.rulebook_version} (the same as when stored)")
+    else:
+        lines.append(
+            f"rulebook version: {rec.rulebook_version} when stored, {rp.result.rulebook_version} now (differs)"
+        )
+    rows = [[pid, old or "-", new or "-", "" if old == new else "CHANGED"] for pid, _name, old, new in rp.changes]
+    lines += ["", _table(["procedure", "stored status", "status now", ""], rows).rstrip("\n"), ""]
+    changed = sum(1 for _p, _n, old, new in rp.changes if old != new)
+    urgent_old = bool(rec.result.get("urgent_assessment"))
+    if urgent_old != rp.result.urgent_assessment:
+        lines.append(
+            f"urgent assessment: {'yes' if urgent_old else 'no'} -> {'yes' if rp.result.urgent_assessment else 'no'}"
+        )
+    before = {(f["rule_id"], f.get("holds", True)) for f in rec.result.get("trace", [])}
+    now = {(f.rule_id, f.holds) for f in rp.result.trace}
+    stored_options = {o["procedure"]: o for o in rec.result.get("options", [])}
+    for option in rp.result.options:
+        old_option = stored_options.get(option.procedure)
+        if old_option is not None and old_option["status"] != option.status:
+            now_by = _set_by({"reasons": [{"rule_id": r.rule_id} for r in option.reasons]})
+            lines.append(
+                f"{option.procedure}: {old_option['status']} ({_set_by(old_option)}) -> {option.status} ({now_by})"
+            )
+    for label, keys in (("fired only when stored", before - now), ("fire only now", now - before)):
+        if keys:
+            names = ", ".join(rid + ("" if holds else " (not the case)") for rid, holds in sorted(keys))
+            lines.append(f"rules that {label}: {names}")
+    old_versions, old_params = _trace_details(rec.result.get("trace", []))
+    new_versions, new_params = _trace_details([f.model_dump() for f in rp.result.trace])
+    bumped = [f"{rid} v{old_versions[rid]} -> v{v}" for rid, v in new_versions.items() if old_versions.get(rid, v) != v]
+    if bumped:
+        lines.append(f"rules whose version differs: {', '.join(bumped)}")
+    moved = [f"{pid} {old_params[pid]} -> {v}" for pid, v in new_params.items() if old_params.get(pid, v) != v]
+    if moved:
+        lines.append(f"thresholds that differ: {', '.join(moved)}")
+    if rp.identical:
+        lines.append("the result is identical to the stored one")
+    elif changed:
+        lines.append(f"{changed} status{'es' if changed != 1 else ''} changed")
+    else:
+        lines.append("no status changed, but the result differs in its details (reasons, cautions or steps)")
+    return "\n".join(lines) + "\n"
