@@ -63,10 +63,24 @@ KNOWLEDGE_CASES: list[tuple[str, Breaker, list[str]]] = [
     (
         "duplicate_publication",
         lambda r, k: (k / "sources/zz-more.yaml").write_text(
-            "sources:\n  - {id: ng59-again, title: NG59 again, publisher: NICE, year: 2016,"
-            " url: 'https://www.nice.org.uk/guidance/NG59/'}\n"
+            "sources:\n  - {id: ng59-again, title: NG59 again, publisher: NICE, year: 2016, kind: guideline,"
+            " checked: 2026-12-02, url: 'https://www.nice.org.uk/guidance/NG59/'}\n"
         ),
         ["zz-more.yaml", "source ng59-again", "`url`", "the same publication as source `nice-ng59`; cite that id"],
+    ),
+    (
+        "unknown_source_kind",
+        lambda r, k: edit(k / "sources/guidelines.yaml", "kind: review", "kind: blog"),
+        ["guidelines.yaml", "`kind`", "'guideline'", "'coverage_policy'"],
+    ),
+    (
+        "source_without_checked_date",
+        lambda r, k: edit(
+            k / "sources/guidelines.yaml",
+            "    checked: 2026-11-24\n",
+            "",
+        ),
+        ["guidelines.yaml", "source cms-l39240", "`checked`", "required"],
     ),
     (
         "missing_procedure_file",

@@ -301,8 +301,20 @@ def test_each_work_is_listed_once_in_the_sources(rendered: dict[str, Rendered], 
         for o in r.summary.options:
             for sid in aid.knowledge.procedures[o.procedure].sources:
                 source = aid.knowledge.sources[sid]
-                listed = key(source.title, source.year) in works or (source.url and source.url in addresses)
-                assert listed, f"{example}: {o.name} cites {sid}, which is not listed"
+                listed = key(source.title, source.year) in works or bool(source.url and source.url in addresses)
+                assert listed is source.for_patients, (
+                    f"{example}: {o.name} cites {sid} ({source.kind}); listed: {listed}"
+                )
+
+
+def test_news_ai_summaries_and_internal_material_are_never_cited_to_patients(
+    rendered: dict[str, Rendered], aid: DecisionAid
+) -> None:
+    hidden = {(s.title, s.year) for s in aid.knowledge.sources.values() if not s.for_patients}
+    assert any(s.kind == "internal" for s in aid.knowledge.sources.values()), "the seed article is registered"
+    for example, r in rendered.items():
+        listed = {work for src in r.summary.sources for work in src.works}
+        assert not listed & hidden, f"{example}: cites {sorted(listed & hidden)}"
 
 
 def test_status_under_other_guidance_is_noted_beside_the_option(rendered: dict[str, Rendered]) -> None:

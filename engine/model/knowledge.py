@@ -7,6 +7,7 @@ so a reviewer's typo is reported with the file and entry it is in.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -38,6 +39,25 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+SourceKind = Literal[
+    "guideline",
+    "coverage_policy",
+    "trial",
+    "review",
+    "textbook",
+    "patient_information",
+    "news",
+    "ai_summary",
+    "internal",
+]
+"""What a source is. A governance committee weighs a guideline or coverage policy differently
+from a review or textbook; `trial` is any primary study (a trial or a cohort)."""
+
+NOT_FOR_PATIENTS: frozenset[str] = frozenset({"news", "ai_summary", "internal"})
+"""Kinds kept for the reviewer's audit trail but never cited to patients: news reports,
+AI-generated summaries and the project's own material (the seed article, the register)."""
+
+
 class Source(Strict):
     """A publication that rules and knowledge cite by id."""
 
@@ -46,7 +66,14 @@ class Source(Strict):
     publisher: str = Field(min_length=2, examples=["NICE"])
     year: int = Field(ge=1950, le=2100, examples=[2016])
     url: str = Field(default="", pattern=r"^(https?://\S+)?$", examples=["https://www.nice.org.uk/guidance/ng59"])
+    kind: SourceKind = Field(examples=["guideline"])
+    checked: dt.date = Field(examples=["2026-12-02"], description="when the entry was last checked against the source")
     note: str = ""
+
+    @property
+    def for_patients(self) -> bool:
+        """Whether the source may be cited on what the patient sees (see NOT_FOR_PATIENTS)."""
+        return self.kind not in NOT_FOR_PATIENTS
 
 
 class SourceFile(Strict):

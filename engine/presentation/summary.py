@@ -486,6 +486,8 @@ def _sources(aid: DecisionAid, result: Result, shown: set[str]) -> list[SourceVi
     seen: set[Any] = set()
     for sid in dict.fromkeys(cited):
         source = aid.knowledge.sources[sid]
+        if not source.for_patients:
+            continue  # news, AI summaries and the project's own material stay in the reviewer's trail
         keys = {source.url or sid, (re.sub(r"\W+", " ", source.title).lower().strip(), source.year)}
         if seen.intersection(keys):
             continue  # one work under two ids (the same address, or the same title and year): listed once
