@@ -6,6 +6,7 @@ runner all call it; none of them touches durable_rules or the rule files directl
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 
 from engine.errors import AnswersError
 from engine.evaluation.compiler import CompiledRuleset, compile_rulebook
+from engine.evaluation.engines import PerThread
 from engine.evaluation.evaluator import Evaluator
 from engine.evaluation.firing import Firing
 from engine.evaluation.inference import DurableEngine
@@ -27,7 +29,11 @@ from engine.paths import data_dir
 
 
 class DecisionAid:
-    """Knowledge, questionnaire and rulebook, with one durable engine per profile (built on first use)."""
+    """Knowledge, questionnaire and rulebook, with one rule engine per profile and thread (built on first use).
+
+    One `DecisionAid` may be used from several threads at once: each thread evaluates on its own
+    engines (see `engine.evaluation.engines`), and everything else it holds is read-only.
+    """
 
     def __init__(
         self, knowledge: Knowledge, questionnaire: Questionnaire, rulebook: Rulebook, values: dict[str, Value]
@@ -37,8 +43,9 @@ class DecisionAid:
         self.rulebook = rulebook
         self.values = values
         self._compiled: dict[str, CompiledRuleset] = {}
-        self._engines: dict[str, DurableEngine] = {}
+        self._engines = PerThread(lambda profile: DurableEngine(self.compiled(profile), self.questionnaire))
         self._builders: dict[str, ResultBuilder] = {}
+        self._lock = threading.Lock()  # threads that ask at once compile a profile once
 
     @classmethod
     def load(cls, rules_dir: Path | None = None, knowledge_dir: Path | None = None) -> DecisionAid:
@@ -69,18 +76,20 @@ class DecisionAid:
 
     def compiled(self, profile: str) -> CompiledRuleset:
         if profile not in self._compiled:
-            self._compiled[profile] = compile_rulebook(self.rulebook, profile, self.questionnaire)
+            with self._lock:
+                if profile not in self._compiled:
+                    self._compiled[profile] = compile_rulebook(self.rulebook, profile, self.questionnaire)
         return self._compiled[profile]
 
     def engine(self, profile: str) -> DurableEngine:
-        if profile not in self._engines:
-            self._engines[profile] = DurableEngine(self.compiled(profile), self.questionnaire)
-        return self._engines[profile]
+        """The calling thread's engine for `profile` (made on its first use in this thread)."""
+        return self._engines.get(profile)
 
     def builder(self, profile: str) -> ResultBuilder:
         if profile not in self._builders:
             params = self.compiled(profile).parameters
-            self._builders[profile] = ResultBuilder(self.rulebook, self.knowledge, profile, params)
+            with self._lock:
+                self._builders.setdefault(profile, ResultBuilder(self.rulebook, self.knowledge, profile, params))
         return self._builders[profile]
 
     def evaluator(self, profile: str | None = None) -> Evaluator:
