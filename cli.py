@@ -21,6 +21,7 @@ from engine.errors import PainSdmError
 F = TypeVar("F", bound=Callable[..., Any])
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="pain-sdm",
     help="A shared decision-making aid for interventional pain management: options to discuss, with their reasons.",
     no_args_is_help=True,
@@ -28,10 +29,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 schema_app = typer.Typer(
-    help="Print the JSON Schemas of the data pain-sdm reads and writes, and the questionnaire.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Print the JSON Schemas of the data pain-sdm reads and writes, and the questionnaire.",
+    no_args_is_help=True,
 )
 app.add_typer(schema_app, name="schema")
 rules_app = typer.Typer(
+    rich_markup_mode=None,
     help="Audit the rulebook: list, show, verify, coverage, diff, and a printable book for reviewers.",
     no_args_is_help=True,
 )
@@ -509,7 +513,9 @@ def summary(
 
 
 records_app = typer.Typer(
-    help="The stored evaluation records: list, show, export, stats, verify, replay.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="The stored evaluation records: list, show, export, stats, verify, replay.",
+    no_args_is_help=True,
 )
 app.add_typer(records_app, name="records")
 SinceOpt = Annotated[

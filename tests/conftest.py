@@ -61,6 +61,14 @@ def records_database(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
     return path
 
 
+@pytest.fixture(autouse=True)
+def parse_cache_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test, and every CLI it starts, caches parsed data files in a temporary folder, never the user's own."""
+    path = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("PAIN_SDM_CACHE", str(path))
+    return path
+
+
 def run_cli(*args: str, input: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run the real command line in a subprocess, as a user would."""
     return subprocess.run(

@@ -9,6 +9,7 @@ must surface, and an engine belongs to one thread.
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -20,8 +21,8 @@ from hypothesis import strategies as st
 from engine.errors import EngineError
 from engine.evaluation.aid import DecisionAid
 from engine.evaluation.compiler import CATCH_ALL, CompiledRuleset
-from engine.evaluation.inference import DurableEngine
-from engine.model.facts import flatten
+from engine.evaluation.inference import DurableEngine, PatientEncoder, _number_text, to_json
+from engine.model.facts import flatten, unflatten
 
 SESSION_LIMIT = 1024
 
@@ -118,3 +119,22 @@ def test_each_engine_has_its_own_host_and_starts_no_timer_thread(aid: DecisionAi
     assert first._host is not second._host, "a Host per engine: ruleset names never clash"
     assert first.run(patient(aid, {})) == second.run(patient(aid, {}))
     assert threading.active_count() == threads, "the Host's polling timers are never started"
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_the_patient_fact_written_once_is_the_flattened_fact(aid: DecisionAid, data: st.DataObject) -> None:
+    """`PatientEncoder` writes the same fact as `to_json(flatten(...))`, and reads answers back as `unflatten`."""
+    answers = aid.parse_answers(data.draw(answers_strategy(aid))).model_dump()
+    flat = flatten(answers, aid.questionnaire)
+    written = PatientEncoder(aid.questionnaire).encode(answers)
+    assert json.loads("{" + written.text + "}") == json.loads(to_json(flat))
+    assert "e-" not in to_json(flat) or "e-" in written.text
+    for qid in aid.questionnaire.questions:
+        if aid.questionnaire.questions[qid].type != "text":
+            assert written.fact(qid) == unflatten(flat, qid, aid.questionnaire)
+
+
+@pytest.mark.parametrize("value", [1e-05, 5e-324, 2.5e-07, 1e16, 0.1, 3])
+def test_numbers_are_written_as_to_json_writes_them(value: float) -> None:
+    assert _number_text(value) == to_json([value])[1:-1]

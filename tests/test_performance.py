@@ -12,7 +12,19 @@ from conftest import ROOT
 
 from engine.model.loading import _NoAliasLoader, parse_text
 
-HEAVY = ("durable", "durable_rules_engine", "pydantic", "yaml", "questionary", "weasyprint", "jinja2", "sqlite3")
+HEAVY = (
+    "durable",
+    "durable_rules_engine",
+    "pydantic",
+    "yaml",
+    "questionary",
+    "weasyprint",
+    "jinja2",
+    "sqlite3",
+    "rich",  # rich's markdown and syntax machinery (markdown_it, pygments) came with it
+    "markdown_it",
+    "pygments",
+)
 DATA_FILES = sorted([*(ROOT / "rules").rglob("*.yaml"), *(ROOT / "knowledge").rglob("*.yaml")])
 
 

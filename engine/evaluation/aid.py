@@ -17,15 +17,18 @@ from engine.evaluation.compiler import CompiledRuleset, compile_rulebook
 from engine.evaluation.engines import PerThread
 from engine.evaluation.evaluator import Evaluator
 from engine.evaluation.firing import Firing
-from engine.evaluation.inference import DurableEngine
+from engine.evaluation.inference import DurableEngine, Patient, PatientEncoder
 from engine.evaluation.result import FALLBACK_ID, ProfileDifference, Result, ResultBuilder, bears_on, criteria_held
-from engine.model.facts import flatten
+from engine.model import parse_cache
 from engine.model.knowledge import Knowledge, load_knowledge
 from engine.model.loading import read_data, validate
 from engine.model.questionnaire import Questionnaire, load_questionnaire
-from engine.model.rulebook import Rulebook, load_rulebook
+from engine.model.rulebook import Rulebook, Status, content_hash, load_rulebook
 from engine.model.values import Value, load_values
 from engine.paths import data_dir
+
+Outcomes = dict[str, tuple[Status, frozenset[str]]]
+"""Each procedure's status and the rules that set a status on it (FALLBACK when none)."""
 
 
 class DecisionAid:
@@ -46,16 +49,18 @@ class DecisionAid:
         self._engines = PerThread(lambda profile: DurableEngine(self.compiled(profile), self.questionnaire))
         self._builders: dict[str, ResultBuilder] = {}
         self._lock = threading.Lock()  # threads that ask at once compile a profile once
+        self._encoder: PatientEncoder | None = None
 
     @classmethod
     def load(cls, rules_dir: Path | None = None, knowledge_dir: Path | None = None) -> DecisionAid:
         """Load and validate every data file; raises a `DataFileError` naming each problem."""
         kdir = data_dir("knowledge", knowledge_dir)
         rdir = data_dir("rules", rules_dir)
-        knowledge = load_knowledge(kdir)
-        questionnaire = load_questionnaire(kdir / "questionnaire.yaml", knowledge.conditions, knowledge.treatments)
-        rulebook = load_rulebook(rdir, knowledge, questionnaire, kdir)
-        values = load_values(kdir / "values.yaml", questionnaire)
+        with parse_cache.using(content_hash({"rules": rdir, "knowledge": kdir})):
+            knowledge = load_knowledge(kdir)
+            questionnaire = load_questionnaire(kdir / "questionnaire.yaml", knowledge.conditions, knowledge.treatments)
+            rulebook = load_rulebook(rdir, knowledge, questionnaire, kdir)
+            values = load_values(kdir / "values.yaml", questionnaire)
         return cls(knowledge, questionnaire, rulebook, values)
 
     @property
@@ -96,19 +101,26 @@ class DecisionAid:
         return Evaluator(self.rulebook, self.rulebook.check_profile(profile))
 
     def evaluate(self, answers: BaseModel, profile: str | None = None, compare_profiles: bool = True) -> Result:
-        """Evaluate one patient on durable_rules; optionally note where other profiles differ."""
+        """Evaluate one patient on durable_rules; optionally note where other profiles differ.
+
+        The patient's fact is written once for every profile. Other profiles are compared at the
+        level of firings (statuses and the rules behind them): no result is built for them.
+        """
         chosen = self.rulebook.check_profile(profile)
-        result = self._evaluate_one(answers, chosen)
+        patient = self.patient(answers)
+        result = self.builder(chosen).build(self.engine(chosen).run_patient(patient))
         if not compare_profiles:
             return result
+        mine = {o.procedure: (o.status, frozenset(f.rule_id for f in o.reasons)) for o in result.options}
         differences = []
         cited = criteria_held(result.trace)
         for other in self.rulebook.profiles:
             if other == chosen:
                 continue
-            theirs = self._evaluate_one(answers, other)
-            differences.extend(self._differences(result, theirs, chosen, other))
-            cited |= criteria_held(theirs.trace)
+            firings = self.engine(other).run_patient(patient)
+            builder = self.builder(other)
+            differences.extend(self._differences(mine, builder.statuses(firings), chosen, other))
+            cited |= builder.criteria_held(firings)
         # A dispute also matters to this patient when another profile would change the status of an
         # option it is about (and a rule that held in some profile encodes one of its criteria).
         changed = {d.procedure for d in differences}
@@ -119,17 +131,19 @@ class DecisionAid:
         ]
         return result.model_copy(update={"profile_differences": differences, "disagreements": disputes})
 
+    def patient(self, answers: BaseModel) -> Patient:
+        """The patient's fact for the rule engine, written once (it serves every profile)."""
+        if self._encoder is None:
+            self._encoder = PatientEncoder(self.questionnaire)
+        return self._encoder.encode(dict(answers))  # the fields as they are (model_dump would copy)
+
     def summarize(self, answers: BaseModel, profile: str | None = None) -> dict[str, Any]:
         """`result.summary(self.evaluate(answers, profile, compare_profiles=False))`, several times faster."""
         chosen = self.rulebook.check_profile(profile)
         return self.builder(chosen).summarize(self._firings(answers, chosen))
 
-    def _evaluate_one(self, answers: BaseModel, profile: str) -> Result:
-        return self.builder(profile).build(self._firings(answers, profile))
-
     def _firings(self, answers: BaseModel, profile: str) -> list[Firing]:
-        values = dict(answers)  # the fields as they are: flatten only reads them (model_dump would copy)
-        return self.engine(profile).run(flatten(values, self.questionnaire))
+        return self.engine(profile).run_patient(self.patient(answers))
 
     def _parameters_behind(self, rule_ids: set[str]) -> set[str]:
         """Parameters read by these rules, directly or through the derived facts they read."""
@@ -138,26 +152,24 @@ class DecisionAid:
         rules += [rulebook.rule(rulebook.derived_facts[fact]) for fact in rulebook.derived_read(rules)]
         return {a.param for r in rules for a in r.when.atoms() if a.param}
 
-    def _differences(self, mine: Result, theirs: Result, profile: str, other: str) -> list[ProfileDifference]:
+    def _differences(self, mine: Outcomes, theirs: Outcomes, profile: str, other: str) -> list[ProfileDifference]:
         out = []
-        for a, b in zip(mine.options, theirs.options, strict=True):
-            if a.status == b.status:
+        for pid, (status, ids_a) in mine.items():
+            other_status, ids_b = theirs[pid]
+            if status == other_status:
                 continue
-            ids_a = {f.rule_id for f in a.reasons}
-            ids_b = {f.rule_id for f in b.reasons}
-            rules = sorted(ids_a ^ ids_b)
             params: dict[str, dict[str, int | float]] = {}
-            for pid in sorted(self._parameters_behind(ids_a | ids_b)):
-                p = self.rulebook.parameters[pid]
+            for param_id in sorted(self._parameters_behind(set(ids_a | ids_b))):
+                p = self.rulebook.parameters[param_id]
                 if p.value(profile) != p.value(other):
-                    params[pid] = {profile: p.value(profile), other: p.value(other)}
+                    params[param_id] = {profile: p.value(profile), other: p.value(other)}
             out.append(
                 ProfileDifference(
-                    procedure=a.procedure,
+                    procedure=pid,
                     profile=other,
-                    status=b.status,
-                    this_status=a.status,
-                    rules=rules,
+                    status=other_status,
+                    this_status=status,
+                    rules=sorted(ids_a ^ ids_b),
                     parameters=params,
                 )
             )

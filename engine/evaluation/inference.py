@@ -29,13 +29,14 @@ import itertools
 import json
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from engine.errors import EngineError
 from engine.evaluation.compiler import CATCH_ALL, Branch, CompiledRuleset
 from engine.evaluation.firing import Firing
-from engine.model.facts import DERIVED, PATIENT, unflatten
-from engine.model.questionnaire import Questionnaire
+from engine.model.facts import DERIVED, PATIENT, SEP, unflatten
+from engine.model.questionnaire import UNKNOWN, Questionnaire
 
 PATIENT_SEEN = "zz-patient-seen"
 """Fires once per patient (last): every session has fired an action before it is deleted."""
@@ -46,6 +47,7 @@ ACCEPT_ANY = "zz-accept-any-fact"
 NEVER = "\u0000never"
 
 _HANDLED, _NOT_HANDLED, _OBSERVED = 0, 1, 2
+_UNKNOWN_ACTION: Any = object()
 
 _BARE_EXPONENT = re.compile(r"(?<=[:,\[ ])(-?\d+)(?=[eE])")
 
@@ -63,6 +65,88 @@ def to_json(data: Any) -> str:
     if "e-" in text or "e+" in text:
         text = _BARE_EXPONENT.sub(r"\1.0", text)
     return text
+
+
+def _number_text(value: int | float) -> str:
+    """A number as `to_json` writes it: Python's own text, with a decimal point before any exponent."""
+    text = repr(value)
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        if "." not in mantissa:
+            text = f"{mantissa}.0e{exponent}"
+    return text
+
+
+class Patient:
+    """One patient's answers as durable's patient fact (JSON text without its session id), written once.
+
+    The same text serves every profile's engine; the answers are read back from the answers
+    themselves, as `unflatten` would read them from the fact, only for the rules that fire.
+    """
+
+    __slots__ = ("text", "_read")
+
+    def __init__(self, text: str, read: Callable[[str], Any]) -> None:
+        self.text = text
+        self._read = read
+
+    def fact(self, fact_id: str) -> Any:
+        return self._read(fact_id)
+
+
+class PatientEncoder:
+    """Writes answers as the patient fact's JSON text in one pass: the same fact as `to_json(flatten(...))`.
+
+    What does not depend on the patient (each key's JSON, each choice's JSON, which options a
+    multiple-choice question has) is worked out once per questionnaire.
+    """
+
+    def __init__(self, questionnaire: Questionnaire) -> None:
+        self._head = f'"t":{json.dumps(PATIENT)},"id":{json.dumps(PATIENT)}'
+        self._fields: list[tuple[str, str, Any]] = []
+        self._options: dict[str, tuple[str, ...]] = {}
+        for qid, question in questionnaire.questions.items():
+            key = json.dumps(qid, ensure_ascii=False) + ":"
+            if question.type == "text":
+                continue
+            if question.type == "multiple":
+                options = tuple(question.values)
+                self._options[qid] = options
+                keys = tuple((o, json.dumps(f"{qid}{SEP}{o}", ensure_ascii=False) + ":") for o in options)
+                self._fields.append((qid, "multiple", keys))
+            elif question.type == "number":
+                self._fields.append((qid, "number", key))
+            else:
+                choices = [*question.values, UNKNOWN]
+                self._fields.append(
+                    (qid, "choice", (key, {c: key + json.dumps(c, ensure_ascii=False) for c in choices}))
+                )
+
+    def encode(self, answers: dict[str, Any]) -> Patient:
+        parts = [self._head]
+        add = parts.append
+        for qid, kind, spec in self._fields:
+            value = answers.get(qid, UNKNOWN)
+            if kind == "choice":
+                key, written = spec
+                text = written.get(value)
+                add(text if text is not None else key + to_json(value))
+            elif value == UNKNOWN:
+                continue
+            elif kind == "number":
+                add(spec + _number_text(value))
+            else:
+                for option, key in spec:
+                    add(key + ("true" if option in value else "false"))
+        options = self._options
+
+        def read(fact_id: str) -> Any:
+            value = answers.get(fact_id, UNKNOWN)
+            if fact_id in options and value != UNKNOWN:
+                return [o for o in options[fact_id] if o in value]
+            return value
+
+        return Patient(",".join(parts), read)
 
 
 def _host_ruleset(name: str, definition: dict[str, Any]) -> tuple[Any, Any, Any]:
@@ -105,7 +189,7 @@ def _joined(body: dict[str, Any]) -> tuple[tuple[str, bool], ...]:
 class _Run:
     """The state of one patient's evaluation, shared with the actions."""
 
-    def __init__(self, patient: dict[str, Any], sid: str) -> None:
+    def __init__(self, patient: Patient, sid: str) -> None:
         self.patient = patient
         self.sid = sid
         self.answers: dict[str, Any] = {}
@@ -142,7 +226,6 @@ class DurableEngine:
         rule_id = branch.rule.id
         derive = branch.rule.then.derive
         answer_facts = branch.answer_facts
-        questionnaire = self._questionnaire
         derived_fact = ""  # the derived fact's JSON, completed with the session id
         if derive is not None:
             body = {"t": DERIVED, "id": f"{DERIVED}:{derive}", "name": derive, "value": branch.holds, "sid": ""}
@@ -155,7 +238,7 @@ class DurableEngine:
             facts: dict[str, Any] = {}
             for fact in answer_facts:
                 if fact not in run.answers:
-                    run.answers[fact] = unflatten(run.patient, fact, questionnaire)
+                    run.answers[fact] = run.patient.fact(fact)
                 facts[fact] = run.answers[fact]
             for name, value in joined:
                 facts[name] = value
@@ -179,17 +262,23 @@ class DurableEngine:
         return name
 
     def run(self, patient: dict[str, Any]) -> list[Firing]:
-        """Evaluate one patient's flattened fact; return the firings in the order they fired."""
+        """Evaluate one patient's flattened fact (see `flatten`); return the firings in the order they fired."""
+        fact = {k: v for k, v in patient.items() if k != "sid"}
+        text = to_json(fact)[1:-1]
+        return self.run_patient(Patient(text, lambda fact_id: unflatten(fact, fact_id, self._questionnaire)))
+
+    def run_patient(self, patient: Patient) -> list[Firing]:
+        """Evaluate one patient (see `PatientEncoder`); return the firings in the order they fired."""
         if threading.get_ident() != self._thread:
             raise EngineError("a rule engine was used from a second thread; use one engine per thread or process")
         if self._run is not None:
             raise EngineError("an evaluation is already running on this engine")
-        native, handle = self._native, self._handle
+        native, handle, actions = self._native, self._handle, self._actions
         sid = str(next(self._sids))
         self._run = run = _Run(patient, sid)
         name, started, message = "", None, None
         try:
-            code, state = native.assert_facts(handle, to_json([{**patient, "sid": sid}]))
+            code, state = native.assert_facts(handle, f'[{{{patient.text},"sid":"{sid}"}}]')
             if code != _HANDLED:
                 raise EngineError(f"the rule engine could not take the patient's answers (code {code})")
             started = native.start_action_for_state(handle, state)
@@ -197,8 +286,11 @@ class DurableEngine:
                 raise EngineError("the rule engine did not read the patient's answers")
             session, message = started
             while message is not None:
-                name = self._action_name(message)
-                act = self._actions[name]
+                name = message[2 : message.find('"', 2)]
+                act = actions.get(name, _UNKNOWN_ACTION)
+                if act is _UNKNOWN_ACTION:  # a name with an escape in it: read the message in full
+                    name = self._action_name(message)
+                    act = actions[name]
                 if act is not None:
                     act(run)
                 native.update_state(handle, session)

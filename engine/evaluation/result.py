@@ -15,12 +15,13 @@ from pydantic import BaseModel, ConfigDict
 
 from engine.evaluation.firing import Firing
 from engine.model.knowledge import PROCEDURE_IDS, Disagreement, Knowledge
-from engine.model.rulebook import STATUS_RANK, Rule, Rulebook, Status, Step
+from engine.model.rulebook import STATUS_RANK, STATUSES, Rule, Rulebook, Status, Step
 
 SCHEMA = "pain-sdm/result/1"
 SUMMARY_SCHEMA = "pain-sdm/result-summary/1"
 
 FALLBACK_ID = "FALLBACK"
+FALLBACK_SET = frozenset({FALLBACK_ID})
 FALLBACK_TEXT = (
     "None of the rules that would open this option applied to your answers. "
     "Answers marked 'not sure' can be the reason; your clinician can check."
@@ -257,6 +258,29 @@ class ResultBuilder:
             trace=found.trace,
             disagreements=found.disagreements,
         )
+
+    def statuses(self, firings: list[Firing]) -> dict[str, tuple[Status, frozenset[str]]]:
+        """Each procedure's status and the ids of the rules that set a status on it, as `build` resolves them.
+
+        For comparing profiles: no evidence record is built (the shared templates are read).
+        """
+        rank: dict[str, int] = {}
+        reasons: dict[str, set[str]] = {}
+        for firing in firings:
+            f = self._template(firing)
+            if f.kind != "status" or f.status is None:
+                continue
+            for pid in f.procedures:
+                rank[pid] = max(rank.get(pid, -1), STATUS_RANK[f.status])
+                reasons.setdefault(pid, set()).add(f.rule_id)
+        return {
+            pid: (STATUSES[rank[pid]], frozenset(reasons[pid])) if pid in rank else ("not_indicated", FALLBACK_SET)
+            for pid in PROCEDURE_IDS
+        }
+
+    def criteria_held(self, firings: list[Firing]) -> set[str]:
+        """`criteria_held` of these firings' findings, without building them."""
+        return criteria_held(self._template(f) for f in firings)
 
     def summarize(self, firings: list[Firing]) -> dict[str, Any]:
         """`summary(self.build(firings))`, without building the evidence records (much faster)."""

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from engine.errors import DataFileError, Problem
+from engine.model import parse_cache
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 32
@@ -127,7 +128,14 @@ def read_data(path: Path, error: type[DataFileError] = DataFileError) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error(Problem(name, "", "", "the file is not UTF-8 text; expected YAML or JSON")) from exc
-    return parse_text(text, name, error)
+    cache = parse_cache.ACTIVE.get()
+    if cache is None:
+        return parse_text(text, name, error)
+    data = cache.get(raw)
+    if data is parse_cache.MISSING:
+        data = parse_text(text, name, error)
+        cache.put(raw, data)
+    return data
 
 
 def _entry_label(data: Any, loc: tuple[Any, ...], entry_key: str) -> tuple[str, int]:

@@ -1,0 +1,154 @@
+"""A cache of parsed data files, so that start-up does not parse the same YAML again.
+
+Parsing the knowledge and rule files with YAML is most of a command's start-up; reading the
+same data back as JSON is about forty times faster. The cache is kept safe this way:
+
+- one cache file per rulebook version (the content hash of every rule and knowledge file),
+  in the user's cache folder (`$PAIN_SDM_CACHE`, else platformdirs' user cache folder;
+  `PAIN_SDM_CACHE=off` turns it off);
+- inside it, each file's parsed data is keyed by the SHA-256 of that file's bytes, so a file
+  that changed (or any file not seen before) is parsed again, never taken from the cache;
+- the cache file names its format and rulebook version and carries a digest of its entries:
+  one that does not match (another version, truncated, edited) is ignored and rebuilt;
+- data goes in only if it reads back equal to what YAML gave (dates are tagged), and what
+  comes out is validated by the same pydantic models as always.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+ENV_VAR = "PAIN_SDM_CACHE"
+FORMAT = "pain-sdm/parsed-data/1"
+_DATE = "$date"
+_DATETIME = "$datetime"
+MISSING: Any = object()
+
+
+def cache_folder() -> Path | None:
+    """Where cache files live: `$PAIN_SDM_CACHE`, else the user's cache folder; None when turned off."""
+    env = os.environ.get(ENV_VAR)
+    if env is not None:
+        return None if env.strip().lower() in ("", "off", "0", "no") else Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("pain-sdm"))
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, dt.datetime):
+        return {_DATETIME: value.isoformat()}
+    if isinstance(value, dt.date):
+        return {_DATE: value.isoformat()}
+    return value
+
+
+def _decode_object(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1:
+        if _DATE in obj and isinstance(obj[_DATE], str):
+            return dt.date.fromisoformat(obj[_DATE])
+        if _DATETIME in obj and isinstance(obj[_DATETIME], str):
+            return dt.datetime.fromisoformat(obj[_DATETIME])
+    return obj
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, and of the same types all the way down (1 and 1.0 and True are told apart)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def file_key(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+class ParseCache:
+    """The parsed data of one rulebook version's files, keyed by each file's content hash."""
+
+    def __init__(self, version: str, folder: Path | None) -> None:
+        self.version = version
+        self.path = None if folder is None else folder / f"parsed-{version}.json"
+        self.entries: dict[str, Any] = {}
+        self.changed = False
+        if self.path is not None:
+            self.entries = self._read(self.path)
+
+    def _read(self, path: Path) -> dict[str, Any]:
+        """The entries of a cache file: a header line (format, version, digest of the rest), then the entries."""
+        try:
+            header_line, _, body = path.read_bytes().partition(b"\n")
+            header = json.loads(header_line)
+            if header != {"format": FORMAT, "version": self.version, "digest": hashlib.sha256(body).hexdigest()}:
+                return {}
+            entries = json.loads(body, object_hook=_decode_object)
+        except (OSError, ValueError):
+            return {}
+        return entries if isinstance(entries, dict) else {}
+
+    def get(self, raw: bytes) -> Any:
+        """The parsed data of a file with these bytes, or MISSING."""
+        return self.entries.get(file_key(raw), MISSING)
+
+    def put(self, raw: bytes, data: Any) -> None:
+        """Keep a file's parsed data, if it reads back exactly as parsed."""
+        if self.path is None:
+            return
+        encoded = _encode(data)
+        if not _same(json.loads(json.dumps(encoded), object_hook=_decode_object), data):
+            return
+        self.entries[file_key(raw)] = data
+        self.changed = True
+
+    def save(self) -> None:
+        """Write the cache atomically (only if something was added); a folder that cannot be written is skipped."""
+        if self.path is None or not self.changed:
+            return
+        body = json.dumps({k: _encode(v) for k, v in self.entries.items()}, ensure_ascii=False).encode()
+        header = {"format": FORMAT, "version": self.version, "digest": hashlib.sha256(body).hexdigest()}
+        data = json.dumps(header).encode() + b"\n" + body
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            for old in self.path.parent.glob("parsed-*.json"):
+                if old != self.path:
+                    old.unlink(missing_ok=True)
+            fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=".parsed-", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                os.replace(temp, self.path)
+            finally:
+                Path(temp).unlink(missing_ok=True)
+        self.changed = False
+
+
+ACTIVE: ContextVar[ParseCache | None] = ContextVar("parse_cache", default=None)
+
+
+@contextlib.contextmanager
+def using(version: str) -> Iterator[ParseCache]:
+    """Data files read inside this block come from (and go into) the cache of this rulebook version."""
+    cache = ParseCache(version, cache_folder())
+    token = ACTIVE.set(cache)
+    try:
+        yield cache
+    finally:
+        ACTIVE.reset(token)
+    cache.save()
