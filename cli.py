@@ -665,6 +665,68 @@ def records_replay(
     _warn_integrity(problems, store.path)
 
 
+accounts_app = typer.Typer(help="Clinician accounts for `pain-sdm serve` (needed to serve beyond this computer).")
+app.add_typer(accounts_app, name="accounts")
+AccountsOpt = Annotated[
+    Path | None,
+    typer.Option("--accounts", help="The clinician accounts file (see `pain-sdm accounts add`)."),
+]
+
+
+@app.command()
+@handles_errors
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; any but loopback needs --accounts.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any free port).")] = 8000,
+    db: DbOpt = None,
+    accounts: AccountsOpt = None,
+    tls_cert: Annotated[Path | None, typer.Option("--tls-cert", help="Serve HTTPS with this certificate.")] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="The certificate's private key.")] = None,
+    link_hours: Annotated[
+        float, typer.Option("--link-hours", min=0.1, max=24 * 90, help="How long a patient's link or code works.")
+    ] = 72.0,
+    rules: RulesOpt = None,
+    knowledge: KnowledgeOpt = None,
+) -> None:
+    """Serve the clinic's web app: the patient's pre-visit form and the clinician's consultation view."""
+    from engine.web.app import serve as run_server
+
+    run_server(
+        host=host,
+        port=port,
+        db=db,
+        accounts_file=accounts,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        link_hours=link_hours,
+        rules=rules,
+        knowledge=knowledge,
+        say=functools.partial(typer.echo, err=False),
+    )
+
+
+@accounts_app.command("add")
+@handles_errors
+def accounts_add(
+    name: Annotated[str, typer.Argument(help="The clinician's account name (one word).")],
+    accounts: Annotated[Path, typer.Option("--accounts", help="The accounts file (created if missing).")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from the first line of standard input.")
+    ] = False,
+) -> None:
+    """Add a clinician (or change their password); the password is stored only as an argon2 hash."""
+    from engine.web.auth import add_account
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    add_account(accounts, name, password)
+    typer.echo(f"{name} can now sign in; accounts in {accounts}")
+
+
 def main() -> None:
     app()
 

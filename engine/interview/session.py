@@ -8,6 +8,7 @@ session is a draft; they are validated strictly when evaluated.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -82,3 +83,15 @@ def save_session(session: Session, path: Path) -> None:
     """Save atomically (a draft is overwritten in place; a crash never leaves half a file)."""
     updated = session.model_copy(update={"updated": _now()})
     write_atomic(path, json.dumps(updated.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n", force=True)
+
+
+def record_digest(db: Path, profile: str, rulebook: str, answers: dict[str, Any], session: Session) -> str:
+    """A digest of what a record of this session would hold: a session stores a new record only when it changes."""
+    stored = {
+        "db": str(db.resolve()),
+        "profile": profile,
+        "rulebook": rulebook,
+        "answers": answers,
+        **session.model_dump(mode="json", include={"sure", "decision", "notes", "clinician"}),
+    }
+    return hashlib.sha256(json.dumps(stored, sort_keys=True).encode()).hexdigest()

@@ -18,8 +18,6 @@ review screen) are removed, so the saved answers always match what was asked.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 import math
 import re
 import shutil
@@ -39,7 +37,7 @@ from rich.text import Text
 from engine.errors import AnswersError, KnowledgeError, PainSdmError, Problem, UsageError
 from engine.evaluation.aid import DecisionAid
 from engine.evaluation.result import Result
-from engine.interview.session import SURE_ITEMS, Session, SureResult, load_session, save_session
+from engine.interview.session import SURE_ITEMS, Session, SureResult, load_session, record_digest, save_session
 from engine.model.conditions import Condition, Truth, compare, kleene_all, kleene_any
 from engine.model.facts import known
 from engine.model.knowledge import PROCEDURE_IDS
@@ -676,14 +674,8 @@ class Interview:
         from engine.records.store import record_evaluation, resolve_path
 
         db = resolve_path(self.records_db)
-        stored = {
-            "db": str(db.resolve()),
-            "profile": result.profile,
-            "rulebook": result.rulebook_version,
-            "answers": answers.model_dump(mode="json"),
-            **self.session.model_dump(mode="json", include={"sure", "decision", "notes", "clinician"}),
-        }
-        digest = hashlib.sha256(json.dumps(stored, sort_keys=True).encode()).hexdigest()
+        answered = answers.model_dump(mode="json")
+        digest = record_digest(db, result.profile, result.rulebook_version, answered, self.session)
         if self.session.record_id is not None and self.session.record_of == digest:
             self.console.print(f"Already stored as record number {self.session.record_id} in {db}; nothing changed.")
             return
