@@ -2,8 +2,9 @@
 
 An interrupted write (Ctrl-C, a crash) leaves either the old file or nothing: never a
 partial file. An existing file is overwritten only when the user said --force (OutputError,
-exit 1); a path that cannot be written at all (a folder, a missing folder, a file system
-that refuses it) is a bad option (UsageError, exit 2).
+exit 1); a path that cannot be written at all (a folder, a missing folder, a device, pipe or
+socket, or anything else that is not a regular file, a file system that refuses it) is a bad
+option (UsageError, exit 2): --force never replaces a device node.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def open_atomic(path: Path, force: bool = False) -> Iterator[BinaryIO]:
     """
     if path.is_dir():
         raise UsageError(f"{path} is a directory; give a file name")
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{path} is not a regular file (a device, pipe or socket); give a file name")
     if path.exists() and not force:
         raise OutputError(f"{path} already exists; use --force to overwrite it")
     parent = path.parent if str(path.parent) else Path(".")
@@ -50,6 +53,8 @@ def open_atomic(path: Path, force: bool = False) -> Iterator[BinaryIO]:
             os.fsync(handle.fileno())
         if path.exists() and not force:
             raise OutputError(f"{path} appeared while it was being written; use --force to overwrite it")
+        if path.exists() and not path.is_file():
+            raise UsageError(f"{path} is not a regular file (a device, pipe or socket); give a file name")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

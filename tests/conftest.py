@@ -7,6 +7,7 @@ and building a durable_rules host per test would only slow the suite down.
 from __future__ import annotations
 
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,15 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 @pytest.fixture(scope="session")
 def aid() -> DecisionAid:
     return DecisionAid.load()
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the shipped rules and knowledge directories, for a test to break one thing in."""
+    rules, knowledge = tmp_path / "rules", tmp_path / "knowledge"
+    shutil.copytree(ROOT / "rules", rules)
+    shutil.copytree(ROOT / "knowledge", knowledge)
+    return rules, knowledge
 
 
 @pytest.fixture(scope="session")

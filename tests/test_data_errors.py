@@ -6,7 +6,6 @@ the error message. A rule that cannot be evaluated must fail here, never at run 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,14 +15,6 @@ from engine.errors import DataFileError, KnowledgeError, RulebookError
 from engine.evaluation.aid import DecisionAid
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def data(tmp_path: Path) -> tuple[Path, Path]:
-    rules, knowledge = tmp_path / "rules", tmp_path / "knowledge"
-    shutil.copytree(ROOT / "rules", rules)
-    shutil.copytree(ROOT / "knowledge", knowledge)
-    return rules, knowledge
 
 
 def edit(path: Path, old: str, new: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from engine.errors import AnswersError
+from engine.errors import AnswersError, Problem
 from engine.evaluation.compiler import CompiledRuleset, compile_rulebook
 from engine.evaluation.engines import PerThread
 from engine.evaluation.evaluator import Evaluator
@@ -73,11 +73,29 @@ class DecisionAid:
             raise AnswersError(f"{name}: expected a mapping of question ids to answers, got {type(data).__name__}")
         return validate(self.answers_model, data, name, AnswersError, entry_key="\0")
 
+    def unwrap_answers(self, data: Any, name: str) -> Any:
+        """The answers of a file that wraps them in `answers:` (a saved session, a record), else the file itself.
+
+        A question id beside the `answers:` mapping would be dropped without a word (a red flag
+        among them), so such a file is refused, naming those answers.
+        """
+        if not (isinstance(data, dict) and isinstance(data.get("answers"), dict)):
+            return data
+        stray = [key for key in data if key in self.questionnaire.questions]
+        if stray:
+            raise AnswersError(
+                Problem(
+                    name,
+                    "",
+                    ", ".join(stray),
+                    "answers are given both at the top level and under `answers:`; the top-level ones "
+                    f"({', '.join(stray)}) would be ignored. Put every answer under `answers:`, or none",
+                )
+            )
+        return data["answers"]
+
     def read_answers(self, path: Path) -> BaseModel:
-        data = read_data(path, AnswersError)
-        if isinstance(data, dict) and isinstance(data.get("answers"), dict):
-            data = data["answers"]  # a saved session or record wraps the answers
-        return self.parse_answers(data, str(path))
+        return self.parse_answers(self.unwrap_answers(read_data(path, AnswersError), str(path)), str(path))
 
     def compiled(self, profile: str) -> CompiledRuleset:
         if profile not in self._compiled:

@@ -36,6 +36,7 @@ memory stays flat whatever the size of the file.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import multiprocessing
 import re
@@ -44,12 +45,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from engine.errors import AnswersError, DataFileError, PainSdmError, Problem, UsageError
 from engine.evaluation.aid import DecisionAid
 from engine.evaluation.result import summary
-from engine.model.loading import MAX_FILE_BYTES
+from engine.model.loading import MAX_FILE_BYTES, DuplicateKey, load_json, open_regular
 from engine.model.questionnaire import UNKNOWN, Question, Questionnaire
 from engine.output import open_atomic
 
@@ -58,8 +59,9 @@ CHUNK_SIZE = 200
 IN_FLIGHT_PER_WORKER = 3
 NONE_CHOSEN = "[]"
 CHOICE_SEPARATOR = ";"
-_INTEGER = re.compile(r"[+-]?\d+")
-_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+"""Numbers are ASCII digits only: a regex digit class and int() would also read Arabic-Indic or full-width digits."""
 
 Payload = bytes | list[str]
 """One raw record: a JSON line, or a CSV row's cells."""
@@ -114,7 +116,7 @@ def count_lines(path: Path) -> int:
     """The number of lines in a file, for a progress bar's total."""
     count = 0
     last = b"\n"
-    with path.open("rb") as handle:
+    with open_regular(path, AnswersError) as handle:
         while block := handle.read(1 << 20):
             count += block.count(b"\n")
             last = block[-1:]
@@ -124,19 +126,39 @@ def count_lines(path: Path) -> int:
 # --- reading records ---------------------------------------------------------------------------
 
 
+def _bounded_lines(handle: BinaryIO) -> Iterator[bytes]:
+    """The file's lines, none read beyond MAX_FILE_BYTES: a longer line is cut there (and refused as too large)."""
+    while line := handle.readline(MAX_FILE_BYTES + 1):
+        if len(line) > MAX_FILE_BYTES and not line.endswith(b"\n"):
+            while (rest := handle.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass  # the rest of an over-long line is skipped, never held in memory
+        yield line
+
+
 def _jsonl_records(path: Path) -> Iterator[tuple[int, Payload]]:
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
+    with open_regular(path, AnswersError) as handle:
+        for number, raw in enumerate(_bounded_lines(handle), start=1):
             if raw.strip():
                 yield number, raw
+
+
+def _text_lines(handle: BinaryIO, name: str) -> Iterator[str]:
+    """A CSV file's lines as text (UTF-8, a byte-order mark dropped), none longer than MAX_FILE_BYTES."""
+    text = io.TextIOWrapper(handle, encoding="utf-8-sig", newline="")
+    number = 0
+    while line := text.readline(MAX_FILE_BYTES + 1):
+        number += 1
+        if len(line) > MAX_FILE_BYTES:
+            raise AnswersError(Problem(name, f"line {number}", "", f"the line is longer than {MAX_FILE_BYTES} bytes"))
+        yield line
 
 
 def read_header(path: Path, questionnaire: Questionnaire) -> list[str]:
     """A CSV file's header: every column must be a question id, each named once."""
     name = str(path)
-    with _open_csv(path) as handle:
+    with open_regular(path, AnswersError) as handle:
         try:
-            header = next(csv.reader(handle), None)
+            header = next(csv.reader(_text_lines(handle, name)), None)
         except (UnicodeDecodeError, csv.Error) as exc:
             raise AnswersError(Problem(name, "line 1", "", f"cannot read the header: {exc}")) from exc
     if not header or not any(c.strip() for c in header):
@@ -154,16 +176,9 @@ def read_header(path: Path, questionnaire: Questionnaire) -> list[str]:
     return [c.strip() for c in header]
 
 
-def _open_csv(path: Path) -> Any:
-    try:
-        return path.open("r", encoding="utf-8-sig", newline="")
-    except OSError as exc:
-        raise AnswersError(Problem(str(path), "", "", f"cannot read the file: {exc.strerror}")) from exc
-
-
 def _csv_records(path: Path) -> Iterator[tuple[int, Payload]]:
-    with _open_csv(path) as handle:
-        reader = csv.reader(handle)
+    with open_regular(path, AnswersError) as handle:
+        reader = csv.reader(_text_lines(handle, str(path)))
         next(reader, None)  # the header, checked by read_header
         start = reader.line_num + 1
         try:
@@ -177,38 +192,38 @@ def _csv_records(path: Path) -> Iterator[tuple[int, Payload]]:
 
 def read_records(path: Path, kind: str) -> Iterator[tuple[int, Payload]]:
     """Each record's line number and raw content, read lazily."""
-    if not path.is_file():
-        raise AnswersError(Problem(str(path), "", "", "no such file"))
+    with open_regular(path, AnswersError):
+        pass  # refused now, before anything runs, if missing or not a regular file (a FIFO would block)
     return _csv_records(path) if kind == ".csv" else _jsonl_records(path)
 
 
 class RecordDecoder:
     """Turns one raw record into answers for `DecisionAid.parse_answers`."""
 
-    def __init__(self, questionnaire: Questionnaire, header: list[str] | None) -> None:
+    def __init__(self, aid: DecisionAid, header: list[str] | None) -> None:
+        self.aid = aid
         self.header = header
-        self.columns = [questionnaire.questions[c] for c in header] if header else []
+        self.columns = [aid.questionnaire.questions[c] for c in header] if header else []
 
     def decode(self, payload: Payload, where: str) -> Any:
         if isinstance(payload, bytes):
             return self._json(payload, where)
         return self._row(payload, where)
 
-    @staticmethod
-    def _json(raw: bytes, where: str) -> Any:
+    def _json(self, raw: bytes, where: str) -> Any:
         if len(raw) > MAX_FILE_BYTES:
             raise AnswersError(Problem(where, "", "", f"the record is larger than {MAX_FILE_BYTES} bytes"))
         try:
-            data = json.loads(raw)
+            data = load_json(raw)
+        except DuplicateKey as exc:
+            raise AnswersError(Problem(where, "", "", exc.message())) from exc
         except UnicodeDecodeError as exc:
             raise AnswersError(Problem(where, "", "", "the line is not UTF-8 text")) from exc
         except json.JSONDecodeError as exc:
             raise AnswersError(Problem(where, "", "", f"not valid JSON: {exc.msg} at column {exc.colno}")) from exc
         except RecursionError as exc:
             raise AnswersError(Problem(where, "", "", "nested too deeply")) from exc
-        if isinstance(data, dict) and isinstance(data.get("answers"), dict):
-            data = data["answers"]
-        return data
+        return self.aid.unwrap_answers(data, where)
 
     def _row(self, row: list[str], where: str) -> dict[str, Any]:
         if len(row) > len(self.columns):
@@ -299,7 +314,7 @@ def _start_worker(options: BatchOptions, header: list[str] | None, source: str) 
     global _worker
     try:
         aid = DecisionAid.load(options.rules_dir, options.knowledge_dir)
-        _worker = ChunkEvaluator(aid, RecordDecoder(aid.questionnaire, header), source, options)
+        _worker = ChunkEvaluator(aid, RecordDecoder(aid, header), source, options)
     except PainSdmError as exc:  # raised again in the parent by _work: a failing initializer would loop
         _worker = _failure(exc)
 
@@ -388,7 +403,7 @@ def run_batch(
     chunks = _chunks(records, chunk_size)
     with open_atomic(output, force) as handle:
         if workers == 1:
-            evaluator = ChunkEvaluator(aid, RecordDecoder(aid.questionnaire, header), str(source), options)
+            evaluator = ChunkEvaluator(aid, RecordDecoder(aid, header), str(source), options)
             results: Iterator[Chunk] = (evaluator.evaluate(chunk) for chunk in chunks)
         else:
             results = _in_order(chunks, workers, options, header, str(source))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Op = Literal[
     "==",
@@ -94,6 +94,17 @@ class Condition(BaseModel):
     value: Scalar | list[Scalar] | None = Field(default=None, examples=[3])
     param: str | None = Field(default=None, examples=["chronic_pain_months"])
 
+    @field_validator("value", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        """Refuse true/false before pydantic would read it as 1/0 (YAML reads a bare yes as true)."""
+        if isinstance(value, bool) or (isinstance(value, list) and any(isinstance(v, bool) for v in value)):
+            raise ValueError(
+                f"got {value!r}: in YAML a bare yes, no, on, off, true or false is read as true or false; "
+                "write a yes/no answer as the quoted string 'yes' or 'no', and a number as a number"
+            )
+        return value
+
     @model_validator(mode="after")
     def _one_kind(self) -> Condition:
         kinds = [k for k in ("all", "any", "not_", "fact") if getattr(self, k) is not None]
@@ -107,10 +118,6 @@ class Condition(BaseModel):
                 raise ValueError(f"`{self.op}` takes no `value` or `param`")
             if self.op not in UNARY_OPS and (self.value is None) == (self.param is None):
                 raise ValueError(f"`{self.fact} {self.op}` needs exactly one of `value` or `param`")
-            if isinstance(self.value, bool) or (
-                isinstance(self.value, list) and any(isinstance(v, bool) for v in self.value)
-            ):
-                raise ValueError("write yes/no answers as the strings 'yes' or 'no', not true/false")
         elif self.fact is None and (self.op or self.value is not None or self.param):
             raise ValueError("`op`, `value` and `param` belong to an atom with a `fact`")
         return self

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from engine.errors import Problem, RulebookError, UsageError
 from engine.model.conditions import UNARY_OPS, Condition
 from engine.model.knowledge import PROCEDURE_IDS, Knowledge, ProcedureId, Strict
-from engine.model.loading import load_file, validate
+from engine.model.loading import load_file, read_bounded, validate
 from engine.model.questionnaire import Questionnaire
 
 Status = Literal["candidate", "after_prerequisite", "not_indicated", "deferred"]
@@ -203,7 +203,7 @@ def content_hash(roots: dict[str, Path]) -> str:
     for kind, root in sorted(roots.items()):
         for path in sorted(root.rglob("*.yaml")):
             digest.update(f"{kind}/{path.relative_to(root).as_posix()}\0".encode())
-            digest.update(path.read_bytes())
+            digest.update(read_bounded(path, RulebookError))  # never a FIFO, device or folder, never unbounded
             digest.update(b"\0")
     return digest.hexdigest()[:16]
 

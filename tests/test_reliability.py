@@ -1,0 +1,239 @@
+"""Issue 13: nothing the user entered is silently lost, no hang, no traceback, nothing written on failure.
+
+Each test reproduces one defect found by probing as an attacker and a careless user would;
+it failed before the fix. Tests go through the real command line where a user sees the result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_cli
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_data_errors import edit
+
+from engine.errors import AnswersError, DataFileError
+from engine.evaluation.aid import DecisionAid
+from engine.evaluation.batch import cell_value
+
+SCIATICA = ROOT / "examples" / "sciatica.yaml"
+
+
+def load_error(data: tuple[Path, Path], file: str, old: str, new: str) -> str:
+    """Break one thing in a copy of the rules and knowledge; the load error's message."""
+    rules, knowledge = data
+    edit(rules / file if not file.startswith("knowledge/") else knowledge / file.removeprefix("knowledge/"), old, new)
+    with pytest.raises(DataFileError) as caught:
+        DecisionAid.load(rules, knowledge)
+    return str(caught.value)
+
+
+# --- 1. nothing the user entered is silently lost -----------------------------------------------
+
+
+def test_answers_beside_an_answers_mapping_are_refused_naming_them(tmp_path: Path) -> None:
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text("red_flags: [new_weakness]\nanswers: {pain_intensity: 5}\n")
+    out = run_cli("evaluate", str(mixed))
+    assert out.returncode == 2, out.stdout
+    assert "red_flags" in out.stderr and "would be ignored" in out.stderr
+    assert out.stdout == ""
+
+
+def test_a_record_or_session_wrapper_alone_still_reads(tmp_path: Path) -> None:
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text(json.dumps({"format": "x", "id": 3, "answers": {"red_flags": ["new_weakness"]}}))
+    out = run_cli("evaluate", str(wrapped), "-f", "json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["urgent_assessment"] is True
+
+
+def test_batch_line_with_answers_beside_the_mapping_is_invalid(tmp_path: Path) -> None:
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text(json.dumps({"red_flags": ["new_weakness"], "answers": {"pain_intensity": 5}}) + "\n")
+    out = run_cli("evaluate", "--batch", str(source), "-o", str(target))
+    assert out.returncode == 1
+    assert "red_flags" in out.stderr and "would be ignored" in out.stderr
+    assert "error" in json.loads(target.read_text())
+
+
+@pytest.mark.parametrize(
+    ("suffix", "text", "lines"),
+    [
+        (".json", '{"red_flags":["new_weakness"],\n "red_flags":[]}', "lines 1 and 2"),
+        (".json", '{"red_flags":["new_weakness"],"red_flags":[]}', "line 1, columns 2 and 31"),
+        (".yaml", "pain_intensity: 5\nred_flags: [new_weakness]\nred_flags: []\n", "lines 2 and 3"),
+    ],
+)
+def test_a_key_given_twice_is_refused_naming_it_and_both_lines(
+    tmp_path: Path, suffix: str, text: str, lines: str
+) -> None:
+    answers = tmp_path / f"dup{suffix}"
+    answers.write_text(text)
+    out = run_cli("evaluate", str(answers))
+    assert out.returncode == 2, out.stdout
+    assert "`red_flags` is given twice" in out.stderr
+    assert lines in out.stderr
+
+
+def test_a_duplicate_key_in_a_rule_file_is_refused(data: tuple[Path, Path]) -> None:
+    version_twice = "    version: 2\n    version: 3\n    status: active\n"
+    message = load_error(data, "20-options.yaml", "    version: 2\n    status: active\n", version_twice)
+    assert re.search(r"`version` is given twice .*lines \d+ and \d+", message), message
+
+
+def test_a_duplicate_key_in_a_batch_line_is_an_invalid_record(tmp_path: Path) -> None:
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text('{"red_flags":["new_weakness"],"red_flags":[]}\n')
+    out = run_cli("evaluate", "--batch", str(source), "-o", str(target))
+    assert out.returncode == 1
+    assert "`red_flags` is given twice" in out.stderr
+
+
+@pytest.mark.parametrize("cell", ["٤٦", "４６", "٤٦.٥", "46\u0660"])
+def test_csv_numbers_are_ascii_digits_only(aid: DecisionAid, cell: str) -> None:
+    question = aid.questionnaire.questions["age_years"]
+    assert cell_value(question, cell) == cell  # left as text: validation says a number is expected
+    with pytest.raises(AnswersError, match="age_years"):
+        aid.parse_answers({"age_years": cell_value(question, cell)})
+
+
+def test_csv_ascii_numbers_still_read(aid: DecisionAid) -> None:
+    question = aid.questionnaire.questions["pain_duration_months"]
+    assert cell_value(question, "46") == 46
+    assert cell_value(question, "2.5") == 2.5
+
+
+def test_yaml_yes_as_a_yes_no_rule_value_is_refused_with_the_hint(data: tuple[Path, Path]) -> None:
+    message = load_error(data, "10-derived.yaml", 'value: "yes"}', "value: yes}")
+    assert "got True" in message and "quote" in message
+    assert "is not a choice" not in message
+
+
+def test_yaml_no_on_a_number_fact_is_refused_not_read_as_zero(data: tuple[Path, Path]) -> None:
+    atom = '        - {fact: pain_duration_months, op: ">=", %s}'
+    message = load_error(data, "20-options.yaml", atom % "param: esi_min_pain_months", atom % "value: no")
+    assert "got False" in message and "quote" in message
+
+
+def test_yaml_boolean_in_a_knowledge_text_field_gets_the_hint(data: tuple[Path, Path]) -> None:
+    message = load_error(data, "knowledge/questionnaire.yaml", "        unit: years\n", "        unit: yes\n")
+    assert "got True" in message and "quote it" in message
+
+
+# --- fuzz: answer files that could lose what was entered ------------------------------------------
+
+KEYS = st.sampled_from(["red_flags", "pain_intensity", "age_years", "answers", "format"])
+VALUES = st.sampled_from(['["new_weakness"]', "[]", "5", '"unknown"', '{"pain_intensity": 5}'])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pairs=st.lists(st.tuples(KEYS, VALUES), min_size=1, max_size=5), as_json=st.booleans())
+def test_fuzz_no_answer_file_loses_an_answer_silently(
+    aid: DecisionAid, tmp_path: Path, pairs: list[tuple[str, str]], as_json: bool
+) -> None:
+    """Whatever is read back holds every answer written, or the file is refused with a message."""
+    if as_json:
+        text = "{" + ",".join(f'"{k}": {v}' for k, v in pairs) + "}"
+    else:
+        text = "".join(f"{k}: {v}\n" for k, v in pairs)
+    path = tmp_path / ("fuzz.json" if as_json else "fuzz.yaml")
+    path.write_text(text)
+    keys = [k for k, _ in pairs]
+    try:
+        parsed = aid.read_answers(path).model_dump(exclude_unset=True)
+    except DataFileError:
+        return  # refused, with a message: nothing lost silently
+    assert len(set(keys)) == len(keys), "a duplicate key was accepted"
+    given_here = dict(pairs)
+    if "answers" in given_here and given_here["answers"].startswith("{"):
+        assert not set(keys) & set(aid.questionnaire.questions), "answers beside `answers:` were accepted"
+    for key in set(keys) & set(aid.questionnaire.questions):
+        assert key in parsed
+
+
+# --- 3. no hang and no unbounded read --------------------------------------------------------------
+
+
+def _non_regular(kind: str, where: Path) -> Path:
+    if kind == "fifo":
+        os.mkfifo(where)
+        return where
+    if kind == "socket":
+        with socket.socket(socket.AF_UNIX) as server:
+            server.bind(str(where))  # the socket file stays after the socket is closed
+        return where
+    if kind == "folder":
+        where.mkdir()
+        return where
+    target = Path("/dev/zero") if kind == "device" else where.with_name("missing.yaml")
+    where.symlink_to(target)
+    return where
+
+
+NON_REGULAR = ["fifo", "device", "socket", "folder", "dangling_symlink"]
+
+
+@pytest.mark.parametrize("kind", NON_REGULAR)
+def test_answers_that_are_not_a_regular_file_are_refused_at_once(tmp_path: Path, kind: str) -> None:
+    path = _non_regular(kind, tmp_path / "answers.yaml")
+    out = run_cli("evaluate", str(path))
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "answers.yaml" in out.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "dangling_symlink"])
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_batch_input_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path, kind: str, suffix: str) -> None:
+    path = _non_regular(kind, tmp_path / f"in{suffix}")
+    out = run_cli("evaluate", "--batch", str(path), "-o", str(tmp_path / "out.jsonl"))
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "out.jsonl").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder", "dangling_symlink"])
+def test_a_non_regular_file_under_rules_or_knowledge_is_refused(data: tuple[Path, Path], kind: str) -> None:
+    rules, knowledge = data
+    for where in (rules / "60-extra.yaml", knowledge / "sources" / "extra.yaml"):
+        _non_regular(kind, where)
+    out = run_cli("rules", "list", "--rules", str(rules), "--knowledge", str(knowledge))
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr
+    assert "extra.yaml" in out.stderr
+
+
+def test_a_huge_batch_line_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
+    from engine.model.loading import MAX_FILE_BYTES
+
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    with source.open("wb") as handle:
+        handle.write(b'{"concerns": "' + b"x" * (MAX_FILE_BYTES + 10) + b'"}\n')
+        handle.write(json.dumps({"pain_intensity": 5}).encode() + b"\n")
+    out = run_cli("evaluate", "--batch", str(source), "-o", str(target))
+    assert out.returncode == 1, out.stderr
+    lines = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [line["line"] for line in lines] == [1, 2]
+    assert "error" in lines[0] and "result" in lines[1]
+
+
+def test_output_never_replaces_a_device_node_or_fifo(tmp_path: Path) -> None:
+    fifo = tmp_path / "out.json"
+    os.mkfifo(fifo)
+    out = run_cli("evaluate", str(SCIATICA), "-o", str(fifo), "--force")
+    assert out.returncode == 2, out.stderr
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    link = tmp_path / "null.json"
+    link.symlink_to("/dev/null")
+    out = run_cli("evaluate", str(SCIATICA), "-o", str(link), "--force")
+    assert out.returncode == 2, out.stderr
+    assert link.is_symlink() and stat.S_ISCHR(os.stat("/dev/null").st_mode)
