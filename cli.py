@@ -512,6 +512,54 @@ def summary(
     typer.echo(f"wrote {output}", err=True)
 
 
+fhir_app = typer.Typer(
+    help="Talk to an EHR: the questionnaire, answers and results as FHIR R4 resources (see 'Working with an EHR').",
+    no_args_is_help=True,
+)
+app.add_typer(fhir_app, name="fhir")
+FhirInputArg = Annotated[
+    Path,
+    typer.Argument(
+        metavar="ANSWERS", help="The patient's answers (YAML or JSON), a saved session or a QuestionnaireResponse."
+    ),
+]
+LabelOpt = Annotated[
+    str | None,
+    typer.Option("--patient-label", help="A label for the patient, e.g. a clinic reference (never needs a name)."),
+]
+
+
+@fhir_app.command("questionnaire")
+@handles_errors
+def fhir_questionnaire(
+    output: OutputOpt = None, force: ForceOpt = False, rules: RulesOpt = None, knowledge: KnowledgeOpt = None
+) -> None:
+    """The questionnaire as a FHIR R4 Questionnaire (JSON); its version is the rulebook version."""
+    from engine.fhir.questionnaire import questionnaire_json
+
+    aid = load_aid(rules, knowledge)
+    emit(questionnaire_json(aid.questionnaire, aid.rulebook.version), output, force)
+
+
+@fhir_app.command("response")
+@handles_errors
+def fhir_response(
+    source: FhirInputArg,
+    output: OutputOpt = None,
+    patient_label: LabelOpt = None,
+    force: ForceOpt = False,
+    rules: RulesOpt = None,
+    knowledge: KnowledgeOpt = None,
+) -> None:
+    """The answers as a FHIR R4 QuestionnaireResponse (JSON) to pain-sdm's Questionnaire."""
+    from engine.fhir.response import response_json
+    from engine.presentation.summary import read_input
+
+    aid = load_aid(rules, knowledge)
+    answers, _session = read_input(aid, source)
+    emit(response_json(aid, answers, patient_label=patient_label), output, force)
+
+
 records_app = typer.Typer(
     rich_markup_mode=None,
     help="The stored evaluation records: list, show, export, stats, verify, replay.",

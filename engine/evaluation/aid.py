@@ -68,9 +68,13 @@ class DecisionAid:
         return self.questionnaire.answers_model
 
     def parse_answers(self, data: Any, name: str = "answers") -> BaseModel:
-        """Validate raw answers strictly; every problem is listed by its field path."""
+        """Validate raw answers (or a FHIR QuestionnaireResponse) strictly; each problem is listed by its field path."""
         if not isinstance(data, dict):
             raise AnswersError(f"{name}: expected a mapping of question ids to answers, got {type(data).__name__}")
+        if "resourceType" in data:  # FHIR: a QuestionnaireResponse, mapped strictly (engine/fhir/response.py)
+            from engine.fhir.response import answers_from_response
+
+            data = answers_from_response(self.questionnaire, data, name)
         return validate(self.answers_model, data, name, AnswersError, entry_key="\0")
 
     def unwrap_answers(self, data: Any, name: str) -> Any:
