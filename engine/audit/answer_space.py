@@ -157,9 +157,11 @@ class AnswerSpace:
     def classes(self, fact: str, atoms: list[Condition] | None = None) -> list[Any]:
         """One representative value per signature over `atoms` (default: every atom on the fact)."""
         chosen = self.atoms.get(fact, []) if atoms is None else atoms
+        # atoms with the same test give the same truth: each test counts once (rules repeat them)
+        tests = {(a.op or "", hashable(self.operand(a))): self.operand(a) for a in chosen}
         seen: dict[tuple[Truth, ...], Any] = {}
         for value in self.raw_values(fact):
-            signature = tuple(compare(a.op or "", value, self.operand(a)) for a in chosen)
+            signature = tuple(compare(op, value, operand) for (op, _), operand in tests.items())
             seen.setdefault(signature, value)
         return list(seen.values())
 
@@ -308,6 +310,11 @@ class AnswerSpace:
             value = self.domain(fact)[(mask & -mask).bit_length() - 1]
             answers[fact] = as_answer(value)
         return answers
+
+
+def hashable(value: Any) -> Any:
+    """A value as a dict key or set member (a multiple-choice answer's list as a tuple)."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def as_answer(value: Any) -> Any:
