@@ -11,8 +11,8 @@ decision aid and runs uvicorn. Security, because this serves patient data:
 - No patient data in URLs (answers are posted; visit ids are random) or logs (the access log
   names the method, the first part of the path and the status only), and error pages say in
   plain words what happened, never what was typed.
-- The durable_rules engine refuses a second thread, so evaluations run on one worker thread
-  that owns the decision aid's engines; everything else runs in Starlette's thread pool.
+- Evaluations run on two threads of their own, each with its own engines (the decision aid makes
+  one per profile per thread); records, PDFs and sign-ins run in Starlette's thread pool.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -95,50 +95,38 @@ def host_name(header: str) -> str:
 
 
 class EvaluationWorker:
-    """Runs every call that reaches the durable engine on a few threads, each with engines of its own.
+    """Runs every evaluation on a small, fixed pool of threads.
 
-    The durable_rules engine refuses a second thread, so each worker thread gets its own
-    `DecisionAid` over the same loaded (read-only) knowledge, questionnaire and rulebook, and
-    builds its own engines on first use: one engine per profile per thread.
+    A `DecisionAid` makes one engine per profile in each thread that evaluates; a pool of a few
+    threads (not Starlette's forty) keeps that to a few engines, all built by `warm` at start.
     """
 
     def __init__(self, aid: DecisionAid, threads: int = 2) -> None:
         self.aid = aid
-        self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pain-sdm-engine")
         self.threads = threads
 
-    def own_aid(self) -> DecisionAid:
-        """This thread's decision aid (its engines are used from this thread only)."""
-        mine: DecisionAid | None = getattr(self._local, "aid", None)
-        if mine is None:
-            base = self.aid
-            mine = self._local.aid = DecisionAid(base.knowledge, base.questionnaire, base.rulebook, base.values)
-        return mine
-
     async def run(self, func: Callable[..., T], *args: Any) -> T:
-        """`func(aid, *args)` on a worker thread, with that thread's decision aid."""
-
-        def call() -> T:
-            return func(self.own_aid(), *args)
-
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        """`func(aid, *args)` on one of the evaluation threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, func, self.aid, *args)
 
     async def evaluate(self, answers: BaseModel, profile: str | None) -> Result:
         return await self.run(DecisionAid.evaluate, answers, profile)
 
-    def warm(self) -> None:
-        """Build every profile's engines on every worker thread before the first request."""
+    def warm(self) -> list[Future[None]]:
+        """Build every profile's engines on every worker thread, in the background, before the first requests.
+
+        Requests that arrive meanwhile queue behind this work on the same threads.
+        """
         answers = self.aid.parse_answers({})
         barrier = threading.Barrier(self.threads)
 
         def build() -> None:
             barrier.wait(timeout=30)  # one task per thread
             for profile in self.aid.rulebook.profiles:
-                self.own_aid().evaluate(answers, profile, compare_profiles=False)
+                self.aid.evaluate(answers, profile, compare_profiles=False)
 
-        for future in [self._pool.submit(build) for _ in range(self.threads)]:
-            future.result()
+        return [self._pool.submit(build) for _ in range(self.threads)]
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -36,7 +37,12 @@ MIN_PASSWORD = 10
 Role = Literal["clinician", "patient", "anon"]
 
 _hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash("not a real password, for constant-time refusals")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to check an unknown name against, so that it takes as long as a wrong password."""
+    return _hasher.hash("not a real password, for constant-time refusals")
 
 
 def token_digest(token: str) -> str:
@@ -75,7 +81,7 @@ class Accounts:
         """Whether the password is this clinician's; an unknown name costs the same time as a wrong password."""
         stored = self.clinicians.get(name)
         try:
-            return _hasher.verify(stored or _DUMMY_HASH, password) and stored is not None
+            return _hasher.verify(stored or _dummy_hash(), password) and stored is not None
         except (VerificationError, InvalidHashError):
             return False
 

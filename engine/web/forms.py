@@ -162,3 +162,11 @@ def answer_lines(questionnaire: Questionnaire, answers: dict[str, Any]) -> list[
         AnswerLine(q.id, q.prompt, answer_words(q, answers.get(q.id)), titles[q.section])
         for q in applicable(questionnaire, answers)
     ]
+
+
+def by_section(lines: list[AnswerLine]) -> list[tuple[str, list[AnswerLine]]]:
+    """The answer lines under their section titles, in asking order."""
+    sections: dict[str, list[AnswerLine]] = {}
+    for line in lines:
+        sections.setdefault(line.section, []).append(line)
+    return list(sections.items())

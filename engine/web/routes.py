@@ -27,7 +27,7 @@ from engine.interview.walkthrough import UNDECIDED, AnswerRejected, missing, pru
 from engine.model.knowledge import PROCEDURE_IDS
 from engine.web.app import error_page, web
 from engine.web.auth import WebSession
-from engine.web.forms import answer_lines, next_question, parse_answer, question_view
+from engine.web.forms import answer_lines, by_section, next_question, parse_answer, question_view
 from engine.web.results import results_view
 from engine.web.visits import Visit, show_code
 
@@ -168,7 +168,7 @@ async def form_page(request: Request, visit: Visit) -> Response:
     answers = visit.session.answers
     question = next_question(questionnaire, answers, visit.patient_cursor)
     if question is None:
-        return app.render(request, "form_review.html", lines=answer_lines(questionnaire, answers))
+        return app.render(request, "form_review.html", sections=by_section(answer_lines(questionnaire, answers)))
     return app.render(request, "form_question.html", q=question_view(questionnaire, answers, question), action="/form")
 
 
