@@ -560,6 +560,28 @@ def fhir_response(
     emit(response_json(aid, answers, patient_label=patient_label), output, force)
 
 
+@fhir_app.command("bundle")
+@handles_errors
+def fhir_bundle(
+    source: FhirInputArg,
+    output: OutputOpt = None,
+    patient_label: LabelOpt = None,
+    paper: Annotated[Paper, typer.Option("--paper", help="Paper size of the summary PDF.")] = Paper.a4,
+    profile: ProfileOpt = None,
+    force: ForceOpt = False,
+    rules: RulesOpt = None,
+    knowledge: KnowledgeOpt = None,
+) -> None:
+    """A FHIR R4 Bundle: the QuestionnaireResponse, the evaluation (GuidanceResponse) and the summary PDF."""
+    from engine.fhir.bundle import bundle_json
+    from engine.presentation.summary import read_input
+
+    aid = load_aid(rules, knowledge)
+    answers, session = read_input(aid, source)
+    text = bundle_json(aid, answers, session=session, profile=profile, patient_label=patient_label, paper=paper.value)
+    emit(text, output, force)
+
+
 records_app = typer.Typer(
     rich_markup_mode=None,
     help="The stored evaluation records: list, show, export, stats, verify, replay.",
