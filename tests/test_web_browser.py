@@ -65,20 +65,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "cli.py"), "serve", "--port", "0", "--db", str(db)],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
     )
     assert proc.stdout is not None
-    line = proc.stdout.readline()
-    elapsed = time.perf_counter() - started
-    match = re.search(r"serving on (http://127\.0\.0\.1:\d+)/", line)
-    assert match, f"no address printed: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
-    # The machine is shared, so the bound is on the CPU time the server used to get here (2 s);
-    # the wall clock gets room for other work on the machine.
-    assert cpu_seconds(proc.pid) < 2.0 and elapsed < 10, (cpu_seconds(proc.pid), elapsed)
-    yield match.group(1)
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        line = proc.stdout.readline()
+        elapsed = time.perf_counter() - started
+        match = re.search(r"serving on (http://127\.0\.0\.1:\d+)/", line)
+        assert match, f"no address printed: {line!r}"
+        # The machine is shared, so the bound is on the CPU time the server used to get here (2 s);
+        # the wall clock gets room for other work on the machine.
+        assert cpu_seconds(proc.pid) < 2.0 and elapsed < 10, (cpu_seconds(proc.pid), elapsed)
+        yield match.group(1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()
 
 
 @pytest.fixture(scope="module")
