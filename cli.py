@@ -53,8 +53,12 @@ ProfileOpt = Annotated[
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of the screen.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")]
 DbOpt = Annotated[
-    Path | None,
-    typer.Option("--db", help="The records database (default: $PAIN_SDM_DB, else one in the user's data folder)."),
+    str | None,
+    typer.Option(
+        "--db",
+        help="The records database: a SQLite file or a postgresql:// URL "
+        "(default: $PAIN_SDM_DB, else a file in the user's data folder).",
+    ),
 ]
 
 
@@ -197,10 +201,10 @@ def evaluate(
         text = render(result, aid, fmt.value)  # type: ignore[arg-type]
     emit(text, output, force)
     if record:
-        from engine.records.store import record_evaluation, resolve_path
+        from engine.records.store import display, record_evaluation, resolve_path
 
         stored = record_evaluation(aid, parsed, result, db=db, patient_label=patient_label)
-        typer.echo(f"recorded as record {stored.id} in {resolve_path(db)}", err=True)
+        typer.echo(f"recorded as record {stored.id} in {display(resolve_path(db))}", err=True)
 
 
 @app.command()
@@ -609,7 +613,7 @@ def _window(since: str | None, until: str | None) -> tuple[str | None, str | Non
     return parse_window(since, until)
 
 
-def _warn_integrity(problems: list[str], db: Path) -> None:
+def _warn_integrity(problems: list[str], db: str) -> None:
     """Say on stderr that what was just shown fails its integrity check; exit 1."""
     if problems:
         for problem in problems:
@@ -653,7 +657,7 @@ def records_show(
         sys.stdout.write(json.dumps(record.to_json(), indent=2, ensure_ascii=False) + "\n")
     else:
         sys.stdout.write(render_record(record))
-    _warn_integrity(problems, store.path)
+    _warn_integrity(problems, store.where)
 
 
 @records_app.command("export")
@@ -675,7 +679,7 @@ def records_export(
         count = store.export_jsonl(output, force, *_window(since, until))
         problems = store.verify()
     typer.echo(f"wrote {count} record{'s' if count != 1 else ''} to {output}", err=True)
-    _warn_integrity(problems, store.path)
+    _warn_integrity(problems, store.where)
 
 
 @records_app.command("stats")
@@ -707,11 +711,32 @@ def records_verify(db: DbOpt = None) -> None:
         problems = store.verify()
         count, head = store.count(), store.head()[1]
     if problems:
-        typer.echo(f"pain-sdm: the records database {store.path} FAILS its integrity check:", err=True)
+        typer.echo(f"pain-sdm: the records database {store.where} FAILS its integrity check:", err=True)
         for problem in problems:
             typer.echo(f"  - {problem}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"{store.path}: {count} record{'s' if count != 1 else ''}, chain intact; head hash {head}")
+    typer.echo(f"{store.where}: {count} record{'s' if count != 1 else ''}, chain intact; head hash {head}")
+
+
+@records_app.command("copy")
+@handles_errors
+def records_copy(
+    source: Annotated[
+        str, typer.Option("--from", help="The database to copy from (a SQLite file or postgresql:// URL).")
+    ],
+    target: Annotated[
+        str, typer.Option("--to", help="The database to copy into: empty, or an earlier copy of --from.")
+    ],
+) -> None:
+    """Copy every record to another database (SQLite or PostgreSQL), hashes unchanged; both chains verified."""
+    from engine.records.store import copy_records
+
+    done = copy_records(source, target)
+    kept = f" ({done.already} were there already)" if done.already else ""
+    typer.echo(
+        f"copied {done.copied} record{'s' if done.copied != 1 else ''} from {done.source} to {done.target}{kept}; "
+        f"both chains intact; head record {done.head[0]}, hash {done.head[1]}"
+    )
 
 
 @records_app.command("replay")
@@ -732,7 +757,7 @@ def records_replay(
         record = store.get(record_id)
         problems = store.check_record(record_id)
     sys.stdout.write(render_replay(replay(load_aid(rules, knowledge), record)))
-    _warn_integrity(problems, store.path)
+    _warn_integrity(problems, store.where)
 
 
 accounts_app = typer.Typer(help="Clinician accounts for `pain-sdm serve` (needed to serve beyond this computer).")

@@ -85,10 +85,10 @@ def save_session(session: Session, path: Path) -> None:
     write_atomic(path, json.dumps(updated.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n", force=True)
 
 
-def record_digest(db: Path, profile: str, rulebook: str, answers: dict[str, Any], session: Session) -> str:
+def record_digest(db: Path | str, profile: str, rulebook: str, answers: dict[str, Any], session: Session) -> str:
     """A digest of what a record of this session would hold: a session stores a new record only when it changes."""
     stored = {
-        "db": str(db.resolve()),
+        "db": db if isinstance(db, str) else str(db.resolve()),
         "profile": profile,
         "rulebook": rulebook,
         "answers": answers,

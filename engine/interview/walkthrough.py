@@ -412,7 +412,7 @@ class Interview:
         session: Session,
         path: Path,
         profile: str | None = None,
-        records_db: Path | None = None,
+        records_db: Path | str | None = None,
     ) -> None:
         self.aid = aid
         self.asker = asker
@@ -671,11 +671,12 @@ class Interview:
 
     def store_record(self, answers: BaseModel, result: Result) -> None:
         """Store the evaluation in the records database (engine.records.store): every interview is kept, for audit."""
-        from engine.records.store import record_evaluation, resolve_path
+        from engine.records.store import display, record_evaluation, resolve_path
 
-        db = resolve_path(self.records_db)
+        where = resolve_path(self.records_db)
+        db = display(where)
         answered = answers.model_dump(mode="json")
-        digest = record_digest(db, result.profile, result.rulebook_version, answered, self.session)
+        digest = record_digest(where, result.profile, result.rulebook_version, answered, self.session)
         if self.session.record_id is not None and self.session.record_of == digest:
             self.console.print(f"Already stored as record number {self.session.record_id} in {db}; nothing changed.")
             return
@@ -758,7 +759,7 @@ def run_interview(
     profile: str | None,
     stdin: IO[str],
     stdout: IO[str] | None = None,
-    db: Path | None = None,
+    db: Path | str | None = None,
 ) -> int:
     """The `pain-sdm interview` command: check options and the terminal, then run the walkthrough."""
     session, path = prepare(aid, resume=resume, save=save, profile=profile)

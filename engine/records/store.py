@@ -26,6 +26,7 @@ a paper log) and compared later.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -33,7 +34,7 @@ import os
 import sqlite3
 import stat
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from engine.evaluation.result import Result
 
 FORMAT = "pain-sdm/records/1"
+URL_SCHEMES = ("postgresql://", "postgres://")
 RECORD_FORMAT = "pain-sdm/record/1"
 GENESIS = "0" * 64
 ENV_VAR = "PAIN_SDM_DB"
@@ -161,23 +163,44 @@ def parse_window(since: str | None, until: str | None) -> tuple[str | None, str 
     return start, end
 
 
-def default_path() -> Path:
-    """`$PAIN_SDM_DB` if set, else records.sqlite3 in the user's data directory."""
+def is_url(location: object) -> bool:
+    """Whether a `--db` value names a PostgreSQL server (`postgresql://...`) rather than a SQLite file."""
+    return isinstance(location, str) and location.startswith(URL_SCHEMES)
+
+
+def default_path() -> Path | str:
+    """`$PAIN_SDM_DB` if set (a file or a `postgresql://` URL), else records.sqlite3 in the user's data directory."""
     env = os.environ.get(ENV_VAR)
     if env:
-        return Path(env).expanduser()
+        return env if is_url(env) else Path(env).expanduser()
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("pain-sdm")) / "records.sqlite3"
 
 
-def resolve_path(path: Path | str | None) -> Path:
-    return Path(path).expanduser() if path is not None else default_path()
+def resolve_path(path: Path | str | None) -> Path | str:
+    """The database a command uses: a SQLite file path, or a PostgreSQL URL kept as text."""
+    if path is None:
+        return default_path()
+    return path if is_url(path) else Path(path).expanduser()
 
 
-def check_path(path: Path | str | None) -> Path:
+def display(location: Path | str) -> str:
+    """A database as it may be printed: a URL without its password."""
+    if not is_url(location):
+        return str(location)
+    from engine.records.postgres import redact
+
+    return redact(str(location))
+
+
+def check_path(path: Path | str | None) -> Path | str:
     """Check, without creating anything, that a records database could be opened at this path."""
     where = resolve_path(path)
+    if isinstance(where, str):
+        from engine.records.postgres import check_url
+
+        return check_url(where)
     if where.is_dir():
         raise UsageError(f"records database {where} is a directory; give a file name")
     if where.exists() and not where.is_file():
@@ -187,7 +210,7 @@ def check_path(path: Path | str | None) -> Path:
     return where
 
 
-def check_record_options(record: bool, db: Path | None, patient_label: str | None) -> None:
+def check_record_options(record: bool, db: Path | str | None, patient_label: str | None) -> None:
     """`evaluate`'s record options, checked before anything is shown or written.
 
     --db and --patient-label only make sense with --record; an existing database must be a
@@ -197,6 +220,11 @@ def check_record_options(record: bool, db: Path | None, patient_label: str | Non
         raise UsageError("--db and --patient-label are for storing a record; add --record")
     where = check_path(db)
     _checked_text(patient_label, "patient label", MAX_LABEL)
+    if isinstance(where, str):
+        from engine.records.postgres import PostgresStore
+
+        PostgresStore.check_writable(where)
+        return
     if where.exists() and where.stat().st_size > 0:
         if not os.access(where, os.W_OK):
             raise UsageError(f"the records database {where} is read-only; nothing can be stored in it")
@@ -386,6 +414,11 @@ class RecordStore:
         self.conn = conn
         self.path = path
 
+    @property
+    def where(self) -> str:
+        """The database as it may be printed (a file path, or a URL without its password)."""
+        return str(self.path)
+
     @classmethod
     def open(cls, path: Path | str | None = None, *, create: bool = True) -> RecordStore:
         """Open the database at `path`, `$PAIN_SDM_DB`, or the default place.
@@ -395,6 +428,10 @@ class RecordStore:
         roll back a transaction a killed writer left unfinished, and read-only otherwise).
         """
         where = check_path(path)
+        if isinstance(where, str):
+            from engine.records.postgres import PostgresStore
+
+            return PostgresStore.connect(where, create=create)
         writable = _secure_file(where, create)
         try:
             if create:
@@ -474,18 +511,47 @@ class RecordStore:
     def append(self, record: NewRecord) -> StoredRecord:
         """Store one record in one transaction; it is on disk when this returns."""
         content = record.columns()
+        with self._writing():
+            prev_id, prev_hash = self.check_head()
+            rid = prev_id + 1
+            digest = record_hash(rid, content, prev_hash)
+            self._write({"id": rid, **content, "prev_hash": prev_hash, "hash": digest})
+        return StoredRecord.from_row(self._row(rid))
+
+    def copy_in(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Append records copied from another store as stored: same ids, text and hashes, in one transaction.
+
+        Each must extend this store's chain exactly (its id follows the head, its link is the head's
+        hash) and its content must match its hash, so a copy can never fork or alter the chain.
+        Returns how many were copied.
+        """
+        count = 0
+        with self._writing():
+            prev_id, prev_hash = self.check_head()
+            for source in rows:
+                row = {k: source[k] for k in _COLUMNS}
+                rid = row["id"]
+                if rid != prev_id + 1 or row["prev_hash"] != prev_hash:
+                    raise PainSdmError(
+                        f"record {rid} does not extend the chain of {self.where} (its last record is {prev_id}); "
+                        "nothing was copied"
+                    )
+                if record_hash(rid, {k: row[k] for k in _CONTENT}, prev_hash) != row["hash"]:
+                    raise PainSdmError(f"record {rid}: its content does not match its hash; nothing was copied")
+                self._write(row)
+                prev_id, prev_hash, count = rid, row["hash"], count + 1
+        return count
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write transaction that holds the database's single writer lock (SQLite: BEGIN IMMEDIATE)."""
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise OutputError(f"cannot write to the records database {self.path}: {exc}") from None
         try:
-            prev_id, prev_hash = self.check_head()
-            rid = prev_id + 1
-            digest = record_hash(rid, content, prev_hash)
-            row = {"id": rid, **content, "prev_hash": prev_hash, "hash": digest}
-            conn.execute(_INSERT, row)
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'head'", (canonical([rid, digest]),))
+            yield
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
@@ -493,15 +559,19 @@ class RecordStore:
             if isinstance(exc, sqlite3.Error):
                 raise OutputError(f"cannot write to the records database {self.path}: {exc}") from None
             raise
-        return StoredRecord.from_row(self._row(rid))
+
+    def _write(self, row: Mapping[str, Any]) -> None:
+        """Insert one record row and move the stored head to it (inside `_writing`)."""
+        self.conn.execute(_INSERT, row)
+        self.conn.execute("UPDATE meta SET value = ? WHERE key = 'head'", (canonical([row["id"], row["hash"]]),))
 
     def check_head(self) -> tuple[int, str]:
         """The last record's id and hash, if they match the stored head; appending after a mismatch would hide it."""
         last = self.head()
         if self._head() != last:
             raise PainSdmError(
-                f"the records database {self.path} fails its integrity check (its head does not match "
-                f"the last record); nothing was stored. Run `pain-sdm records verify --db {self.path}`"
+                f"the records database {self.where} fails its integrity check (its head does not match "
+                f"the last record); nothing was stored. Run `pain-sdm records verify --db {self.where}`"
             )
         return last
 
@@ -510,7 +580,7 @@ class RecordStore:
     def _row(self, rid: int) -> sqlite3.Row:
         row = self.conn.execute("SELECT * FROM records WHERE id = ?", (rid,)).fetchone()
         if row is None:
-            raise UsageError(f"no record {rid} in {self.path}")
+            raise UsageError(f"no record {rid} in {self.where}")
         return row  # type: ignore[no-any-return]
 
     def get(self, rid: int) -> StoredRecord:
@@ -539,40 +609,25 @@ class RecordStore:
 
     def verify(self) -> builtins.list[str]:
         """Recompute the chain; one line per problem, naming the record. Empty means intact."""
-        problems: builtins.list[str] = []
+        problems = self._guard_problems()
+        problems += chain_problems(self._chain(), self._head())
+        return problems
+
+    def _guard_problems(self) -> builtins.list[str]:
+        """What is wrong with the database's own append-only guards (SQLite: its triggers)."""
         names = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
         missing = [g for g in _GUARDS if g not in names]
         if missing:
-            problems.append(f"the append-only guards were removed ({', '.join(missing)}): the file was altered")
-        expected_id, prev = 1, GENESIS
-        for row in self.conn.execute("SELECT * FROM records ORDER BY id"):
-            rid = row["id"]
-            if rid != expected_id:
-                gone = f"record {expected_id}" if rid == expected_id + 1 else f"records {expected_id} to {rid - 1}"
-                problems.append(f"{gone} missing before record {rid}: deleted")
-            if row["prev_hash"] != prev:
-                problems.append(
-                    f"record {rid}: its link to the record before it is broken "
-                    "(a record before it was edited, deleted, inserted or reordered)"
-                )
-            content = {k: row[k] for k in _CONTENT}
-            if record_hash(rid, content, row["prev_hash"]) != row["hash"]:
-                problems.append(f"record {rid}: its content does not match its hash (edited)")
-            expected_id, prev = rid + 1, row["hash"]
-        head = self._head()
-        last = (expected_id - 1, prev)
-        if head is None:
-            problems.append("the database head (last id and hash) is missing or unreadable")
-        elif head != last:
-            if head[0] > last[0]:
-                problems.append(
-                    f"the head names record {head[0]} but the last record is {last[0]}: "
-                    f"record{'s' if head[0] - last[0] > 1 else ''} {last[0] + 1}"
-                    f"{f' to {head[0]}' if head[0] - last[0] > 1 else ''} deleted from the end"
-                )
-            else:
-                problems.append(f"the head (record {head[0]}) does not match the last record ({last[0]})")
-        return problems
+            return [f"the append-only guards were removed ({', '.join(missing)}): the file was altered"]
+        return []
+
+    def _chain(self) -> Iterator[Mapping[str, Any]]:
+        """Every record row, in id order, as stored."""
+        yield from self.conn.execute("SELECT * FROM records ORDER BY id")
+
+    def _hash_of(self, rid: int) -> str | None:
+        row = self.conn.execute("SELECT hash FROM records WHERE id = ?", (rid,)).fetchone()
+        return None if row is None else str(row[0])
 
     def check_record(self, rid: int) -> builtins.list[str]:
         """One record's own integrity: its content against its hash, and its link to the record before it.
@@ -583,8 +638,7 @@ class RecordStore:
         problems = []
         if record_hash(rid, {k: row[k] for k in _CONTENT}, row["prev_hash"]) != row["hash"]:
             problems.append(f"record {rid}: its content does not match its hash (edited)")
-        before = self.conn.execute("SELECT hash FROM records WHERE id = ?", (rid - 1,)).fetchone()
-        expected = GENESIS if rid == 1 else before[0] if before is not None else None
+        expected = GENESIS if rid == 1 else self._hash_of(rid - 1)
         if row["prev_hash"] != expected:
             problems.append(
                 f"record {rid}: its link to the record before it is broken (a record was edited or deleted)"
@@ -627,6 +681,42 @@ class RecordStore:
         order = {pid: i for i, pid in enumerate(PROCEDURE_IDS)}
         out.statuses = dict(sorted(out.statuses.items(), key=lambda kv: order.get(kv[0], len(order))))
         return out
+
+
+def chain_problems(rows: Iterable[Mapping[str, Any]], head: tuple[int, str] | None) -> list[str]:
+    """Recompute a hash chain from its rows (id order) and its stored head; one line per problem.
+
+    The one check of the chain, whatever the backend: both stores hand their rows here.
+    """
+    problems: list[str] = []
+    expected_id, prev = 1, GENESIS
+    for row in rows:
+        rid = row["id"]
+        if rid != expected_id:
+            gone = f"record {expected_id}" if rid == expected_id + 1 else f"records {expected_id} to {rid - 1}"
+            problems.append(f"{gone} missing before record {rid}: deleted")
+        if row["prev_hash"] != prev:
+            problems.append(
+                f"record {rid}: its link to the record before it is broken "
+                "(a record before it was edited, deleted, inserted or reordered)"
+            )
+        content = {k: row[k] for k in _CONTENT}
+        if record_hash(rid, content, row["prev_hash"]) != row["hash"]:
+            problems.append(f"record {rid}: its content does not match its hash (edited)")
+        expected_id, prev = rid + 1, row["hash"]
+    last = (expected_id - 1, prev)
+    if head is None:
+        problems.append("the database head (last id and hash) is missing or unreadable")
+    elif head != last:
+        if head[0] > last[0]:
+            problems.append(
+                f"the head names record {head[0]} but the last record is {last[0]}: "
+                f"record{'s' if head[0] - last[0] > 1 else ''} {last[0] + 1}"
+                f"{f' to {head[0]}' if head[0] - last[0] > 1 else ''} deleted from the end"
+            )
+        else:
+            problems.append(f"the head (record {head[0]}) does not match the last record ({last[0]})")
+    return problems
 
 
 def _statements(script: str) -> list[str]:
@@ -678,6 +768,48 @@ def record_evaluation(
     )
     with RecordStore.open(db) as store:
         return store.append(new)
+
+
+@dataclass(frozen=True)
+class Copy:
+    """What `records copy` did: how many records were copied, and the head both stores now share."""
+
+    source: str
+    target: str
+    copied: int
+    already: int
+    head: tuple[int, str]
+
+
+def copy_records(source: Path | str | None, target: Path | str) -> Copy:
+    """Copy every record from one store to another (SQLite or PostgreSQL, either way), hashes unchanged.
+
+    The source's chain must verify first; the target must be empty or hold the start of the same
+    chain (a copy that was interrupted is carried on). The target is verified after, and its head
+    must equal the source's.
+    """
+    with RecordStore.open(source, create=False) as src:
+        problems = src.verify()
+        if problems:
+            raise PainSdmError(
+                f"the source {src.where} fails its integrity check, so nothing was copied: " + "; ".join(problems)
+            )
+        with RecordStore.open(target) as dst:
+            if src.where == dst.where:
+                raise UsageError("--from and --to are the same database")
+            have, _ = dst.check_head()
+            if have and (have > src.count() or dst._hash_of(have) != src._hash_of(have)):
+                raise PainSdmError(
+                    f"the target {dst.where} already holds records that are not the start of {src.where}'s chain; "
+                    "copy into an empty database"
+                )
+            copied = dst.copy_in(row for row in src._chain() if row["id"] > have)
+            after = dst.verify()
+            if after:
+                raise PainSdmError(f"the copy in {dst.where} fails its integrity check: " + "; ".join(after))
+            if dst.head() != src.head():
+                raise PainSdmError(f"the copy's head {dst.head()} differs from the source's {src.head()}")
+            return Copy(src.where, dst.where, copied, have, dst.head())
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,7 @@ class EvaluationWorker:
 @dataclass
 class WebConfig:
     aid: DecisionAid
-    records_db: Path
+    records_db: Path | str
     visits_db: Path
     accounts: Accounts | None = None
     link_hours: float = 72.0
@@ -259,8 +259,16 @@ def check_bind(host: str, accounts: Accounts | None) -> None:
         )
 
 
-def visits_path(records_db: Path) -> Path:
-    """The visits database sits beside the records database: records.sqlite3 -> records.visits.sqlite3."""
+def visits_path(records_db: Path | str) -> Path:
+    """The visits database sits beside the records database: records.sqlite3 -> records.visits.sqlite3.
+
+    With records on a PostgreSQL server, the visits (forms in progress) stay on this machine, in
+    the user's data folder.
+    """
+    if isinstance(records_db, str):
+        from platformdirs import user_data_dir
+
+        return Path(user_data_dir("pain-sdm")) / "visits.sqlite3"
     return records_db.with_name(records_db.stem + ".visits.sqlite3")
 
 
@@ -268,7 +276,7 @@ def serve(
     *,
     host: str,
     port: int,
-    db: Path | None,
+    db: Path | str | None,
     accounts_file: Path | None,
     tls_cert: Path | None,
     tls_key: Path | None,
@@ -280,17 +288,19 @@ def serve(
     """`pain-sdm serve`: check everything, bind, print the address, and serve until Ctrl-C."""
     import uvicorn
 
-    from engine.records.store import check_path
+    from engine.records.store import check_path, display
 
     accounts = Accounts.load(accounts_file) if accounts_file is not None else None
     check_bind(host, accounts)
     if (tls_cert is None) != (tls_key is None):
         raise UsageError("give both --tls-cert and --tls-key, or neither")
-    records_db = check_path(db).resolve()
-    if not records_db.parent.exists():
-        records_db.parent.mkdir(parents=True, mode=0o700)
+    where = check_path(db)
+    records_db = where if isinstance(where, str) else where.resolve()
+    visits = visits_path(records_db)
+    if not visits.parent.exists():
+        visits.parent.mkdir(parents=True, mode=0o700)
     aid = DecisionAid.load(rules, knowledge)
-    config = WebConfig(aid, records_db, visits_path(records_db), accounts, link_hours, tls=tls_cert is not None)
+    config = WebConfig(aid, records_db, visits, accounts, link_hours, tls=tls_cert is not None)
     app = create_app(config)
     app.state.web.worker.warm()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -313,7 +323,7 @@ def serve(
         ssl_keyfile=str(tls_key) if tls_key else None,
     )
     server = uvicorn.Server(uv)
-    say(f"pain-sdm is serving on {scheme}://{shown}:{bound}/ (records in {records_db}; Ctrl-C to stop)")
+    say(f"pain-sdm is serving on {scheme}://{shown}:{bound}/ (records in {display(records_db)}; Ctrl-C to stop)")
     try:
         server.run(sockets=[sock])
     finally:

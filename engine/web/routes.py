@@ -494,9 +494,10 @@ async def records_page(request: Request) -> Response:
     app = web(request)
 
     def read() -> tuple[list[Any], list[str], int]:
-        if not app.records_db.exists():
+        if isinstance(app.records_db, Path) and not app.records_db.exists():
             return [], [], 0
-        with RecordStore.open(app.records_db, create=False) as store:
+        # On a PostgreSQL server the tables are made on first use, as any writer would.
+        with RecordStore.open(app.records_db, create=isinstance(app.records_db, str)) as store:
             return store.list(limit=200), store.verify(), store.count()
 
     records, problems, count = await run_in_threadpool(read)
