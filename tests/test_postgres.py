@@ -370,3 +370,19 @@ def test_new_record_on_postgres_via_the_library(aid: DecisionAid, pg: str) -> No
     assert again == stored and again.notes == "line one\nline two"
     with RecordStore.open(pg, create=False) as store, pytest.raises(UsageError, match="no record 9"):
         store.get(9)
+
+
+def test_the_web_app_stores_and_lists_records_on_postgres(aid: DecisionAid, pg: str, tmp_path: Path) -> None:
+    from test_web import example
+    from web_client import Visitor, new_visit
+
+    from engine.web.app import WebConfig, create_app
+
+    app = create_app(WebConfig(aid, pg, tmp_path / "visits.sqlite3"))
+    clinician = Visitor(app, ("127.0.0.1", 50001))
+    vid, _, _ = new_visit(clinician)
+    clinician.get(f"/visits/{vid}/question")
+    clinician.answer_all(aid, example("sciatica"), action=f"/visits/{vid}")
+    assert "Chain intact: 1 record" in clinician.get("/records").text
+    with RecordStore.open(pg, create=False) as store:
+        assert store.count() == 1 and store.verify() == []
