@@ -36,7 +36,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Mount
 
 from engine.errors import UsageError
 from engine.evaluation.aid import DecisionAid
@@ -236,6 +236,7 @@ class SecurityMiddleware(BaseHTTPMiddleware):
 
 
 def create_app(config: WebConfig) -> Starlette:
+    from engine.fhir.cds_hooks import cds_router
     from engine.web.routes import routes
 
     app_state = WebApp(config)
@@ -244,6 +245,9 @@ def create_app(config: WebConfig) -> Starlette:
         Exception: server_error,
     }
     route_list: list[BaseRoute] = routes()
+    # CDS Hooks (engine/fhir/cds_hooks.py) last: a Mount at "" would otherwise take every path.
+    cds = cds_router(config.aid, config.records_db, evaluate=app_state.worker.evaluate, clinician_path="/")
+    route_list.append(Mount("", routes=cds.routes))
     app = Starlette(routes=route_list, middleware=[Middleware(SecurityMiddleware)], exception_handlers=handlers)
     app.state.web = app_state
     return app
