@@ -823,7 +823,36 @@ def accounts_add(
 
 
 def main() -> None:
-    app()
+    """Run the command; then exit without tearing the interpreter down.
+
+    Freeing every object of the loaded rulebook, engines and models one by one at exit costs
+    about 50 ms of a short command's time and does nothing the operating system does not do.
+    Exit handlers still run, output is flushed, and a command that left other threads running
+    exits the ordinary way.
+    """
+    import atexit
+    import os
+    import threading
+
+    try:
+        app()
+        code: Any = 0
+    except SystemExit as exc:
+        code = exc.code
+    if threading.active_count() > 1:
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)  # let the ordinary exit report a closed pipe
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    os._exit(code)
 
 
 if __name__ == "__main__":

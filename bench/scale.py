@@ -20,6 +20,13 @@ ROOT = Path(__file__).resolve().parent.parent
 OPTIONS = "20-options.yaml"
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Writes a value shared by two copies out twice (the rulebook loader refuses YAML aliases)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def _moved(node: Any, shift: int, params: dict[str, Any]) -> Any:
     if isinstance(node, list):
         return [_moved(n, shift, params) for n in node]
@@ -67,5 +74,6 @@ def scaled_rulebook(factor: int, folder: Path) -> tuple[Path, Path]:
                 twin["when"] = _moved(rule["when"], shift, params)
                 copies.append(twin)
         scaled = {"layer": data["layer"], "description": "Copies of the option rules (benchmark).", "rules": copies}
-        (rules / "21-scaled.yaml").write_text(yaml.safe_dump(scaled, sort_keys=False), encoding="utf-8")
+        text = yaml.dump(scaled, Dumper=_NoAliases, sort_keys=False, allow_unicode=True)
+        (rules / "21-scaled.yaml").write_text(text, encoding="utf-8")
     return rules, knowledge

@@ -749,13 +749,14 @@ class ProfileAudit:
         read = sorted(
             {a.fact for r in evaluator.rules for a in r.when.atoms() if a.fact and not space.is_derived(a.fact)}
         )
+        premise = sorted({a.fact for a in inv.premise.atoms() if a.fact}) if inv.premise is not None else []
         seen: set[tuple[Any, ...]] = set()
         count = 0
         for combo in _product(facts, values):
             for base in baselines:
                 answers = {**base, **combo}
                 count += 1
-                if not inv.applies({k: known(v) for k, v in answers.items()}, self.space.params):
+                if not inv.applies({f: known(answers.get(f, UNKNOWN)) for f in premise}, self.space.params):
                     continue
                 distinct = tuple(hashable(answers.get(f, UNKNOWN)) for f in read)
                 if distinct in seen:
