@@ -160,10 +160,9 @@ def answer_matches(answer: dict[str, Any], when: dict[str, Any]) -> bool:
     if value is None:
         return False  # an answer without a value (data-absent-reason) matches nothing
     if key == "answerCoding":
-        same = (value["system"], value["code"]) == (wanted["system"], wanted["code"])
-        return same if when["operator"] == "=" else not same
+        return bool((value["system"], value["code"]) == (wanted["system"], wanted["code"]))
     a, b = Decimal(str(value)), Decimal(str(wanted))
-    return {"=": a == b, "!=": a != b, ">": a > b, "<": a < b, ">=": a >= b, "<=": a <= b}[when["operator"]]
+    return {"=": a == b, ">": a > b, "<": a < b, ">=": a >= b, "<=": a <= b}[when["operator"]]
 
 
 def enabled(item: dict[str, Any], answers: dict[str, list[dict[str, Any]]]) -> bool:
@@ -173,9 +172,11 @@ def enabled(item: dict[str, Any], answers: dict[str, list[dict[str, Any]]]) -> b
     truths = []
     for when in conditions:
         given = answers.get(when["question"], [])
-        if when["operator"] == "exists":
+        if when["operator"] == "exists":  # "whether an answer exists" equals answerBoolean
             truths.append(bool(given) == when["answerBoolean"])
-        else:
+        elif when["operator"] == "!=":  # "no answer has a value equal to" the enableWhen answer
+            truths.append(not any(answer_matches(a, when | {"operator": "="}) for a in given))
+        else:  # "at least one answer has a value" that compares so
             truths.append(any(answer_matches(a, when) for a in given))
     return all(truths) if item.get("enableBehavior", "all") == "all" else any(truths)
 
@@ -210,7 +211,7 @@ def test_every_example_s_asked_questions_are_enabled_in_fhir(aid: DecisionAid, e
 @pytest.mark.parametrize(
     ("condition", "words"),
     [
-        ({"fact": "pain_region", "op": "is_unknown"}, "is_unknown"),
+        ({"fact": "n", "op": "is_unknown"}, "is_unknown` on a number"),
         ({"any": [{"all": [{"fact": "a", "op": "==", "value": "yes"}, {"fact": "b", "op": "==", "value": "yes"}]},
                   {"fact": "b", "op": "==", "value": "no"}]}, "`any` whose parts are `all`"),
     ],
@@ -222,7 +223,8 @@ def test_a_skip_condition_flat_enable_when_cannot_say_is_refused_naming_the_ques
     b = Question(id="b", type="yes_no", prompt="B?")
     pain_region = Question(id="pain_region", type="single", prompt="Where?", options=[{"value": "neck", "label": "N"}])
     asked = Question(id="c", type="yes_no", prompt="C?", ask_if=Condition.model_validate(condition))
-    questions = {"a": a, "b": b, "pain_region": pain_region, "c": asked}
+    n = Question(id="n", type="number", prompt="N?", unit="times", min=0, max=9)
+    questions = {"a": a, "b": b, "n": n, "pain_region": pain_region, "c": asked}
     from engine.model.questionnaire import Questionnaire, Section
 
     questionnaire = Questionnaire(
@@ -240,3 +242,44 @@ def test_not_equal_on_a_choice_is_any_other_choice(aid: DecisionAid) -> None:
     when = enable_when(asked, {"a": a, "c": asked})
     assert when is not None and when.behavior is None
     assert [(w.operator, w.answerCoding.code) for w in when.conditions if w.answerCoding] == [("=", "N")]
+
+
+SMALL = {
+    "a": {"id": "a", "type": "yes_no", "prompt": "A?"},
+    "m": {"id": "m", "type": "multiple", "prompt": "M?",
+          "options": [{"value": "x", "label": "X"}, {"value": "y", "label": "Y"}]},
+    "n": {"id": "n", "type": "number", "prompt": "N?", "unit": "times", "min": 0, "max": 9, "integer": True},
+}  # fmt: skip
+CONDITIONS = [
+    {"fact": "m", "op": "not_contains", "value": "x"},
+    {"fact": "m", "op": "contains_none", "value": ["x", "y"]},
+    {"fact": "m", "op": "contains_any", "value": ["x", "y"]},
+    {"fact": "m", "op": "is_known"},
+    {"fact": "m", "op": "is_unknown"},
+    {"fact": "a", "op": "!=", "value": "yes"},
+    {"not": {"fact": "a", "op": "==", "value": "no"}},
+    {"all": [{"fact": "a", "op": "==", "value": "yes"}, {"fact": "m", "op": "not_contains", "value": "y"}]},
+    {"any": [{"fact": "a", "op": "in", "value": ["yes", "no"]}, {"fact": "n", "op": ">=", "value": 2}]},
+    {"all": [{"fact": "n", "op": "<", "value": 3}, {"fact": "a", "op": "is_known"}]},
+]
+
+
+@pytest.mark.parametrize("condition", CONDITIONS, ids=[json.dumps(c) for c in CONDITIONS])
+def test_every_operator_fhir_can_say_agrees_with_the_interview_on_every_answer(condition: dict[str, Any]) -> None:
+    """Every answer to the questions read (left out, not sure, none, each choice) enables exactly when asked."""
+    from itertools import product
+
+    from engine.model.questionnaire import Questionnaire, Section
+
+    raw = SMALL | {"c": {"id": "c", "type": "yes_no", "prompt": "C?", "ask_if": condition}}
+    questions = {k: Question.model_validate(v | {"section": "s"}) for k, v in raw.items()}
+    questionnaire = Questionnaire(sections=[Section(id="s", title="S")], questions=questions)
+    items = questions_of(json.loads(build_questionnaire(questionnaire, "v1").model_dump_json(exclude_none=True)))
+    missing = object()
+    choices = {"a": [missing, "unknown", "yes", "no"], "m": [missing, "unknown", [], ["x"], ["y"], ["x", "y"]]}
+    choices["n"] = [missing, "unknown", 0, 2, 5]
+    model = questionnaire.answers_model
+    for combo in product(*choices.values()):
+        answers = {k: v for k, v in zip(choices, combo, strict=True) if v is not missing}
+        response = json.loads(build_response(questionnaire, model(**answers), "v1").model_dump_json())
+        assert enabled(items["c"], fhir_answers(response)) is is_asked(questions["c"], answers), answers

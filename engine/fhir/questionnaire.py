@@ -44,7 +44,7 @@ from fhir.resources.R4B.questionnaire import (
 
 from engine.errors import KnowledgeError, Problem
 from engine.model.conditions import NEGATED, Condition, dnf
-from engine.model.questionnaire import Question, Questionnaire
+from engine.model.questionnaire import UNKNOWN, Question, Questionnaire
 
 CANONICAL = "https://pain-sdm.invalid/fhir"
 """The base of pain-sdm's canonical URLs (`.invalid`: names, not addresses to fetch)."""
@@ -172,20 +172,34 @@ class Unsayable(Exception):
 
 def _when(question: Question, op: str, value: Any) -> QuestionnaireItemEnableWhen:
     """One enableWhen on `question` (the one read by the condition)."""
+    if op == "exists":
+        return QuestionnaireItemEnableWhen(question=question.id, operator=op, answerBoolean=value)
     if question.type == "number":
         answer = {k.replace("value", "answer"): v for k, v in number_value(question, value).items()}
     elif question.type == "text":
         answer = {"answerString": value}
+    elif value == UNKNOWN:
+        answer = {"answerCoding": not_sure_coding()}
     else:
         answer = {"answerCoding": choice_coding(question, value)}
     return QuestionnaireItemEnableWhen(question=question.id, operator=op, **answer)
 
 
-def _alternatives(atom: Condition, negated: bool, questions: dict[str, Question]) -> list[QuestionnaireItemEnableWhen]:
-    """One literal of a skip condition as enableWhen entries, any of which makes it true.
+@dataclass(frozen=True)
+class Literal_:
+    """One literal of a skip condition as enableWhen entries that must hold `all` together or `any` of."""
 
-    Each translation keeps the three-valued meaning: an unknown ("not sure") or missing answer
-    makes no entry true, as it leaves the literal unknown and the question not asked.
+    whens: list[QuestionnaireItemEnableWhen]
+    behavior: str
+
+
+def _literal(atom: Condition, negated: bool, questions: dict[str, Question]) -> Literal_:
+    """One literal of a skip condition as enableWhen, with the same three-valued meaning.
+
+    An unknown ("not sure") or missing answer leaves a literal unknown, and the question is not
+    asked; so no translation may be true then. FHIR defines `=` (and `>`...) as "at least one
+    answer matches" and `!=` as "no answer equals", which is true of no answer at all: hence the
+    `exists` and "is not Not sure" entries beside a `!=`.
     """
     assert atom.fact is not None and atom.op is not None
     read = questions[atom.fact]
@@ -194,32 +208,48 @@ def _alternatives(atom: Condition, negated: bool, questions: dict[str, Question]
     values = value if isinstance(value, list) else [value]
     if read.type in ("single", "yes_no") and op in ("==", "!=", "in", "not_in"):
         chosen = [v for v in read.values if (v in values) == (op in ("==", "in"))]
-        return [_when(read, "=", v) for v in chosen]  # "is not X" is "is one of the others"
+        return Literal_([_when(read, "=", v) for v in chosen], "any")  # "is not X" is "is one of the others"
     if read.type == "number" and op in ("==", "<", "<=", ">", ">="):
-        return [_when(read, "=" if op == "==" else op, value)]
+        return Literal_([_when(read, "=" if op == "==" else op, value)], "any")
     if read.type == "multiple" and op in ("contains", "contains_any"):
-        return [_when(read, "=", v) for v in values]  # `=` on a repeating item: any answer equals
+        return Literal_([_when(read, "=", v) for v in values], "any")  # `=` on a repeating item: any answer equals
+    choice = read.type in ("single", "multiple", "yes_no")
+    answered = [_when(read, "exists", True), _when(read, "!=", UNKNOWN)] if choice else []
+    if read.type == "multiple" and op in ("not_contains", "contains_none"):
+        return Literal_(answered + [_when(read, "!=", v) for v in values], "all")
+    if choice and op == "is_known":
+        return Literal_(answered, "all")
+    if choice and op == "is_unknown":
+        return Literal_([_when(read, "exists", False), _when(read, "=", UNKNOWN)], "any")
     if read.type == "text" and op == "==":
-        return [_when(read, "=", value)]
+        return Literal_([_when(read, "=", value)], "any")
     raise Unsayable(f"`{atom.fact} {op}` on a {read.type} question")
 
 
 def enable_when(question: Question, questions: dict[str, Question]) -> EnableWhen | None:
-    """The question's skip condition as enableWhen, or None when it is always asked."""
+    """The question's skip condition as enableWhen, or None when it is always asked.
+
+    FHIR's enableWhen is one flat list, all or any: a condition in disjunctive normal form fits
+    when it is one conjunction (whose literals hold `all` together, or is one `any` literal), or a
+    disjunction of literals that each hold as `any`.
+    """
     if question.ask_if is None:
         return None
-    conjunctions = [[_alternatives(atom, negated, questions) for atom, negated in c] for c in dnf(question.ask_if)]
+    conjunctions = [[_literal(atom, negated, questions) for atom, negated in c] for c in dnf(question.ask_if)]
+
+    def single(literal: Literal_) -> bool:
+        return len(literal.whens) == 1
+
     if len(conjunctions) == 1:
         literals = conjunctions[0]
-        if all(len(alts) == 1 for alts in literals):
-            flat = [alts[0] for alts in literals]
+        if all(single(lit) or lit.behavior == "all" for lit in literals):
+            flat = [when for lit in literals for when in lit.whens]
             return EnableWhen(flat, "all" if len(flat) > 1 else None)
         if len(literals) == 1:
-            return EnableWhen(literals[0], "any" if len(literals[0]) > 1 else None)
+            return EnableWhen(literals[0].whens, "any")
         raise Unsayable("an `all` whose parts are themselves `any` of several answers")
-    if all(len(c) == 1 for c in conjunctions):
-        flat = [when for c in conjunctions for when in c[0]]
-        return EnableWhen(flat, "any")
+    if all(len(c) == 1 and (single(c[0]) or c[0].behavior == "any") for c in conjunctions):
+        return EnableWhen([when for c in conjunctions for when in c[0].whens], "any")
     raise Unsayable("an `any` whose parts are `all` of several conditions")
 
 
