@@ -177,3 +177,18 @@ def test_batch_reads_questionnaire_responses_one_per_line(aid: DecisionAid, tmp_
         {"field": "linkId", "message": "no question of pain-sdm's questionnaire has this linkId"}
     ]
     assert "line 2, item x" in done.stderr
+
+
+def test_a_saved_session_becomes_the_same_response_as_its_answers(tmp_path: Path) -> None:
+    from engine.interview.session import Session, save_session
+
+    answers = yaml.safe_load(SCIATICA.read_text())
+    session_file = tmp_path / "session.json"
+    save_session(Session(answers=answers, complete=True), session_file)
+    outputs = []
+    for source in (SCIATICA, session_file):
+        out = tmp_path / f"{source.stem}.fhir.json"
+        done = run_cli("fhir", "response", str(source), "-o", str(out))
+        assert done.returncode == 0, done.stderr
+        outputs.append(json.loads(out.read_text()))
+    assert outputs[0]["item"] == outputs[1]["item"]
