@@ -44,7 +44,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
 
-from engine.errors import AnswersError
+from engine.errors import AnswersError, UsageError
 from engine.evaluation.aid import DecisionAid
 from engine.evaluation.result import Finding, OptionResult, Result
 from engine.fhir.questionnaire import QUESTIONNAIRE_URL
@@ -119,9 +119,20 @@ BEGIN SELECT RAISE(ABORT, 'CDS feedback is append-only'); END""",
 )
 
 
-def store_feedback(records_db: Path, service: str, items: list[FeedbackItem], cards: dict[str, dict[str, str]]) -> int:
+class FeedbackNotStored(UsageError):
+    """The records database is one this service cannot keep feedback in yet (PostgreSQL)."""
+
+
+def store_feedback(
+    records_db: Path | str, service: str, items: list[FeedbackItem], cards: dict[str, dict[str, str]]
+) -> int:
     """Append the feedback to the records database (in one transaction); returns how many were stored."""
-    from engine.records.store import RecordStore
+    from engine.records.store import RecordStore, resolve_path
+
+    if isinstance(resolve_path(records_db), str):
+        raise FeedbackNotStored(
+            "CDS Hooks feedback is kept in a SQLite records database only; on PostgreSQL it is not stored yet"
+        )
 
     received = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     with RecordStore.open(records_db) as store:
@@ -160,7 +171,7 @@ def store_feedback(records_db: Path, service: str, items: list[FeedbackItem], ca
     return len(items)
 
 
-def stored_feedback(records_db: Path) -> list[dict[str, Any]]:
+def stored_feedback(records_db: Path | str) -> list[dict[str, Any]]:
     """Every stored feedback row, oldest first (for reviewers and tests)."""
     from engine.records.store import RecordStore
 
@@ -190,7 +201,7 @@ class CdsService:
     def __init__(
         self,
         aid: DecisionAid,
-        records_db: Path,
+        records_db: Path | str,
         evaluate: Evaluate | None,
         clinician_path: str,
         smart_launch_url: str | None,
@@ -328,7 +339,7 @@ async def _body(request: Request, model: type[M], what: str) -> M | JSONResponse
 
 def cds_router(
     aid: DecisionAid,
-    records_db: Path,
+    records_db: Path | str,
     *,
     evaluate: Evaluate | None = None,
     clinician_path: str = "/",
@@ -377,7 +388,10 @@ def cds_router(
         given = await _body(request, Feedback, "CDS Hooks feedback")
         if isinstance(given, Response):
             return given
-        await run_in_threadpool(store_feedback, records_db, SERVICE_ID, given.feedback, dict(service.cards))
+        try:
+            await run_in_threadpool(store_feedback, records_db, SERVICE_ID, given.feedback, dict(service.cards))
+        except FeedbackNotStored as exc:
+            return _error(501, str(exc))
         return Response(status_code=200)
 
     return Router(
