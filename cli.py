@@ -160,6 +160,13 @@ def evaluate(
     patient_label: Annotated[
         str | None, typer.Option("--patient-label", help="A label for the record, e.g. initials (no name needed).")
     ] = None,
+    append_to_damaged: Annotated[
+        bool,
+        typer.Option(
+            "--append-to-damaged-chain",
+            help="With --record: store even though the database fails `records verify` (the choice is recorded).",
+        ),
+    ] = False,
     rules: RulesOpt = None,
     knowledge: KnowledgeOpt = None,
     batch: BatchOpt = None,
@@ -179,20 +186,24 @@ def evaluate(
     if batch is not None:
         from engine.evaluation.batch import BatchOptions
 
-        if record or db or patient_label:
-            raise UsageError("--record, --db and --patient-label go with one patient, not --batch")
+        if record or db or patient_label or append_to_damaged:
+            raise UsageError("--record, --db, --patient-label and --append-to-damaged-chain go with one patient")
         options = BatchOptions(rules, knowledge, profile, compare_profiles, full)
         return evaluate_batch(batch, output, force, workers, strict, options)
     if workers != 1 or strict or compare_profiles or full:
         raise UsageError("--workers, --strict, --compare-profiles and --full go with --batch")
     assert answers is not None
-    if record or db or patient_label:
+    if record or db or patient_label or append_to_damaged:
         from engine.records.store import check_record_options
 
-        check_record_options(record, db, patient_label)
+        check_record_options(record, db, patient_label, append_to_damaged)
     aid = load_aid(rules, knowledge)
     parsed = aid.read_answers(answers)
     result = aid.evaluate(parsed, profile)
+    if record:  # every field of the record checked before anything is written (-o, or the database)
+        from engine.records.store import prepare_record
+
+        new = prepare_record(aid, parsed, result, patient_label=patient_label)
     if fmt is ResultFormat.json:
         text = json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n"
     else:
@@ -201,9 +212,9 @@ def evaluate(
         text = render(result, aid, fmt.value)  # type: ignore[arg-type]
     emit(text, output, force)
     if record:
-        from engine.records.store import display, record_evaluation, resolve_path
+        from engine.records.store import display, resolve_path, store_record
 
-        stored = record_evaluation(aid, parsed, result, db=db, patient_label=patient_label)
+        stored = store_record(new, db, append_to_damaged)
         typer.echo(f"recorded as record {stored.id} in {display(resolve_path(db))}", err=True)
 
 
@@ -501,7 +512,10 @@ def summary(
 ) -> None:
     """Write the printable discussion summary for the patient (PDF, HTML or Markdown)."""
     from engine.presentation.summary import write_summary
+    from engine.records.store import MAX_LABEL, checked_text
 
+    checked_text(patient_label, "patient label", MAX_LABEL)
+    checked_text(clinician, "clinician's name", MAX_LABEL)
     write_summary(
         load_aid(rules, knowledge),
         source,
@@ -596,7 +610,10 @@ SinceOpt = Annotated[
     str | None, typer.Option("--since", help="Only records from this UTC date or time on (e.g. 2024-05-01).")
 ]
 UntilOpt = Annotated[str | None, typer.Option("--until", help="Only records up to this UTC date (inclusive) or time.")]
-RecordIdArg = Annotated[int, typer.Argument(help="The record number (see `pain-sdm records list`).", min=1)]
+SQLITE_MAX = 2**63 - 1
+RecordIdArg = Annotated[
+    int, typer.Argument(help="The record number (see `pain-sdm records list`).", min=1, max=SQLITE_MAX)
+]
 
 
 class RecordsFormat(StrEnum):
@@ -627,7 +644,9 @@ def _warn_integrity(problems: list[str], db: str) -> None:
 def records_list(
     since: SinceOpt = None,
     until: UntilOpt = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Only the most recent N records.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, max=SQLITE_MAX, help="Only the most recent N records.")
+    ] = None,
     db: DbOpt = None,
 ) -> None:
     """List the records as a table: id, time, label, profile, rulebook version, open options."""
@@ -703,19 +722,44 @@ def records_stats(
 
 @records_app.command("verify")
 @handles_errors
-def records_verify(db: DbOpt = None) -> None:
-    """Recompute the hash chain; exits 1 and names each record if any was edited, deleted or reordered."""
+def records_verify(
+    db: DbOpt = None,
+    expect_head: Annotated[
+        str | None,
+        typer.Option("--expect-head", help="The head hash noted earlier elsewhere; exit 1 if the chain's differs."),
+    ] = None,
+) -> None:
+    """Recompute the hash chain; exits 1 and names each record if any was edited, deleted or reordered.
+
+    A consistent rewrite of the whole chain is caught only by comparing the head hash with a copy
+    kept elsewhere: --expect-head HASH makes that comparison.
+    """
     from engine.records.store import RecordStore
 
     with RecordStore.open(db, create=False) as store:
         problems = store.verify()
+        notes = store.damage_notes()
         count, head = store.count(), store.head()[1]
+    if expect_head is not None and expect_head.strip().lower() != head:
+        problems.append(
+            f"the head hash is {head}, not the {expect_head.strip()} noted earlier: records were added since, "
+            "or the chain was rewritten"
+        )
+    for note in notes:
+        typer.echo(f"pain-sdm: note: {note}", err=True)
     if problems:
         typer.echo(f"pain-sdm: the records database {store.where} FAILS its integrity check:", err=True)
         for problem in problems:
             typer.echo(f"  - {problem}", err=True)
         raise typer.Exit(1)
     typer.echo(f"{store.where}: {count} record{'s' if count != 1 else ''}, chain intact; head hash {head}")
+    if expect_head is None:
+        typer.echo(
+            "Anyone who can write the file could rewrite the whole chain consistently: note this head hash "
+            "somewhere else (a ticket, a paper log) and check it later with --expect-head HASH."
+        )
+    else:
+        typer.echo("the head hash matches the one noted earlier")
 
 
 @records_app.command("copy")

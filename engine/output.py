@@ -1,15 +1,18 @@
 """Write output files safely: atomically (temporary file, then rename), never clobbering.
 
 An interrupted write (Ctrl-C, a crash) leaves either the old file or nothing: never a
-partial file. An existing file is overwritten only when the user said --force (OutputError,
-exit 1); a path that cannot be written at all (a folder, a missing folder, a device, pipe or
-socket, or anything else that is not a regular file, a file system that refuses it) is a bad
-option (UsageError, exit 2): --force never replaces a device node.
+partial file. The temporary file is `.NAME.PID.XXXX.tmp` beside the output; one left by a
+writer killed with SIGKILL is removed by the next write to the same output. An existing file
+is overwritten only when the user said --force (OutputError, exit 1); a path that cannot be
+written at all (a folder, a missing folder, a device, pipe or socket, anything else that is
+not a regular file, a file system that refuses it) is a bad option (UsageError, exit 2):
+--force never replaces a device node.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +20,42 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .errors import OutputError, UsageError
+
+TEMPORARY = ".tmp"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: alive
+    return True
+
+
+def remove_stale_temporaries(path: Path, suffix: str = TEMPORARY) -> list[Path]:
+    """Remove what a killed writer to `path` left behind: `.NAME.PID.XXXX.tmp` files whose process is gone.
+
+    A run killed with SIGKILL cannot clean up after itself; the next run to the same output
+    does. A file of a writer still running (its PID alive) is left alone.
+    """
+    parent = path.parent if str(path.parent) else Path(".")
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.[^.]+{re.escape(suffix)}$")
+    removed = []
+    try:
+        candidates = list(parent.iterdir())
+    except OSError:
+        return []
+    for candidate in candidates:
+        found = pattern.match(candidate.name)
+        if found and not _alive(int(found.group(1))) and candidate.is_file() and not candidate.is_symlink():
+            try:
+                candidate.unlink()
+            except OSError:
+                continue
+            removed.append(candidate)
+    return removed
 
 
 def write_atomic(path: Path, content: str | bytes, force: bool = False) -> None:
@@ -42,8 +81,9 @@ def open_atomic(path: Path, force: bool = False) -> Iterator[BinaryIO]:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise UsageError(f"cannot write {path}: the folder {parent} does not exist")
+    remove_stale_temporaries(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TEMPORARY, dir=parent)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:

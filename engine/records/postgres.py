@@ -222,6 +222,12 @@ class PostgresStore(RecordStore):
         row = self.pg.execute("SELECT value FROM pain_sdm_meta WHERE key = %s", (key,)).fetchone()
         return None if row is None else str(row["value"])
 
+    def _set_meta(self, key: str, value: str) -> None:
+        self.pg.execute(
+            "INSERT INTO pain_sdm_meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = %s",
+            (key, value, value),
+        )
+
     def _head(self) -> tuple[int, str] | None:
         row = self.pg.execute("SELECT id, hash FROM record_heads ORDER BY id DESC LIMIT 1").fetchone()
         return (0, GENESIS) if row is None else (int(row["id"]), str(row["hash"]))

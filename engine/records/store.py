@@ -33,8 +33,9 @@ import json
 import os
 import sqlite3
 import stat
+import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,8 @@ URL_SCHEMES = ("postgresql://", "postgres://")
 RECORD_FORMAT = "pain-sdm/record/1"
 GENESIS = "0" * 64
 ENV_VAR = "PAIN_SDM_DB"
+DAMAGE_NOTES = "appended_to_damaged_chain"
+"""Meta entry: the records stored on purpose (`--append-to-damaged-chain`) on a chain that failed its check."""
 MAX_LABEL = 200
 MAX_TEXT = 20_000
 
@@ -123,10 +126,44 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def record_hash(record_id: int, content: Mapping[str, str | None], prev_hash: str) -> str:
-    """SHA-256 over the record's id, its stored content columns (exact text) and the previous hash."""
+HASH_SCHEME = 2
+"""How record hashes are computed: 1, this module's own canonical JSON (records stored before
+RFC 8785 was adopted); 2, RFC 8785 (JSON Canonicalization Scheme), which any language can
+recompute. New records use scheme 2. A record's scheme is the one whose hash matches it; a chain
+never goes back from 2 to 1. (For the object hashed, fixed ASCII keys with text, null or integer
+values, both write the same bytes, so every record stored before still verifies unchanged.)"""
+
+
+def _scheme_bytes(body: dict[str, Any], scheme: int) -> bytes:
+    if scheme == 1:
+        return canonical(body).encode("utf-8")
+    import rfc8785
+
+    return rfc8785.dumps(body)
+
+
+def record_hash(record_id: int, content: Mapping[str, str | None], prev_hash: str, scheme: int = HASH_SCHEME) -> str:
+    """SHA-256 over the record's id, its stored content columns (exact text) and the previous hash.
+
+    The object hashed is `{"id", every content column as stored, "prev_hash"}`, written as
+    canonical JSON by the record's hash `scheme` (see HASH_SCHEME).
+    """
     body = {"id": record_id, **{k: content[k] for k in _CONTENT}, "prev_hash": prev_hash}
-    return hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
+    return hashlib.sha256(_scheme_bytes(body, scheme)).hexdigest()
+
+
+def hash_scheme(row: Any) -> int | None:
+    """The scheme a stored record was hashed by (the newest that matches), or None if none matches (edited)."""
+    content = {k: row[k] for k in _CONTENT}
+    if not all(v is None or isinstance(v, str) for v in content.values()):
+        return None  # a column rewritten with another type (a number, a blob)
+    for scheme in (HASH_SCHEME, 1):
+        try:
+            if record_hash(row["id"], content, row["prev_hash"], scheme) == row["hash"]:
+                return scheme
+        except (TypeError, ValueError, UnicodeError, OverflowError):
+            continue  # not representable in this scheme (RFC 8785 numbers stop at 2**53)
+    return None
 
 
 def utc_now() -> str:
@@ -147,11 +184,12 @@ def parse_time(text: str, *, end: bool = False, option: str = "--since") -> str:
             moment = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
             if moment.tzinfo is None:
                 moment = moment.replace(tzinfo=dt.UTC)
-    except ValueError:
+        return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, OverflowError):  # OverflowError: an offset past the calendar's ends (0001-01-01T00:00+01:00)
         raise UsageError(
-            f"{option} {text!r}: expected a date such as 2024-05-01 or a time such as 2024-05-01T14:30"
+            f"{option} {text!r}: expected a date such as 2024-05-01 or a time such as 2024-05-01T14:30, "
+            "between the years 1 and 9999 in UTC"
         ) from None
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_window(since: str | None, until: str | None) -> tuple[str | None, str | None]:
@@ -201,6 +239,8 @@ def check_path(path: Path | str | None) -> Path | str:
         from engine.records.postgres import check_url
 
         return check_url(where)
+    if where.is_symlink() and not where.exists():
+        raise UsageError(f"records database {where} is a symbolic link to a file that does not exist")
     if where.is_dir():
         raise UsageError(f"records database {where} is a directory; give a file name")
     if where.exists() and not where.is_file():
@@ -210,16 +250,19 @@ def check_path(path: Path | str | None) -> Path | str:
     return where
 
 
-def check_record_options(record: bool, db: Path | str | None, patient_label: str | None) -> None:
+def check_record_options(
+    record: bool, db: Path | str | None, patient_label: str | None, append_to_damaged: bool = False
+) -> None:
     """`evaluate`'s record options, checked before anything is shown or written.
 
     --db and --patient-label only make sense with --record; an existing database must be a
-    records database that can be written (so a bad --db never leaves an -o file behind).
+    records database that can be written and whose chain verifies (so a bad --db never leaves
+    an -o file behind, and a record is never appended silently to a damaged chain).
     """
     if not record:
-        raise UsageError("--db and --patient-label are for storing a record; add --record")
+        raise UsageError("--db, --patient-label and --append-to-damaged-chain are for storing a record; add --record")
     where = check_path(db)
-    _checked_text(patient_label, "patient label", MAX_LABEL)
+    checked_text(patient_label, "patient label", MAX_LABEL)
     if isinstance(where, str):
         from engine.records.postgres import PostgresStore
 
@@ -229,13 +272,25 @@ def check_record_options(record: bool, db: Path | str | None, patient_label: str
         if not os.access(where, os.W_OK):
             raise UsageError(f"the records database {where} is read-only; nothing can be stored in it")
         with RecordStore.open(where, create=False) as store:
-            store.check_head()
+            store.check_appendable(append_to_damaged)
+
+
+def _tighten(fd: int) -> None:
+    """Make the file readable by its owner only; a reader who does not own it cannot, and need not."""
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    if mode & 0o077:
+        try:
+            os.fchmod(fd, mode & 0o700)
+        except PermissionError:
+            pass  # someone else's database, opened to read: its owner keeps its mode
 
 
 def _secure_file(path: Path, create: bool) -> bool:
-    """Create the file with mode 0600 (before SQLite opens it), or tighten an existing file's mode.
+    """Tighten an existing file's mode to 0600 (or create its folder); return whether it can be written.
 
-    Returns whether the file can be written (a reviewer's read-only copy can still be read).
+    A missing database is not created here: `_create` builds it whole in a temporary file and
+    moves it into place, so an interrupted first write never leaves an empty database behind.
+    A reviewer's read-only copy can still be read.
     """
     if create and not path.exists() and not path.parent.exists():
         try:
@@ -244,14 +299,14 @@ def _secure_file(path: Path, create: bool) -> bool:
             raise UsageError(
                 f"cannot create the folder {path.parent} for the records database: {exc.strerror}"
             ) from None
+    if create and not path.exists():
+        _create(path)
     nofollow = getattr(os, "O_NOFOLLOW", 0)
     writable = True
     try:
         try:
-            fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0) | nofollow, 0o600)
+            fd = os.open(path, os.O_RDWR | nofollow)
         except PermissionError:
-            if create:
-                raise
             fd, writable = os.open(path, os.O_RDONLY | nofollow), False
     except FileNotFoundError:
         raise UsageError(
@@ -260,12 +315,68 @@ def _secure_file(path: Path, create: bool) -> bool:
     except OSError as exc:
         raise UsageError(f"cannot open the records database {path}: {exc.strerror}") from None
     try:
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
-        if mode & 0o077:
-            os.fchmod(fd, mode & 0o700)
+        _tighten(fd)
     finally:
         os.close(fd)
     return writable
+
+
+def _create(path: Path) -> None:
+    """A new, empty records database at `path`: schema and head written to a temporary file, then linked.
+
+    The link never replaces a database that appeared meanwhile; the temporary file is removed
+    however this ends (a kill -9 leaves a hidden `.NAME.*.creating` file, removed by the next open).
+    """
+    from engine.output import remove_stale_temporaries
+
+    remove_stale_temporaries(path, ".creating")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".creating", dir=path.parent)
+    os.close(fd)
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA journal_mode = DELETE")
+            _write_schema(conn)
+        finally:
+            conn.close()
+        with contextlib.suppress(FileExistsError):  # another process created it first: use theirs
+            os.link(tmp, path)
+        _fsync_folder(path.parent)
+    except sqlite3.Error as exc:
+        raise UsageError(f"cannot create the records database {path}: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot create the records database {path}: {exc.strerror or exc}") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_schema(conn: sqlite3.Connection) -> None:
+    """The tables, guards, views and head of an empty database, in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _statements(_SCHEMA):
+            conn.execute(statement)
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('format', ?)", (FORMAT,))
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)", (canonical([0, GENESIS]),))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 # --- Records -------------------------------------------------------------------------------------
@@ -291,18 +402,19 @@ class NewRecord:
             raise UsageError("a record's result must carry its profile and rulebook_version")
         return {
             "time": parse_time(self.time, option="time") if self.time else utc_now(),
-            "patient_label": _checked_text(self.patient_label, "patient label", MAX_LABEL),
+            "patient_label": checked_text(self.patient_label, "patient label", MAX_LABEL),
             "profile": profile,
             "rulebook_version": version,
             "answers": canonical(dict(self.answers)),
             "result": canonical(dict(self.result)),
             "sure": canonical(dict(self.sure)) if self.sure is not None else None,
-            "decision": _checked_text(self.decision, "decision", MAX_TEXT),
-            "notes": _checked_text(self.notes, "notes", MAX_TEXT),
+            "decision": checked_text(self.decision, "decision", MAX_TEXT),
+            "notes": checked_text(self.notes, "notes", MAX_TEXT),
         }
 
 
-def _checked_text(value: str | None, what: str, limit: int) -> str | None:
+def checked_text(value: str | None, what: str, limit: int) -> str | None:
+    """Free text as it may be stored or printed: UTF-8, no control characters, at most `limit` characters."""
     if value is None:
         return None
     if not isinstance(value, str):
@@ -312,7 +424,11 @@ def _checked_text(value: str | None, what: str, limit: int) -> str | None:
         return None
     if len(value) > limit:
         raise UsageError(f"the {what} is too long ({len(value)} characters; at most {limit})")
-    if any(ord(ch) < 32 and ch not in "\n\t" for ch in value):
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that were not UTF-8 on the command line arrive as lone surrogates
+        raise UsageError(f"the {what} is not UTF-8 text; type it again in UTF-8") from None
+    if any(ord(ch) < 32 and ch not in "\n\t" or ch == "\x7f" for ch in value):
         raise UsageError(f"the {what} contains control characters")
     return value
 
@@ -339,8 +455,8 @@ class StoredRecord:
         try:
             answers, result = json.loads(row["answers"]), json.loads(row["result"])
             sure = json.loads(row["sure"]) if row["sure"] is not None else None
-        except json.JSONDecodeError:
-            raise PainSdmError(
+        except (json.JSONDecodeError, TypeError):
+            raise StoreError(
                 f"record {row['id']} is damaged (a JSON column cannot be read); run `pain-sdm records verify`"
             ) from None
         return cls(
@@ -366,6 +482,23 @@ class StoredRecord:
 
     def result_model(self) -> Result:
         return result_from_json(self.result)
+
+
+def exported(row: Any) -> dict[str, Any]:
+    """A stored row as one exported line: JSON columns parsed, or kept as their stored text if damaged.
+
+    A damaged record is still written whole (it is evidence); the export warns about it.
+    """
+    line: dict[str, Any] = {"format": RECORD_FORMAT, "hash_scheme": hash_scheme(row)}
+    for name in _COLUMNS:
+        value = row[name]
+        if name in ("answers", "result", "sure") and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                line.setdefault("damaged", []).append(name)
+        line[name] = value
+    return line
 
 
 def result_from_json(data: Mapping[str, Any]) -> Result:
@@ -407,6 +540,44 @@ class Stats:
 # --- The store -----------------------------------------------------------------------------------
 
 
+class StoreError(PainSdmError):
+    """The records database cannot be read as it should (damaged pages or columns): a message, never a traceback."""
+
+    exit_code = 2
+
+
+def _expected_schema() -> dict[tuple[str, str], str]:
+    """Every table, index, trigger and view of a records database, with its definition as SQLite keeps it."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for statement in _statements(_SCHEMA):
+            conn.execute(statement)
+        return _schema_of(conn)
+    finally:
+        conn.close()
+
+
+def _schema_of(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
+    rows = conn.execute("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
+    return {
+        (str(kind), str(name)): " ".join(str(sql).replace("IF NOT EXISTS ", "").split()) for kind, name, sql in rows
+    }
+
+
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """SQLite's errors while reading (a damaged page, malformed JSON in a column) as one clear message."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            f"the records database {path} cannot be read ({exc}): it is damaged. "
+            f"Run `pain-sdm records verify --db {path}` and restore it from a copy"
+        ) from None
+    except OverflowError:
+        raise StoreError("a record number or limit is too large (at most 9223372036854775807)") from None
+
+
 class RecordStore:
     """An open records database. Use `RecordStore.open(...)` as a context manager."""
 
@@ -434,21 +605,28 @@ class RecordStore:
             return PostgresStore.connect(where, create=create)
         writable = _secure_file(where, create)
         try:
-            if create:
-                conn = sqlite3.connect(where, isolation_level=None, timeout=30)
-            else:
-                mode = "rw" if writable else "ro"
-                conn = sqlite3.connect(
-                    f"{where.resolve().as_uri()}?mode={mode}", uri=True, isolation_level=None, timeout=30
-                )
+            mode = "rw" if writable else "ro"
+            conn = sqlite3.connect(
+                f"{where.resolve().as_uri()}?mode={mode}", uri=True, isolation_level=None, timeout=30
+            )
         except sqlite3.Error as exc:
             raise UsageError(f"cannot open the records database {where}: {exc}") from None
         conn.row_factory = sqlite3.Row
         store = cls(conn, where)
         try:
-            store._prepare(create)
+            store._prepare(writable)
         except sqlite3.DatabaseError as exc:
             conn.close()
+            journal = where.with_name(where.name + "-journal")
+            if not writable and journal.exists() and journal.stat().st_size > 0:
+                raise UsageError(
+                    f"{where} has a hot rollback journal beside it ({journal.name}): a writer was stopped in the "
+                    "middle of a transaction, and SQLite must roll it back before the file can be read, which needs "
+                    "write access. Ask its owner to run `pain-sdm records verify` on it, or copy the database "
+                    "together with its journal to a folder you can write and read the copy"
+                ) from None
+            if "malformed" in str(exc):
+                raise StoreError(f"the records database {where} is damaged ({exc}); restore it from a copy") from None
             raise UsageError(f"{where} is not a pain-sdm records database ({exc})") from None
         except BaseException:
             conn.close()
@@ -469,16 +647,7 @@ class RecordStore:
             return
         if tables - {"meta"} or not writable:
             raise UsageError(f"{self.path} is not a pain-sdm records database (it has no records table)")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _statements(_SCHEMA):
-                conn.execute(statement)
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('format', ?)", (FORMAT,))
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('head', ?)", (canonical([0, GENESIS]),))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        _write_schema(conn)  # an empty file someone made: a database from pain-sdm is created whole
 
     def _meta(self, key: str) -> str | None:
         try:
@@ -508,14 +677,22 @@ class RecordStore:
 
     # --- writing ---
 
-    def append(self, record: NewRecord) -> StoredRecord:
-        """Store one record in one transaction; it is on disk when this returns."""
+    def append(self, record: NewRecord, *, past_damage: Sequence[str] = ()) -> StoredRecord:
+        """Store one record in one transaction; it is on disk when this returns.
+
+        `past_damage` lists the problems `verify` found when the user chose to append anyway
+        (`--append-to-damaged-chain`); they are kept in the meta table beside the record's id.
+        """
         content = record.columns()
         with self._writing():
             prev_id, prev_hash = self.check_head()
             rid = prev_id + 1
             digest = record_hash(rid, content, prev_hash)
             self._write({"id": rid, **content, "prev_hash": prev_hash, "hash": digest})
+            if past_damage:
+                notes = self._damage_notes()
+                notes.append({"record": rid, "time": content["time"], "problems": list(past_damage)})
+                self._set_meta(DAMAGE_NOTES, canonical(notes))
         return StoredRecord.from_row(self._row(rid))
 
     def copy_in(self, rows: Iterable[Mapping[str, Any]]) -> int:
@@ -536,7 +713,7 @@ class RecordStore:
                         f"record {rid} does not extend the chain of {self.where} (its last record is {prev_id}); "
                         "nothing was copied"
                     )
-                if record_hash(rid, {k: row[k] for k in _CONTENT}, prev_hash) != row["hash"]:
+                if hash_scheme(row) is None:
                     raise PainSdmError(f"record {rid}: its content does not match its hash; nothing was copied")
                 self._write(row)
                 prev_id, prev_hash, count = rid, row["hash"], count + 1
@@ -565,6 +742,18 @@ class RecordStore:
         self.conn.execute(_INSERT, row)
         self.conn.execute("UPDATE meta SET value = ? WHERE key = 'head'", (canonical([row["id"], row["hash"]]),))
 
+    def _set_meta(self, key: str, value: str) -> None:
+        """Set one meta entry (inside `_writing`)."""
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def _damage_notes(self) -> builtins.list[dict[str, Any]]:
+        raw = self._meta(DAMAGE_NOTES)
+        try:
+            notes = json.loads(raw) if raw is not None else []
+        except json.JSONDecodeError:
+            return []
+        return notes if isinstance(notes, builtins.list) else []
+
     def check_head(self) -> tuple[int, str]:
         """The last record's id and hash, if they match the stored head; appending after a mismatch would hide it."""
         last = self.head()
@@ -575,10 +764,26 @@ class RecordStore:
             )
         return last
 
+    def check_appendable(self, append_to_damaged: bool = False) -> builtins.list[str]:
+        """The whole chain must verify before a record is added to it, unless the user says so explicitly.
+
+        Returns the problems found (empty for an intact chain) so that an explicit append can record them.
+        """
+        problems = self.verify()
+        if problems and not append_to_damaged:
+            listed = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
+            raise PainSdmError(
+                f"the records database {self.path} fails its integrity check ({listed}); nothing was stored. "
+                f"Run `pain-sdm records verify --db {self.path}`; to store this record in it anyway, and have "
+                "that choice recorded in the database, add --append-to-damaged-chain"
+            )
+        return problems
+
     # --- reading ---
 
     def _row(self, rid: int) -> sqlite3.Row:
-        row = self.conn.execute("SELECT * FROM records WHERE id = ?", (rid,)).fetchone()
+        with _reading(self.path):
+            row = self.conn.execute("SELECT * FROM records WHERE id = ?", (rid,)).fetchone()
         if row is None:
             raise UsageError(f"no record {rid} in {self.where}")
         return row  # type: ignore[no-any-return]
@@ -586,9 +791,13 @@ class RecordStore:
     def get(self, rid: int) -> StoredRecord:
         return StoredRecord.from_row(self._row(rid))
 
-    def iter(self, since: str | None = None, until: str | None = None) -> Iterator[StoredRecord]:
+    def _rows(self, since: str | None = None, until: str | None = None) -> Iterator[sqlite3.Row]:
         window = {"since": since, "until": until}
-        for row in self.conn.execute(_SELECT_ALL, window):
+        with _reading(self.path):
+            yield from self.conn.execute(_SELECT_ALL, window)
+
+    def iter(self, since: str | None = None, until: str | None = None) -> Iterator[StoredRecord]:
+        for row in self._rows(since, until):
             yield StoredRecord.from_row(row)
 
     def list(
@@ -596,38 +805,67 @@ class RecordStore:
     ) -> builtins.list[StoredRecord]:
         """Records in the window, oldest first; with `limit`, the most recent `limit` of them."""
         window = {"since": since, "until": until, "limit": -1 if limit is None else limit}
-        rows = self.conn.execute(_SELECT_LAST, window).fetchall()
+        with _reading(self.path):
+            rows = self.conn.execute(_SELECT_LAST, window).fetchall()
         return [StoredRecord.from_row(r) for r in reversed(rows)]
 
     def count(self) -> int:
-        return int(self.conn.execute("SELECT count(*) FROM records").fetchone()[0])
+        with _reading(self.path):
+            return int(self.conn.execute("SELECT count(*) FROM records").fetchone()[0])
 
     def head(self) -> tuple[int, str]:
         """The last record's id and hash (0 and the genesis hash when empty)."""
-        last = self.conn.execute("SELECT id, hash FROM records ORDER BY id DESC LIMIT 1").fetchone()
+        with _reading(self.path):
+            last = self.conn.execute("SELECT id, hash FROM records ORDER BY id DESC LIMIT 1").fetchone()
         return (last[0], last[1]) if last else (0, GENESIS)
+
+    def _schema_problems(self) -> builtins.list[str]:
+        """Each table, guard trigger, index and view whose definition is not the one pain-sdm wrote."""
+        problems: builtins.list[str] = []
+        found = _schema_of(self.conn)
+        missing = [g for g in _GUARDS if ("trigger", g) not in found]
+        if missing:
+            problems.append(f"the append-only guards were removed ({', '.join(missing)}): the file was altered")
+        for (kind, name), sql in _expected_schema().items():
+            if (kind, name) not in found:
+                if name not in missing:
+                    problems.append(f"the {kind} {name} was removed: the file was altered")
+            elif found[(kind, name)] != sql:
+                what = "append-only guard" if kind == "trigger" else kind
+                problems.append(f"the {what} {name} was rewritten (its definition differs): the file was altered")
+        expected = _expected_schema()
+        for kind, name in sorted(set(found) - set(expected)):
+            problems.append(f"an unexpected {kind} {name} was added: the file was altered")
+        return problems
 
     def verify(self) -> builtins.list[str]:
         """Recompute the chain; one line per problem, naming the record. Empty means intact."""
-        problems = self._guard_problems()
-        problems += chain_problems(self._chain(), self._head())
-        return problems
+        try:
+            return self._guard_problems() + chain_problems(self._chain(), self._head())
+        except sqlite3.DatabaseError as exc:
+            return [f"the database cannot be read to the end ({exc}): it is damaged"]
 
     def _guard_problems(self) -> builtins.list[str]:
-        """What is wrong with the database's own append-only guards (SQLite: its triggers)."""
-        names = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-        missing = [g for g in _GUARDS if g not in names]
-        if missing:
-            return [f"the append-only guards were removed ({', '.join(missing)}): the file was altered"]
-        return []
+        """What is wrong with the database's own definitions (SQLite: every table, trigger, index and view)."""
+        return self._schema_problems()
 
     def _chain(self) -> Iterator[Mapping[str, Any]]:
         """Every record row, in id order, as stored."""
         yield from self.conn.execute("SELECT * FROM records ORDER BY id")
 
     def _hash_of(self, rid: int) -> str | None:
-        row = self.conn.execute("SELECT hash FROM records WHERE id = ?", (rid,)).fetchone()
+        with _reading(self.path):
+            row = self.conn.execute("SELECT hash FROM records WHERE id = ?", (rid,)).fetchone()
         return None if row is None else str(row[0])
+
+    def damage_notes(self) -> builtins.list[str]:
+        """Records stored knowingly on a chain that already failed its check (`--append-to-damaged-chain`)."""
+        return [
+            f"record {n.get('record')} was stored at {n.get('time')} with --append-to-damaged-chain, "
+            f"while the chain already failed its check ({len(n.get('problems', []))} problem(s))"
+            for n in self._damage_notes()
+            if isinstance(n, dict)
+        ]
 
     def check_record(self, rid: int) -> builtins.list[str]:
         """One record's own integrity: its content against its hash, and its link to the record before it.
@@ -636,7 +874,7 @@ class RecordStore:
         """
         row = self._row(rid)
         problems = []
-        if record_hash(rid, {k: row[k] for k in _CONTENT}, row["prev_hash"]) != row["hash"]:
+        if hash_scheme(row) is None:
             problems.append(f"record {rid}: its content does not match its hash (edited)")
         expected = GENESIS if rid == 1 else self._hash_of(rid - 1)
         if row["prev_hash"] != expected:
@@ -646,13 +884,23 @@ class RecordStore:
         return problems
 
     def export_jsonl(self, path: Path, force: bool = False, since: str | None = None, until: str | None = None) -> int:
-        """Write the records as JSON Lines, streamed and atomic; returns how many were written."""
+        """Write the records as JSON Lines, streamed and atomic; returns how many were written.
+
+        Every record is written, a damaged one too (its unreadable JSON columns as their stored text).
+        """
         from engine.output import open_atomic
 
         count = 0
         with open_atomic(path, force) as handle:
-            for record in self.iter(since, until):
-                handle.write((canonical(record.to_json()) + "\n").encode("utf-8"))
+            for row in self._chain():  # every backend's rows, as stored; the window is applied here
+                if (since is not None and row["time"] < since) or (until is not None and row["time"] > until):
+                    continue
+                line = exported(row)
+                handle.write(
+                    (json.dumps(line, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n").encode(
+                        "utf-8", "backslashreplace"
+                    )
+                )
                 count += 1
         return count
 
@@ -660,22 +908,14 @@ class RecordStore:
         """Per-rule firing counts (from the stored traces) and per-procedure status counts."""
         window = {"since": since, "until": until}
         out = Stats()
-        row = self.conn.execute(
-            _SELECT_TOTALS,
-            window,
-        ).fetchone()
-        out.records, out.first, out.last, out.urgent = row[0], row[1], row[2], int(row[3] or 0)
-        for rid, holds, n, recs in self.conn.execute(
-            _SELECT_FIRINGS,
-            window,
-        ):
-            out.rules[(rid, bool(holds))] = n
-            out.rule_records[(rid, bool(holds))] = recs
-        for pid, status, n in self.conn.execute(
-            _SELECT_STATUSES,
-            window,
-        ):
-            out.statuses.setdefault(pid, Counter())[status] = n
+        with _reading(self.path):
+            row = self.conn.execute(_SELECT_TOTALS, window).fetchone()
+            out.records, out.first, out.last, out.urgent = row[0], row[1], row[2], int(row[3] or 0)
+            for rid, holds, n, recs in self.conn.execute(_SELECT_FIRINGS, window):
+                out.rules[(rid, bool(holds))] = n
+                out.rule_records[(rid, bool(holds))] = recs
+            for pid, status, n in self.conn.execute(_SELECT_STATUSES, window):
+                out.statuses.setdefault(pid, Counter())[status] = n
         from engine.model.knowledge import PROCEDURE_IDS
 
         order = {pid: i for i, pid in enumerate(PROCEDURE_IDS)}
@@ -689,7 +929,7 @@ def chain_problems(rows: Iterable[Mapping[str, Any]], head: tuple[int, str] | No
     The one check of the chain, whatever the backend: both stores hand their rows here.
     """
     problems: list[str] = []
-    expected_id, prev = 1, GENESIS
+    expected_id, prev, newest = 1, GENESIS, 0
     for row in rows:
         rid = row["id"]
         if rid != expected_id:
@@ -700,9 +940,12 @@ def chain_problems(rows: Iterable[Mapping[str, Any]], head: tuple[int, str] | No
                 f"record {rid}: its link to the record before it is broken "
                 "(a record before it was edited, deleted, inserted or reordered)"
             )
-        content = {k: row[k] for k in _CONTENT}
-        if record_hash(rid, content, row["prev_hash"]) != row["hash"]:
+        scheme = hash_scheme(row)
+        if scheme is None:
             problems.append(f"record {rid}: its content does not match its hash (edited)")
+        elif scheme < newest:
+            problems.append(f"record {rid}: hashed by an older scheme than a record before it (rewritten)")
+        newest = max(newest, scheme or 0)
         expected_id, prev = rid + 1, row["hash"]
     last = (expected_id - 1, prev)
     if head is None:
@@ -733,22 +976,19 @@ def _statements(script: str) -> list[str]:
 # --- Convenience for the CLI and the interview ---------------------------------------------------
 
 
-def record_evaluation(
+def prepare_record(
     aid: DecisionAid,
     answers: BaseModel | Mapping[str, Any],
     result: Result,
     *,
-    db: Path | str | None = None,
     patient_label: str | None = None,
     sure: BaseModel | Mapping[str, Any] | None = None,
     decision: str | None = None,
     notes: str | None = None,
-) -> StoredRecord:
-    """Store one evaluation (answers and the `Result` they gave) in the records database.
+) -> NewRecord:
+    """The record for one evaluation, every field checked (label, notes, ...) before anything is written.
 
-    `db` defaults to `$PAIN_SDM_DB` or the user's data directory. The patient label defaults
-    to the answers' own `patient_label`, if any. Returns the stored record (its `id` is the
-    record number to quote).
+    The patient label defaults to the answers' own `patient_label`, if any.
     """
     model = answers if isinstance(answers, BaseModel) else aid.parse_answers(dict(answers))
     if result.rulebook_version != aid.rulebook.version:
@@ -766,8 +1006,36 @@ def record_evaluation(
         decision=decision,
         notes=notes,
     )
+    new.columns()  # raises now, naming the field, rather than after an -o file was written
+    return new
+
+
+def store_record(new: NewRecord, db: Path | str | None = None, append_to_damaged: bool = False) -> StoredRecord:
+    """Append a prepared record; the whole chain must verify first (unless `append_to_damaged`, then recorded)."""
     with RecordStore.open(db) as store:
-        return store.append(new)
+        past = store.check_appendable(append_to_damaged)
+        return store.append(new, past_damage=past)
+
+
+def record_evaluation(
+    aid: DecisionAid,
+    answers: BaseModel | Mapping[str, Any],
+    result: Result,
+    *,
+    db: Path | str | None = None,
+    patient_label: str | None = None,
+    sure: BaseModel | Mapping[str, Any] | None = None,
+    decision: str | None = None,
+    notes: str | None = None,
+) -> StoredRecord:
+    """Store one evaluation (answers and the `Result` they gave) in the records database.
+
+    `db` defaults to `$PAIN_SDM_DB` or the user's data directory. The patient label defaults
+    to the answers' own `patient_label`, if any. Returns the stored record (its `id` is the
+    record number to quote). A chain that does not verify is refused (see `store_record`).
+    """
+    new = prepare_record(aid, answers, result, patient_label=patient_label, sure=sure, decision=decision, notes=notes)
+    return store_record(new, db)
 
 
 @dataclass(frozen=True)
