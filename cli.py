@@ -336,10 +336,24 @@ def rules_show(
     rules: RulesOpt = None,
     knowledge: KnowledgeOpt = None,
 ) -> None:
-    """Show one rule in plain English (IF ... THEN ...), with its parameters in each profile and its sources."""
-    from engine.presentation.rulebook_doc import find_rule, render_card, rule_card
+    """Show one rule in plain English (IF ... THEN ...), with its parameters in each profile and its sources.
+
+    A safety invariant's id (rules/invariants.yaml) shows the invariant.
+    """
+    from engine.presentation.rulebook_doc import (
+        find_invariant,
+        find_rule,
+        invariant_card,
+        render_card,
+        render_invariant,
+        rule_card,
+    )
 
     aid = load_aid(rules, knowledge)
+    invariant = find_invariant(aid, rule_id)
+    if invariant is not None:
+        sys.stdout.write(render_invariant(invariant_card(aid, invariant)))
+        return
     sys.stdout.write(render_card(rule_card(aid, find_rule(aid, rule_id))))
 
 

@@ -15,7 +15,8 @@ from typing import Any
 from engine.model.conditions import Condition
 from engine.model.knowledge import PROCEDURE_IDS
 from engine.model.questionnaire import UNKNOWN
-from engine.model.rulebook import STATUS_RANK, STATUSES, Rulebook, derived_depth
+from engine.model.rulebook import Rulebook, derived_depth
+from engine.model.status import STATUSES
 
 Outcome = tuple[dict[str, str], bool]
 """Each procedure's status, and whether urgent assessment is set."""
@@ -106,7 +107,7 @@ def generate(rulebook: Rulebook, profile: str) -> tuple[str, dict[str, Any]]:
         if then.urgent_assessment:
             body.append("        urgent = True")
         if then.status is not None:
-            rank = STATUS_RANK[then.status]
+            rank = then.status.rank
             for pid in dict.fromkeys(then.procedures):
                 body += [f"        if r[{index[pid]}] < {rank}:", f"            r[{index[pid]}] = {rank}"]
     body.append("    return {p: NAMES[x] for p, x in zip(PROCEDURES, r)}, urgent")

@@ -20,12 +20,17 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with one field of one entry of one file."""
+    """One thing wrong with one field of one entry of one file.
+
+    `code` names the kind of problem where it is raised (`rules verify` reports it under that
+    name, e.g. `unknown-reference`); it is never read back out of the message.
+    """
 
     file: str
     entry: str
     field: str
     message: str
+    code: str = "schema"
 
     def __str__(self) -> str:
         where = self.file

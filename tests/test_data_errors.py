@@ -103,7 +103,30 @@ KNOWLEDGE_CASES: list[tuple[str, Breaker, list[str]]] = [
         lambda r, k: edit(
             k / "questionnaire.yaml", '{fact: esi_count_12m, op: ">=", value: 1}', '{fact: esi_cnt, op: ">=", value: 1}'
         ),
-        ["questionnaire.yaml", "question esi_last_relief_percent", "`ask_if`", "unknown question `esi_cnt`"],
+        ["questionnaire.yaml", "question esi_last_relief_percent", "`ask_if: esi_cnt`", "unknown fact"],
+    ),
+    (
+        "question_skip_value_not_allowed",
+        lambda r, k: edit(
+            k / "questionnaire.yaml",
+            '{fact: esi_count_12m, op: ">=", value: 1}',
+            '{fact: esi_count_12m, op: ">=", value: 900}',
+        ),
+        [
+            "questionnaire.yaml",
+            "question esi_last_relief_percent",
+            "`ask_if: esi_count_12m`",
+            "outside the question's range",
+        ],
+    ),
+    (
+        "question_skip_parameter",
+        lambda r, k: edit(
+            k / "questionnaire.yaml",
+            '{fact: esi_count_12m, op: ">=", value: 1}',
+            '{fact: esi_count_12m, op: ">=", param: esi_max_per_12m}',
+        ),
+        ["questionnaire.yaml", "question esi_last_relief_percent", "`ask_if: esi_count_12m`", "parameters such as"],
     ),
 ]
 

@@ -15,7 +15,7 @@ import yaml
 
 from engine.evaluation.aid import DecisionAid
 from engine.model.knowledge import PROCEDURE_IDS
-from engine.model.rulebook import STATUSES
+from engine.model.status import STATUSES
 
 GOLDEN = Path(__file__).parent / "golden"
 EXAMPLES = Path(__file__).parent.parent / "examples"

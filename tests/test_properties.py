@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from engine.evaluation.aid import DecisionAid
 from engine.evaluation.result import Result
 from engine.model.knowledge import PROCEDURE_IDS
-from engine.model.rulebook import STATUS_RANK
+from engine.model.status import STATUSES, rank
 from engine.records.store import canonical, result_from_json
 
 CONSERVATIVE = "conservative_care"
@@ -40,10 +40,10 @@ def test_every_result_is_complete_and_consistent(aid: DecisionAid, data: st.Data
     assert [o.procedure for o in result.options] == list(PROCEDURE_IDS)
     assert result.option(CONSERVATIVE).status == "candidate"
     for option in result.options:
-        assert option.status in STATUS_RANK
+        assert option.status in STATUSES
         assert option.reasons, option.procedure
-        most_restrictive = max(STATUS_RANK[r.status] for r in option.reasons if r.status is not None)
-        assert STATUS_RANK[option.status] == most_restrictive, option.procedure
+        most_restrictive = max(rank(r.status) for r in option.reasons if r.status is not None)
+        assert rank(option.status) == most_restrictive, option.procedure
         assert all(r.kind == "status" and option.procedure in r.procedures for r in option.reasons)
         if option.status == "after_prerequisite":
             assert option.next_steps, option.procedure

@@ -25,7 +25,9 @@ from engine.audit.acceptances import FindingName
 from engine.audit.answer_space import AnswerSpace
 from engine.audit.verify import AuditFinding, VerifyReport, verify
 from engine.evaluation.aid import DecisionAid
+from engine.model import status as status_model
 from engine.model.knowledge import PROCEDURE_IDS
+from engine.model.status import Status
 
 FIXTURES = Path(__file__).parent / "fixtures" / "broken_rules"
 TODAY = dt.date(2026, 11, 24)
@@ -408,19 +410,122 @@ def test_deferring_conservative_care_breaks_its_invariant(mutated: VerifyReport)
     assert found and "conservative_care is deferred" in found[0].message
 
 
+# -- the proof follows the logic that runs: status resolution and prerequisites are not copies ------
+
+
+def test_verify_resolves_statuses_with_the_result_builders_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the least restrictive status win: evaluation and `rules verify` both follow, so the red-flag
+    invariant (a deferring rule must beat a candidate rule) is reported broken."""
+    real = status_model.resolve
+
+    def least_restrictive_wins(statuses: Any) -> Status | None:
+        found = [Status(s) for s in statuses]
+        return min(found, key=lambda s: s.rank) if found else real(found)
+
+    monkeypatch.setattr(status_model, "resolve", least_restrictive_wins)
+    aid = DecisionAid.load()
+    answers = yaml.safe_load((ROOT / "examples" / "sciatica.yaml").read_text())
+    flagged = aid.evaluate(aid.questionnaire.answers_model.model_validate({**answers, "red_flags": ["new_weakness"]}))
+    assert flagged.option("conservative_care").status == "candidate"
+    assert any(o.status == "candidate" for o in flagged.options if o.procedure != "conservative_care")
+    report = verify(today=TODAY, profile="consensus")
+    broken = safety(report, "safety-red-flag")
+    assert broken and "is a candidate" in broken[0].message
+    assert not [f for f in report.findings if f.name == "internal-disagreement"]
+
+
+def test_verify_reads_the_implant_prerequisites_from_the_rule_file(tmp_path: Path) -> None:
+    """Require a 90% trial for a stimulator in a copy of rules/30-prerequisites.yaml: the candidate rule
+    (50%) now breaks the implant invariant, with answers between the two thresholds."""
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    path = rules / "30-prerequisites.yaml"
+    text = path.read_text()
+    old = '- {fact: scs_trial_relief_percent, op: ">=", param: scs_trial_relief_percent}'
+    assert text.count(old) == 1
+    path.write_text(text.replace(old, '- {fact: scs_trial_relief_percent, op: ">=", value: 90}'))
+    report = verify(rules, today=TODAY, profile="consensus")
+    found = [f for f in safety(report, "safety-implant") if f.subject == "spinal_cord_stimulation"]
+    assert found and "spinal_cord_stimulation is a candidate" in found[0].message
+    assert found[0].example is not None and 50 <= found[0].example["scs_trial_relief_percent"] < 90
+    assert not safety(verify(ROOT / "rules", today=TODAY, profile="consensus"), "safety-implant")
+
+
+def test_a_new_invariant_in_the_file_is_proven_and_a_broken_one_is_named_by_its_id(tmp_path: Path) -> None:
+    """An invariant added to rules/invariants.yaml is checked like the shipped ones: here one that no rule
+    can keep (a pregnant patient never has an epidural after steps)."""
+    rules = tmp_path / "rules"
+    shutil.copytree(FIXTURES / "base", rules)
+    data = yaml.safe_load((rules / "invariants.yaml").read_text())
+    data["invariants"].append(
+        {
+            "id": "safety-no-epidural-candidate",
+            "statement": "No epidural is ever a candidate (a test invariant that must fail).",
+            "procedures": ["epidural_steroid_injection"],
+            "forbids": ["candidate"],
+        }
+    )
+    (rules / "invariants.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    report = verify(rules, today=TODAY)
+    found = safety(report, "safety-no-epidural-candidate")
+    assert found and "epidural_steroid_injection is a candidate" in found[0].message
+    assert "safety-no-epidural-candidate" in "\n".join(report.enumerated)
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "says"),
+    [
+        ({"when": {"fact": "pregnent", "op": "==", "value": "yes"}}, "when: pregnent", "unknown fact"),
+        ({"when": {"fact": "pregnant", "op": "==", "value": "maybe"}}, "when: pregnant", "not a choice"),
+        ({"forbids": ["candidat"]}, "forbids", "`candidat` is not a status"),
+        ({"procedures": "implant", "prerequisites": "unmet"}, "procedures", "has no requirement"),
+        ({"colour": "red"}, "colour", "unknown field"),
+    ],
+    ids=["unknown-fact", "bad-value", "bad-status", "no-requirement", "unknown-field"],
+)
+def test_a_bad_invariant_is_a_load_error_naming_file_invariant_and_field(
+    tmp_path: Path, change: dict[str, Any], field: str, says: str
+) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(FIXTURES / "base", rules)
+    data = yaml.safe_load((rules / "invariants.yaml").read_text())
+    data["invariants"][1].update(change)
+    (rules / "invariants.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    done = run_cli("rules", "verify", "--rules", str(rules), "--format", "json")
+    assert done.returncode == 1, done.stderr
+    errors = [f for f in json.loads(done.stdout)["findings"] if f["severity"] == "error"]
+    assert errors, done.stdout
+    where = f"{rules / 'invariants.yaml'}, invariant safety-infection"
+    assert any(f["subject"] == where and f"`{field}`" in f["message"] and says in f["message"] for f in errors), errors
+
+
+def test_a_missing_invariants_file_is_an_error_not_an_unchecked_rulebook(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(FIXTURES / "base", rules)
+    (rules / "invariants.yaml").unlink()
+    report = verify(rules, today=TODAY)
+    assert any("invariants file is missing" in f.message for f in report.errors), report.findings
+
+
+def test_the_red_flag_invariant_covers_every_red_flag_choice(aid: DecisionAid) -> None:
+    spec = aid.rulebook.invariant("safety-red-flag")
+    assert spec is not None and spec.when is not None
+    assert set(spec.when.value or []) == set(aid.questionnaire.questions["red_flags"].values)
+
+
 # -- the checker's own faults are findings too ---------------------------------------------------
 
 
 def test_a_search_the_evaluator_does_not_confirm_is_an_internal_disagreement(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = verify_module.outcome_of
+    real = verify_module.Outcome.of
 
     def lying(results: Any) -> verify_module.Outcome:
         out = real(results)
         return verify_module.Outcome(out.statuses, out.urgent, frozenset())
 
-    monkeypatch.setattr(verify_module, "outcome_of", lying)
+    monkeypatch.setattr(verify_module.Outcome, "of", lying)
     report = verify(FIXTURES / "base", today=TODAY)
     assert ("internal-disagreement", "error") in names(report)
 
@@ -496,3 +601,20 @@ def test_each_condition_compiles_to_exactly_the_answers_that_give_each_truth(aid
                 assert covered == (truth in wanted), (rule.id, values, sorted(map(str, wanted)))
             checked += 1
     assert checked > 1000
+
+
+def test_rules_show_and_the_book_give_each_invariant_and_the_implant_prerequisites_from_the_rule_file(
+    tmp_path: Path,
+) -> None:
+    shown = run_cli("rules", "show", "safety-implant")
+    assert shown.returncode == 0, shown.stderr
+    assert "NEVER candidate" in shown.stdout and "FOR   spinal_cord_stimulation" in shown.stdout
+    assert "spinal_cord_stimulation lacks its prerequisites (scs_trial, psychological_evaluation)" in shown.stdout
+    book = tmp_path / "book.md"
+    done = run_cli("rules", "book", "-o", str(book))
+    assert done.returncode == 0, done.stderr
+    text = book.read_text()
+    invariants = yaml.safe_load((ROOT / "rules" / "invariants.yaml").read_text())["invariants"]
+    assert "## Safety invariants" in text
+    for inv in invariants:
+        assert f"### {inv['id']}" in text

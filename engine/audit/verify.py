@@ -3,8 +3,9 @@
 Findings (name: severity, what it means):
 
 Loading (a rulebook that does not load is reported, not raised):
-- `schema` (error): a rule, parameter or profile does not fit its model.
-- `unknown-reference` (error): an unknown fact, parameter, profile, source or criterion.
+- `schema` (error): a rule, parameter, profile, invariant or requirement does not fit its model.
+- `unknown-reference` (error): an unknown fact, parameter, profile, source, criterion or step.
+  Each load problem carries its finding name from where it is raised (`Problem.code`).
 - `duplicate-id` (error), `derived-cycle` (error): ids used twice; derived facts in a cycle.
 - `missing-source` (error for an active rule, warning for a draft): a rule cites no source.
 
@@ -32,16 +33,17 @@ Logic, decided over the discretised answer space of each profile (engine.audit.a
   should reach every status, except conservative care, which should only be a candidate.
 - `undecided` (warning): a question needed more search steps than the budget allows.
 
-Safety invariants (error when broken; the message gives answers that break it):
-- `safety-red-flag`: any red flag (any choice of `red_flags`) means urgent assessment and no
-  procedure other than conservative care is a candidate.
+Safety invariants (error when broken, named by the invariant's id; the message gives answers that
+break it). They are data, in rules/invariants.yaml (engine.model.invariants), loaded and checked
+with the rulebook; the shipped ones are:
+- `safety-red-flag`: any red flag means urgent assessment and no procedure other than
+  conservative care is a candidate.
 - `safety-infection`: an infection (`systemic_infection` or `local_infection` is yes) means
   no needle procedure (knowledge `needle: true`) is a candidate.
-- `safety-implant`: an implant (knowledge `implant: true`) is a candidate only with a
-  successful trial (its trial relief meets the parameter its candidate rules use) and, for
-  spinal cord stimulation, and for a pump unless it is for cancer pain or spasticity, a
-  favourable psychological evaluation.
+- `safety-implant`: an implant (knowledge `implant: true`) is a candidate only when its
+  prerequisites are met: the `requirements` of the prerequisite layer (rules/30-prerequisites.yaml).
 - `safety-conservative-care`: conservative care is always a candidate.
+Statuses are resolved by `engine.model.status.resolve`, the function the result builder uses.
 - `example-skipped` (info): an example patient could not be read, so it is not a baseline.
 - `internal-disagreement` (error): answers the search found do not behave as predicted when
   run through the independent evaluator (a fault in this checker, never expected).
@@ -92,14 +94,17 @@ from engine.audit.answer_space import (
     hashable,
     truth_of,
 )
-from engine.errors import DataFileError, Problem
+from engine.errors import DataFileError
 from engine.evaluation.evaluator import Evaluator, RuleResult
+from engine.model import status as status_model
 from engine.model.conditions import Condition
 from engine.model.facts import known
+from engine.model.invariants import FALLBACK
 from engine.model.knowledge import PROCEDURE_IDS, Knowledge, load_knowledge
 from engine.model.loading import read_data
 from engine.model.questionnaire import UNKNOWN, Questionnaire, load_questionnaire
-from engine.model.rulebook import STATUS_RANK, STATUSES, Rule, Rulebook, load_rulebook
+from engine.model.rulebook import Rule, Rulebook, load_rulebook
+from engine.model.status import FALLBACK_STATUS, STATUSES, Status
 from engine.paths import data_dir
 
 Severity = Literal["error", "warning", "info"]
@@ -110,55 +115,6 @@ EXPECTED_STATUSES: dict[str, tuple[str, ...]] = {
     pid: (("candidate",) if pid == CONSERVATIVE else tuple(STATUSES)) for pid in PROCEDURE_IDS
 }
 """The statuses each procedure should be able to reach."""
-
-_TRIAL = {
-    "spinal_cord_stimulation": {"fact": "scs_trial_relief_percent", "op": ">=", "param": "scs_trial_relief_percent"},
-    "intrathecal_pump": {"fact": "itp_trial_relief_percent", "op": ">", "param": "itp_trial_relief_percent"},
-    "peripheral_nerve_stimulation": {
-        "fact": "pns_trial_relief_percent",
-        "op": ">=",
-        "param": "pns_trial_relief_percent",
-    },
-}
-_FAVOURABLE = {"fact": "psych_evaluation", "op": "==", "value": "favourable"}
-IMPLANT_REQUIREMENTS: dict[str, tuple[dict[str, Any], str]] = {
-    "spinal_cord_stimulation": (
-        {"all": [_TRIAL["spinal_cord_stimulation"], _FAVOURABLE]},
-        "a successful trial (scs_trial_relief_percent >= parameter scs_trial_relief_percent) "
-        "and a favourable psychological evaluation",
-    ),
-    "intrathecal_pump": (
-        {
-            "all": [
-                {
-                    "any": [
-                        _TRIAL["intrathecal_pump"],
-                        {
-                            "all": [
-                                {"fact": "conditions", "op": "contains", "value": "cancer_pain"},
-                                {"fact": "life_expectancy_months", "op": "<=", "param": "itp_life_expectancy_months"},
-                            ]
-                        },
-                    ]
-                },
-                {
-                    "any": [
-                        _FAVOURABLE,
-                        {"fact": "conditions", "op": "contains_any", "value": ["cancer_pain", "spasticity"]},
-                    ]
-                },
-            ]
-        },
-        "a successful trial (itp_trial_relief_percent > parameter itp_trial_relief_percent), which may be waived "
-        "for cancer pain with life_expectancy_months <= parameter itp_life_expectancy_months (criterion ITP-03); "
-        "and a favourable psychological evaluation, unless the pump is for cancer pain or spasticity",
-    ),
-    "peripheral_nerve_stimulation": (
-        _TRIAL["peripheral_nerve_stimulation"],
-        "a successful trial (pns_trial_relief_percent >= parameter pns_trial_relief_percent)",
-    ),
-}
-"""Implant -> (the condition that must be true for it to be a candidate, the same in words)."""
 
 SEARCH_BUDGET = 200_000
 """Most search steps for one question; beyond it the question is reported as `undecided`."""
@@ -188,9 +144,9 @@ class Accepted:
 
 @dataclass(frozen=True)
 class AuditFinding:
-    """One named finding of `rules verify`."""
+    """One named finding of `rules verify`: a FindingName, or a broken invariant's id."""
 
-    name: FindingName
+    name: FindingName | str
     severity: Severity
     subject: str
     message: str
@@ -236,28 +192,13 @@ class VerifyReport:
 # -- loading ---------------------------------------------------------------------------------
 
 
-def _load_name(problem: Problem) -> tuple[FindingName, Severity]:
-    message = problem.message
-    if message.startswith(("unknown fact", "unknown parameter", "unknown source", "unknown criterion")):
-        return "unknown-reference", "error"
-    if message.startswith("unknown profile") or "is not a listed profile" in message:
-        return "unknown-reference", "error"
-    if "used twice" in message or "already defined" in message or "already derived" in message:
-        return "duplicate-id", "error"
-    if "in a cycle" in message:
-        return "derived-cycle", "error"
-    if "needs at least one source" in message:
-        return "missing-source", "error"
-    return "schema", "error"
-
-
 def load_findings(exc: DataFileError) -> list[AuditFinding]:
+    """One error per load problem, named by the code the loader gave it where it was raised."""
     out = []
     for problem in exc.problems:
-        name, severity = _load_name(problem)
         subject = ", ".join(p for p in (problem.file, problem.entry) if p)
         where = f"field `{problem.field}`: " if problem.field else ""
-        out.append(AuditFinding(name, severity, subject, where + problem.message))
+        out.append(AuditFinding(problem.code, "error", subject, where + problem.message))
     return out
 
 
@@ -304,26 +245,30 @@ def upkeep_findings(rulebook: Rulebook, today: dt.date, max_age_days: int) -> li
 
 @dataclass(frozen=True)
 class Outcome:
-    statuses: dict[str, str]
+    """What the result builder would conclude from these rule results: statuses, urgency, rules holding."""
+
+    statuses: dict[str, Status]
     urgent: bool
     holding: frozenset[str]
+    fallback: frozenset[str] = frozenset()
 
-
-def outcome_of(results: list[RuleResult]) -> Outcome:
-    """Statuses as the result resolves them: the most restrictive status set wins; none = not indicated."""
-    rank: dict[str, int] = {}
-    urgent = False
-    for res in results:
-        if res.truth is not True:
-            continue
-        then = res.rule.then
-        urgent = urgent or then.urgent_assessment
-        if then.status is not None:
-            for pid in then.procedures:
-                rank[pid] = max(rank.get(pid, -1), STATUS_RANK[then.status])
-    statuses: dict[str, str] = {pid: STATUSES[rank[pid]] if pid in rank else "not_indicated" for pid in PROCEDURE_IDS}
-    holding = frozenset(r.rule.id for r in results if r.truth is True)
-    return Outcome(statuses, urgent, holding)
+    @classmethod
+    def of(cls, results: list[RuleResult]) -> Outcome:
+        """Resolved by `engine.model.status.resolve`, the function the result builder uses."""
+        setting: dict[str, list[str]] = {pid: [] for pid in PROCEDURE_IDS}
+        urgent = False
+        for res in results:
+            if res.truth is not True:
+                continue
+            then = res.rule.then
+            urgent = urgent or then.urgent_assessment
+            if then.status is not None:
+                for pid in then.procedures:
+                    setting[pid].append(then.status)
+        resolved = {pid: status_model.resolve(statuses) for pid, statuses in setting.items()}
+        statuses = {pid: FALLBACK_STATUS if s is None else s for pid, s in resolved.items()}
+        fallback = frozenset(pid for pid, s in resolved.items() if s is None)
+        return cls(statuses, urgent, frozenset(r.rule.id for r in results if r.truth is True), fallback)
 
 
 Expectation = Callable[[Outcome, dict[str, Any]], bool]
@@ -344,101 +289,66 @@ def with_status(pid: str, status: str) -> Expectation:
 
 @dataclass(frozen=True)
 class Invariant:
-    """Whenever `premise` takes a truth in `wanted` (always, if None), the obligations hold."""
+    """One invariant of rules/invariants.yaml as checked: while every premise takes a truth it wants, the
+    procedures get no forbidden status (and urgent assessment is set, if `urgent`)."""
 
-    name: FindingName
+    name: str
     statement: str
-    premise: Condition | None
-    wanted: Wanted
-    not_candidate: tuple[str, ...] = ()
+    premises: tuple[tuple[Condition, Wanted], ...]
+    procedures: tuple[str, ...]
+    forbids: tuple[str, ...] = ()
     urgent: bool = False
-    candidate: tuple[str, ...] = ()
+    key: str = ""
+
+    def conditions(self) -> list[Condition]:
+        return [c for c, _ in self.premises]
 
     def applies(self, values: dict[str, Any], params: dict[str, int | float]) -> bool:
-        return self.premise is None or truth_of(self.premise, values, params) in self.wanted
+        return all(truth_of(c, values, params) in wanted for c, wanted in self.premises)
+
+    def forbidden_statuses(self) -> list[Status]:
+        return [Status(s) for s in self.forbids if s != FALLBACK]
 
     def broken(self, outcome: Outcome) -> list[str]:
         """What is wrong with this outcome, one phrase each."""
-        out = [f"{pid} is a candidate" for pid in self.not_candidate if outcome.statuses[pid] == "candidate"]
+        out = []
+        for pid in self.procedures:
+            status = outcome.statuses[pid]
+            if FALLBACK in self.forbids and pid in outcome.fallback:
+                out.append(f"{pid} is {status} by the fallback (no status rule holds for it)")
+            elif status in self.forbids:
+                out.append(f"{pid} is a candidate" if status == Status.CANDIDATE else f"{pid} is {status}")
         if self.urgent and not outcome.urgent:
             out.append("urgent assessment is not set")
-        out += [f"{pid} is {outcome.statuses[pid]}" for pid in self.candidate if outcome.statuses[pid] != "candidate"]
         return out
 
 
-def invariants(
-    knowledge: Knowledge, questionnaire: Questionnaire, rulebook: Rulebook
-) -> tuple[list[Invariant], list[AuditFinding]]:
-    """The safety invariants, built from the knowledge base (needle, implant) and the questionnaire."""
-    questions = questionnaire.questions
+def invariants(knowledge: Knowledge, rulebook: Rulebook) -> list[Invariant]:
+    """The rulebook's safety invariants (rules/invariants.yaml), one check each, or one per procedure
+    for an invariant on unmet prerequisites (each procedure's own requirement, from the rule files)."""
     out: list[Invariant] = []
-    missing: list[AuditFinding] = []
-
-    def need(name: FindingName, *facts: str) -> bool:
-        absent = [f for f in facts if f not in questions]
-        if absent:
-            missing.append(
-                AuditFinding(name, "warning", name, f"not checked: the questionnaire has no {', '.join(absent)}")
-            )
-        return not absent
-
-    procedures = [pid for pid in PROCEDURE_IDS if pid != CONSERVATIVE]
-    if need("safety-red-flag", "red_flags"):
-        flags = Condition(fact="red_flags", op="contains_any", value=list(questions["red_flags"].values))
-        out.append(
-            Invariant(
-                "safety-red-flag",
-                "any red flag => urgent assessment, and no procedure but conservative care is a candidate",
-                flags,
-                TRUE,
-                not_candidate=tuple(procedures),
-                urgent=True,
-            )
-        )
-    if need("safety-infection", "systemic_infection", "local_infection"):
-        infection = Condition.model_validate(
-            {
-                "any": [
-                    {"fact": "systemic_infection", "op": "==", "value": "yes"},
-                    {"fact": "local_infection", "op": "==", "value": "yes"},
-                ]
-            }
-        )
-        needles = tuple(pid for pid in procedures if knowledge.procedures[pid].needle)
-        out.append(
-            Invariant(
-                "safety-infection",
-                f"systemic or local infection => no needle procedure ({', '.join(needles)}) is a candidate",
-                infection,
-                TRUE,
-                not_candidate=needles,
-            )
-        )
-    for pid in procedures:
-        if not knowledge.procedures[pid].implant:
+    for spec in rulebook.invariants:
+        premises = () if spec.when is None else ((spec.when, TRUE),)
+        procedures = spec.selected(knowledge)
+        forbids = tuple(str(s) for s in spec.forbids)
+        if spec.prerequisites != "unmet":
+            out.append(Invariant(spec.id, spec.statement, premises, procedures, forbids, spec.urgent, spec.id))
             continue
-        if pid not in IMPLANT_REQUIREMENTS:
-            missing.append(AuditFinding("safety-implant", "error", pid, "an implant with no requirement defined"))
-            continue
-        spec, words = IMPLANT_REQUIREMENTS[pid]
-        requirement = Condition.model_validate(spec)
-        facts = [a.fact for a in requirement.atoms() if a.fact is not None]
-        params = [a.param for a in requirement.atoms() if a.param is not None and a.param not in rulebook.parameters]
-        if not need("safety-implant", *facts) or params:
-            if params:
-                missing.append(AuditFinding("safety-implant", "warning", pid, f"not checked: no parameter {params}"))
-            continue
-        out.append(
-            Invariant(
-                "safety-implant", f"{pid} is a candidate only with {words}", requirement, NOT_TRUE, not_candidate=(pid,)
+        for pid in procedures:
+            req = rulebook.requirements[pid]
+            statement = f"{pid} is a candidate only with {' '.join(req.statement.split())}"
+            out.append(
+                Invariant(
+                    spec.id,
+                    statement,
+                    (*premises, (req.met, NOT_TRUE)),
+                    (pid,),
+                    forbids,
+                    spec.urgent,
+                    f"{spec.id} ({pid})",
+                )
             )
-        )
-    out.append(
-        Invariant(
-            "safety-conservative-care", "conservative care is always a candidate", None, TRUE, candidate=(CONSERVATIVE,)
-        )
-    )
-    return out, missing
+    return out
 
 
 # -- the per-profile audit ----------------------------------------------------------------------
@@ -452,7 +362,7 @@ class ProfileAudit:
     ):
         self.profile = profile
         self.rulebook = rulebook
-        extra = [inv.premise for inv in checks if inv.premise is not None]
+        extra = [c for inv in checks for c in inv.conditions()]
         self.space = AnswerSpace(rulebook, questionnaire, profile, extra=extra, budget=budget)
         self.evaluator = Evaluator(rulebook, profile)
         self.invariants = checks
@@ -477,7 +387,8 @@ class ProfileAudit:
         ]
 
     def restrictive(self, pid: str, status: str) -> list[Rule]:
-        return [r for r in self.status_rules(pid) if STATUS_RANK[r.then.status or ""] > STATUS_RANK[status]]
+        """The status rules that would win over `status` (by the one resolution, engine.model.status.resolve)."""
+        return [r for r in self.status_rules(pid) if status_model.resolve([status, r.then.status or status]) != status]
 
     def status_routes(self, pid: str, status: str) -> list[list[list[Conj]]]:
         """Alternative goal lists under which `pid` gets `status`."""
@@ -492,7 +403,7 @@ class ProfileAudit:
         self.evaluations += 1
         evaluator = self.evaluator if deciding is None else self.evaluator_for(deciding)
         results, _ = evaluator.evaluate_rules(answers)
-        return outcome_of(results)
+        return Outcome.of(results)
 
     def evaluator_for(self, deciding: list[Rule]) -> Evaluator:
         """The independent evaluator of these rules and of the rules deriving every fact they read, down the chains.
@@ -604,7 +515,7 @@ class ProfileAudit:
         """How two rules that can hold together relate, ordered (less restrictive or implying rule first)."""
         a_b, b_a = self._implies(a, b), self._implies(b, a)
         if a.then.status != b.then.status:
-            if STATUS_RANK[a.then.status or ""] > STATUS_RANK[b.then.status or ""]:
+            if (a.then.status or STATUSES[0]).rank > (b.then.status or STATUSES[0]).rank:
                 a, b, a_b, b_a = b, a, b_a, a_b
             if a_b and b_a:
                 return "contradiction", a, b
@@ -655,23 +566,22 @@ class ProfileAudit:
 
     def check_invariant(self, inv: Invariant) -> None:
         space = self.space
-        premise = [] if inv.premise is None else [space.cases(inv.premise, inv.wanted)]
+        premise = [space.cases(c, wanted) for c, wanted in inv.premises]
 
         def broken(outcome: Outcome, answers: dict[str, Any]) -> bool:
             return inv.applies({k: known(v) for k, v in answers.items()}, space.params) and bool(inv.broken(outcome))
 
         questions: list[tuple[str, list[list[Conj]]]] = []
-        for pid in inv.not_candidate:
-            for goals in self.status_routes(pid, "candidate"):
-                questions.append((f"{pid} candidate", premise + goals))
+        for pid in inv.procedures:
+            for status in inv.forbidden_statuses():
+                for goals in self.status_routes(pid, status):
+                    questions.append((f"{pid} {status}", premise + goals))
+            if FALLBACK in inv.forbids:
+                no_rule = [self.space.rule_not_true(r) for r in self.status_rules(pid)]
+                questions.append((f"{pid} by the fallback", premise + no_rule))
         if inv.urgent:
             urgent_rules = [r for r in space.rules if r.then.urgent_assessment]
             questions.append(("no urgent assessment", premise + [space.rule_not_true(r) for r in urgent_rules]))
-        for pid in inv.candidate:
-            for status in STATUSES:
-                if status != "candidate":
-                    for goals in self.status_routes(pid, status):
-                        questions.append((f"{pid} {status}", premise + goals))
         for what, goals in questions:
             answers = self.find(goals, broken, f"{inv.name}: {what}", self.deciding_rules(inv))
             if answers is not None:
@@ -688,7 +598,7 @@ class ProfileAudit:
             AuditFinding(
                 inv.name,
                 "error",
-                ", ".join(inv.not_candidate + inv.candidate) or inv.name,
+                ", ".join(inv.procedures) or inv.name,
                 f"broken ({'; '.join(inv.broken(outcome))}); the invariant: {inv.statement}",
                 (self.profile,),
                 answers,
@@ -696,7 +606,7 @@ class ProfileAudit:
         )
 
     def concerned(self, inv: Invariant) -> tuple[str, ...]:
-        return PROCEDURE_IDS if inv.urgent else inv.not_candidate + inv.candidate
+        return PROCEDURE_IDS if inv.urgent else inv.procedures
 
     def projection(self, inv: Invariant, baselines: int) -> tuple[list[str], dict[str, list[Any]]]:
         """The facts an invariant's enumeration varies, and the class representatives of each.
@@ -707,9 +617,9 @@ class ProfileAudit:
         more than ENUMERATION_CAP answer sets in all, only the premise's own answers vary.
         """
         space = self.space
-        if inv.premise is None:
+        if not inv.premises:
             return [], {}
-        own = [a for a in inv.premise.atoms() if a.fact is not None and not space.is_derived(a.fact)]
+        own = [a for c in inv.conditions() for a in c.atoms() if a.fact is not None and not space.is_derived(a.fact)]
         base_facts = {a.fact for a in own if a.fact is not None}
         concerned = set(self.concerned(inv))
         readers = [
@@ -763,9 +673,9 @@ class ProfileAudit:
                     continue  # the same answers to every deciding rule: the same verdict
                 seen.add(distinct)
                 self.evaluations += 1
-                if inv.broken(outcome_of(evaluator.evaluate_rules(answers)[0])):
+                if inv.broken(Outcome.of(evaluator.evaluate_rules(answers)[0])):
                     self._violation(inv, answers)
-        key = f"{inv.name}" + (f" ({', '.join(inv.not_candidate)})" if inv.name == "safety-implant" else "")
+        key = inv.key or inv.name
         self.enumerated[key] = self.enumerated.get(key, 0) + count
         self.distinct[key] = self.distinct.get(key, 0) + len(seen)
         self.enumerated_facts[key] = (facts, [len(values[f]) for f in facts], len(baselines))
@@ -867,10 +777,9 @@ def verify(
         note = "the rulebook does not load, so the logic and safety checks did not run"
         return VerifyReport(_merge(findings), [note], time.perf_counter() - start)
     findings = upkeep_findings(rulebook, today, max_age_days)
-    checks, missing = invariants(knowledge, questionnaire, rulebook)
+    checks = invariants(knowledge, rulebook)
     examples, skipped = example_patients(questionnaire)
     findings += skipped
-    findings += missing
     enumerated: list[str] = []
     active_in: dict[str, list[str]] = {}
     fires_in: dict[str, list[str]] = {}

@@ -23,7 +23,8 @@ from engine.model import parse_cache
 from engine.model.knowledge import Knowledge, load_knowledge
 from engine.model.loading import read_data, validate
 from engine.model.questionnaire import Questionnaire, load_questionnaire
-from engine.model.rulebook import Rulebook, Status, content_hash, load_rulebook
+from engine.model.rulebook import Rulebook, content_hash, load_rulebook
+from engine.model.status import Status
 from engine.model.values import Value, load_values
 from engine.paths import data_dir
 

@@ -14,8 +14,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from engine.evaluation.firing import Firing
+from engine.model import status as status_model
 from engine.model.knowledge import PROCEDURE_IDS, Disagreement, Knowledge
-from engine.model.rulebook import STATUS_RANK, STATUSES, Rule, Rulebook, Status, Step
+from engine.model.rulebook import Rule, Rulebook, Step
+from engine.model.status import FALLBACK_STATUS, Status, StatusField
 
 SCHEMA = "pain-sdm/result/1"
 SUMMARY_SCHEMA = "pain-sdm/result-summary/1"
@@ -42,7 +44,7 @@ class Finding(Model):
     kind: Literal["derived", "status", "caution", "declined", "urgent"]
     holds: bool = True
     derived: str | None = None
-    status: Status | None = None
+    status: StatusField | None = None
     procedures: list[str] = []
     text: str
     facts: dict[str, Any] = {}
@@ -59,7 +61,7 @@ class OptionResult(Model):
 
     procedure: str
     name: str
-    status: Status
+    status: StatusField
     reasons: list[Finding]
     cautions: list[Finding] = []
     next_steps: list[Step] = []
@@ -71,8 +73,8 @@ class ProfileDifference(Model):
 
     procedure: str
     profile: str
-    status: Status
-    this_status: Status
+    status: StatusField
+    this_status: StatusField
     rules: list[str]
     parameters: dict[str, dict[str, int | float]] = {}
 
@@ -187,7 +189,7 @@ class ResultBuilder:
                 title="No rule opened this option",
                 layer="option",
                 kind="status",
-                status="not_indicated",
+                status=FALLBACK_STATUS,
                 procedures=[pid],
                 text=FALLBACK_TEXT,
             )
@@ -211,15 +213,14 @@ class ResultBuilder:
                 by_procedure[pid].append(f)
         options = []
         for pid, mine in by_procedure.items():
-            reasons = sorted(
-                (f for f in mine if f.kind == "status"), key=lambda f: -STATUS_RANK[f.status or "candidate"]
-            )
-            if not reasons:
-                reasons = [self._fallback(pid)]
-            status = reasons[0].status
-            assert status is not None
+            setting = [f for f in mine if f.status is not None]
+            status = status_model.resolve(f.status for f in setting if f.status is not None)
+            if status is None:
+                status, reasons = FALLBACK_STATUS, [self._fallback(pid)]
+            else:  # the reasons for the status it comes to first, then the others, most restrictive first
+                reasons = sorted(setting, key=lambda f: (f.status != status, -status_model.rank(f.status or status)))
             steps: dict[str, Step] = {}
-            if status == "after_prerequisite":
+            if status == Status.AFTER_PREREQUISITE:
                 for f in reasons:
                     for step in f.steps:
                         steps.setdefault(step.id, step)
@@ -227,7 +228,7 @@ class ResultBuilder:
             cautions = [f for f in mine if f.kind == "caution"]
             options.append(ResolvedOption(pid, status, reasons, cautions, list(steps.values()), declined))
         urgent = [f for f in in_order if f.urgent_assessment]
-        open_procedures = {o.procedure for o in options if o.status in ("candidate", "after_prerequisite")}
+        open_procedures = {o.procedure for o in options if o.status.is_open}
         cited = criteria_held(trace)
         disagreements = [d.id for d in self.knowledge.disagreements.values() if bears_on(d, open_procedures, cited)]
         derived = [f for f in in_order if f.kind == "derived"]
@@ -264,19 +265,20 @@ class ResultBuilder:
 
         For comparing profiles: no evidence record is built (the shared templates are read).
         """
-        rank: dict[str, int] = {}
+        setting: dict[str, list[Status]] = {}
         reasons: dict[str, set[str]] = {}
         for firing in firings:
             f = self._template(firing)
             if f.kind != "status" or f.status is None:
                 continue
             for pid in f.procedures:
-                rank[pid] = max(rank.get(pid, -1), STATUS_RANK[f.status])
+                setting.setdefault(pid, []).append(f.status)
                 reasons.setdefault(pid, set()).add(f.rule_id)
-        return {
-            pid: (STATUSES[rank[pid]], frozenset(reasons[pid])) if pid in rank else ("not_indicated", FALLBACK_SET)
-            for pid in PROCEDURE_IDS
-        }
+        out: dict[str, tuple[Status, frozenset[str]]] = {}
+        for pid in PROCEDURE_IDS:
+            status = status_model.resolve(setting.get(pid, ()))
+            out[pid] = (FALLBACK_STATUS, FALLBACK_SET) if status is None else (status, frozenset(reasons[pid]))
+        return out
 
     def criteria_held(self, firings: list[Firing]) -> set[str]:
         """`criteria_held` of these firings' findings, without building them."""
@@ -291,7 +293,7 @@ class ResultBuilder:
 @dataclass(frozen=True)
 class ResolvedOption:
     procedure: str
-    status: Status
+    status: StatusField
     reasons: list[Finding]
     cautions: list[Finding]
     next_steps: list[Step]
@@ -348,14 +350,3 @@ def _summary(version: str, profile: str, found: Resolution, differences: list[Pr
         ],
         "disagreements": list(found.disagreements),
     }
-
-
-def build_result(
-    firings: list[Firing],
-    rulebook: Rulebook,
-    knowledge: Knowledge,
-    profile: str,
-    params: dict[str, int | float],
-) -> Result:
-    """Resolve firings into one status per procedure (the most restrictive wins)."""
-    return ResultBuilder(rulebook, knowledge, profile, params).build(firings)

@@ -189,7 +189,11 @@ def _index(entries: list, file: Path, kind: str, problems: list[Problem]) -> dic
     out: dict = {}  # type: ignore[type-arg]
     for entry in entries:
         if entry.id in out:
-            problems.append(Problem(str(file), f"{kind} {entry.id}", "id", "this id is used twice; ids must be unique"))
+            problems.append(
+                Problem(
+                    str(file), f"{kind} {entry.id}", "id", "this id is used twice; ids must be unique", "duplicate-id"
+                )
+            )
         out[entry.id] = entry
     return out
 
@@ -202,7 +206,9 @@ def load_knowledge(root: Path) -> Knowledge:
     for path in sorted((root / "sources").glob("*.yaml")):
         for src in load_file(SourceFile, path, KnowledgeError, kind="source").sources:
             if src.id in sources:
-                problems.append(Problem(str(path), f"source {src.id}", "id", "this source id is already defined"))
+                problems.append(
+                    Problem(str(path), f"source {src.id}", "id", "this source id is already defined", "duplicate-id")
+                )
             url = src.url.rstrip("/").lower()
             if url and by_url.setdefault(url, src.id) != src.id:
                 problems.append(
@@ -243,7 +249,13 @@ def load_knowledge(root: Path) -> Knowledge:
         for use in proc.uses:
             if use not in conditions:
                 problems.append(
-                    Problem(str(path), f"procedure {pid}", "uses", f"unknown condition `{use}`; add it to {cond_path}")
+                    Problem(
+                        str(path),
+                        f"procedure {pid}",
+                        "uses",
+                        f"unknown condition `{use}`; add it to {cond_path}",
+                        "unknown-reference",
+                    )
                 )
         for cited in proc.sources:
             if cited not in sources:
@@ -253,20 +265,43 @@ def load_knowledge(root: Path) -> Knowledge:
                         f"procedure {pid}",
                         "sources",
                         f"unknown source `{cited}`; add it under {root / 'sources'}",
+                        "unknown-reference",
                     )
                 )
     for crit in criteria.values():
         for src in crit.sources:
             if src not in sources:
-                problems.append(Problem(str(crit_path), f"criterion {crit.id}", "sources", f"unknown source `{src}`"))
+                problems.append(
+                    Problem(
+                        str(crit_path),
+                        f"criterion {crit.id}",
+                        "sources",
+                        f"unknown source `{src}`",
+                        "unknown-reference",
+                    )
+                )
     for dis in disagreements.values():
         for src in dis.sources:
             if src not in sources:
-                problems.append(Problem(str(dis_path), f"disagreement {dis.id}", "sources", f"unknown source `{src}`"))
+                problems.append(
+                    Problem(
+                        str(dis_path),
+                        f"disagreement {dis.id}",
+                        "sources",
+                        f"unknown source `{src}`",
+                        "unknown-reference",
+                    )
+                )
         for cid in dis.criteria:
             if cid not in criteria:
                 problems.append(
-                    Problem(str(dis_path), f"disagreement {dis.id}", "criteria", f"unknown criterion `{cid}`")
+                    Problem(
+                        str(dis_path),
+                        f"disagreement {dis.id}",
+                        "criteria",
+                        f"unknown criterion `{cid}`",
+                        "unknown-reference",
+                    )
                 )
     if problems:
         raise KnowledgeError(problems)

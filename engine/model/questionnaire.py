@@ -7,6 +7,7 @@ that the rule loader checks every rule against.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,7 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from engine.errors import KnowledgeError, Problem
-from engine.model.conditions import Condition
+from engine.model.conditions import UNARY_OPS, Condition
 from engine.model.knowledge import Strict, Term
 from engine.model.loading import load_file
 
@@ -169,6 +170,68 @@ class Questionnaire(BaseModel):
         return build_answers_model(self)
 
 
+OPS_BY_TYPE: dict[str, frozenset[str]] = {
+    "number": frozenset({"==", "!=", "<", "<=", ">", ">=", "is_unknown", "is_known"}),
+    "single": frozenset({"==", "!=", "in", "not_in", "is_unknown", "is_known"}),
+    "yes_no": frozenset({"==", "!=", "in", "not_in", "is_unknown", "is_known"}),
+    "multiple": frozenset({"contains", "not_contains", "contains_any", "contains_none", "is_unknown", "is_known"}),
+    "derived": frozenset({"is_true", "is_false"}),
+}
+"""The operators that fit each kind of fact (a question's type, or a derived fact)."""
+
+
+def atom_problems(
+    atom: Condition,
+    questions: Mapping[str, Question],
+    derived: Collection[str],
+    parameters: Collection[str] | None,
+) -> list[tuple[str, str]]:
+    """What is wrong with one atom, as (message, finding code): the check for rule atoms and skip conditions alike.
+
+    The fact must be a question (or a derived fact), the operator must fit its type, a value
+    must be one the question allows, a parameter must exist (`parameters` None: none may be used).
+    """
+    fact, op = atom.fact, atom.op
+    assert fact is not None and op is not None
+    question = questions.get(fact)
+    if question is None and fact not in derived:
+        where = "a question id in knowledge/questionnaire.yaml" + (" nor a derived fact of any rule" if derived else "")
+        return [(f"unknown fact: not {where}", "unknown-reference")]
+    kind = "derived" if question is None else question.type
+    if kind == "text":
+        return [("free-text answers cannot be used in conditions", "schema")]
+    if op not in OPS_BY_TYPE[kind]:
+        return [(f"operator `{op}` does not fit a {kind} fact; use one of {sorted(OPS_BY_TYPE[kind])}", "schema")]
+    if op in UNARY_OPS:
+        return []
+    if atom.param is not None:
+        if parameters is None:
+            return [(f"parameters such as `{atom.param}` cannot be used here; write the value", "schema")]
+        if atom.param not in parameters:
+            return [(f"unknown parameter `{atom.param}`; define it in rules/parameters.yaml", "unknown-reference")]
+        if kind != "number":
+            return [("parameters are numbers; compare them only with number facts", "schema")]
+        return []
+    value = atom.value
+    assert question is not None
+    if kind == "number":
+        if not isinstance(value, int | float):
+            return [(f"expected a number in {question.unit}, such as `3`; got {value!r}", "schema")]
+        if question.min is not None and question.max is not None and not question.min <= value <= question.max:
+            return [
+                (f"{value} is outside the question's range {question.min}-{question.max} {question.unit}", "schema")
+            ]
+        return []
+    wants_list = op in ("in", "not_in", "contains_any", "contains_none")
+    if wants_list != isinstance(value, list):
+        return [(f"`{op}` needs {'a list of choices' if wants_list else 'one choice'}; got {value!r}", "schema")]
+    return [
+        (f"`{v}` is not a choice of this question; choices are {list(question.values)}", "schema")
+        for v in (value if isinstance(value, list) else [value])
+        if v not in question.values
+    ]
+
+
 def load_questionnaire(path: Path, conditions: dict[str, Term], treatments: dict[str, Term]) -> Questionnaire:
     """Load questionnaire.yaml, expand vocabulary options and treatment history, check ids and skip rules."""
     raw = load_file(QuestionnaireFile, path, KnowledgeError, kind="question")
@@ -190,15 +253,14 @@ def load_questionnaire(path: Path, conditions: dict[str, Term], treatments: dict
     for q in questions.values():
         if q.ask_if is None:
             continue
+        order = list(questions)
         for atom in q.ask_if.atoms():
-            if atom.fact not in questions:
-                problems.append(
-                    Problem(str(path), f"question {q.id}", "ask_if", f"refers to unknown question `{atom.fact}`")
-                )
-            elif list(questions).index(atom.fact) > list(questions).index(q.id):
-                problems.append(
-                    Problem(str(path), f"question {q.id}", "ask_if", f"refers to `{atom.fact}`, which is asked later")
-                )
+            field = f"ask_if: {atom.fact}"
+            if atom.fact in questions and order.index(atom.fact) > order.index(q.id):
+                problems.append(Problem(str(path), f"question {q.id}", field, "refers to a question asked later"))
+                continue
+            for message, code in atom_problems(atom, questions, (), None):
+                problems.append(Problem(str(path), f"question {q.id}", field, message, code))
     if problems:
         raise KnowledgeError(problems)
     sections = [s.model_copy(update={"questions": []}) for s in raw.sections]

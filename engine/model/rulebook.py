@@ -17,26 +17,16 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.errors import Problem, RulebookError, UsageError
-from engine.model.conditions import UNARY_OPS, Condition
-from engine.model.knowledge import PROCEDURE_IDS, Knowledge, ProcedureId, Strict
+from engine.model import invariants as invariant_model
+from engine.model.conditions import Condition
+from engine.model.invariants import Invariant, InvariantFile, Requirement
+from engine.model.knowledge import Knowledge, ProcedureId, Strict
 from engine.model.loading import load_file, read_bounded, validate
-from engine.model.questionnaire import Questionnaire
-
-Status = Literal["candidate", "after_prerequisite", "not_indicated", "deferred"]
-STATUSES: tuple[Status, ...] = get_args(Status)
-STATUS_RANK: dict[str, int] = {s: i for i, s in enumerate(STATUSES)}
-"""Where several rules set a status for one procedure, the highest rank wins (safety first)."""
+from engine.model.questionnaire import Questionnaire, atom_problems
+from engine.model.status import StatusField
 
 Layer = Literal["derived", "option", "prerequisite", "safety", "preference"]
 LAYERS: tuple[Layer, ...] = get_args(Layer)
-
-OPS_BY_TYPE: dict[str, frozenset[str]] = {
-    "number": frozenset({"==", "!=", "<", "<=", ">", ">=", "is_unknown", "is_known"}),
-    "single": frozenset({"==", "!=", "in", "not_in", "is_unknown", "is_known"}),
-    "yes_no": frozenset({"==", "!=", "in", "not_in", "is_unknown", "is_known"}),
-    "multiple": frozenset({"contains", "not_contains", "contains_any", "contains_none", "is_unknown", "is_known"}),
-    "derived": frozenset({"is_true", "is_false"}),
-}
 
 
 class Step(Strict):
@@ -50,7 +40,7 @@ class Then(Strict):
     """What a rule concludes when its condition is true."""
 
     derive: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$", examples=["chronic_pain"])
-    status: Status | None = None
+    status: StatusField | None = None
     procedures: list[ProcedureId] = []
     steps: list[Step] = []
     caution: str | None = None
@@ -121,6 +111,9 @@ class RuleFile(Strict):
     layer: Layer
     description: str = ""
     rules: list[dict[str, Any]]
+    requirements: list[Requirement] = Field(
+        default=[], description="prerequisite layer only: what each option needs before it can be a candidate"
+    )
 
 
 class Parameter(Strict):
@@ -167,6 +160,10 @@ class Rulebook(BaseModel):
     default_profile: str
     derived_facts: dict[str, str]
     version: str
+    invariants: list[Invariant] = Field(description="the safety invariants of rules/invariants.yaml")
+    requirements: dict[str, Requirement] = Field(
+        description="procedure -> its prerequisites, from the prerequisite layer's `requirements`"
+    )
 
     def active_rules(self, profile: str) -> list[Rule]:
         return [r for r in self.rules if r.active and (not r.profiles or profile in r.profiles)]
@@ -189,6 +186,9 @@ class Rulebook(BaseModel):
             deriving = self.rule(self.derived_facts[fact])
             todo += [a.fact for a in deriving.when.atoms() if a.fact in self.derived_facts]
         return list(seen)
+
+    def invariant(self, invariant_id: str) -> Invariant | None:
+        return next((i for i in self.invariants if i.id == invariant_id), None)
 
     def check_profile(self, profile: str | None) -> str:
         chosen = profile or self.default_profile
@@ -215,48 +215,11 @@ def _check_atom(
     derived: dict[str, str],
     parameters: dict[str, Parameter],
     problems: list[Problem],
+    field: str = "when",
 ) -> None:
     file, entry = where
-    fact, op = atom.fact, atom.op
-    assert fact is not None and op is not None
-
-    def bad(message: str) -> None:
-        problems.append(Problem(file, entry, f"when: {fact}", message))
-
-    question = questionnaire.questions.get(fact)
-    if question is None and fact not in derived:
-        bad("unknown fact: not a question id in knowledge/questionnaire.yaml nor a derived fact of any rule")
-        return
-    kind = "derived" if question is None else question.type
-    if kind == "text":
-        bad("free-text answers cannot be used in rules")
-        return
-    if op not in OPS_BY_TYPE[kind]:
-        bad(f"operator `{op}` does not fit a {kind} fact; use one of {sorted(OPS_BY_TYPE[kind])}")
-        return
-    if op in UNARY_OPS:
-        return
-    if atom.param is not None:
-        if atom.param not in parameters:
-            bad(f"unknown parameter `{atom.param}`; define it in rules/parameters.yaml")
-        elif kind != "number":
-            bad("parameters are numbers; compare them only with number facts")
-        return
-    value = atom.value
-    assert question is not None
-    if kind == "number":
-        if not isinstance(value, int | float):
-            bad(f"expected a number in {question.unit}, such as `3`; got {value!r}")
-        elif question.min is not None and question.max is not None and not question.min <= value <= question.max:
-            bad(f"{value} is outside the question's range {question.min}-{question.max} {question.unit}")
-        return
-    wants_list = op in ("in", "not_in", "contains_any", "contains_none")
-    if wants_list != isinstance(value, list):
-        bad(f"`{op}` needs {'a list of choices' if wants_list else 'one choice'}; got {value!r}")
-        return
-    for v in value if isinstance(value, list) else [value]:
-        if v not in question.values:
-            bad(f"`{v}` is not a choice of this question; choices are {list(question.values)}")
+    for message, code in atom_problems(atom, questionnaire.questions, derived, parameters):
+        problems.append(Problem(file, entry, f"{field}: {atom.fact}", message, code))
 
 
 def load_rulebook(rules_dir: Path, knowledge: Knowledge, questionnaire: Questionnaire, knowledge_dir: Path) -> Rulebook:
@@ -266,30 +229,44 @@ def load_rulebook(rules_dir: Path, knowledge: Knowledge, questionnaire: Question
     profile_file = load_file(ProfileFile, profile_path, RulebookError, kind="profile")
     profiles = {p.id: p for p in profile_file.profiles}
     if profile_file.default not in profiles:
-        problems.append(Problem(str(profile_path), "", "default", f"`{profile_file.default}` is not a listed profile"))
+        problems.append(
+            Problem(
+                str(profile_path),
+                "",
+                "default",
+                f"`{profile_file.default}` is not a listed profile",
+                "unknown-reference",
+            )
+        )
     parameters: dict[str, Parameter] = {}
     for param in load_file(ParameterFile, param_path, RulebookError, kind="parameter").parameters:
         entry = f"parameter {param.id}"
         if param.id in parameters:
-            problems.append(Problem(str(param_path), entry, "id", "this parameter id is used twice"))
+            problems.append(Problem(str(param_path), entry, "id", "this parameter id is used twice", "duplicate-id"))
         parameters[param.id] = param
         for name in param.profiles:
             if name not in profiles:
-                problems.append(Problem(str(param_path), entry, "profiles", f"unknown profile `{name}`"))
+                problems.append(
+                    Problem(str(param_path), entry, "profiles", f"unknown profile `{name}`", "unknown-reference")
+                )
         _check_refs(param.sources, param.criteria, knowledge, str(param_path), entry, problems)
 
     rules: list[Rule] = []
     file_of: dict[str, str] = {}
-    not_rules = ("profiles.yaml", "parameters.yaml", "accepted-findings.yaml")  # the last: engine.audit.acceptances
+    not_rules = ("profiles.yaml", "parameters.yaml", "accepted-findings.yaml", invariant_model.FILE_NAME)
     rule_files = sorted(p for p in rules_dir.glob("*.yaml") if p.name not in not_rules)
+    requirements: list[tuple[str, Requirement, RuleFile]] = []
     for path in rule_files:
         rule_file = load_file(RuleFile, path, RulebookError)
+        requirements += [(str(path), r, rule_file) for r in rule_file.requirements]
+        if rule_file.requirements and rule_file.layer != "prerequisite":
+            problems.append(Problem(str(path), "", "requirements", "requirements belong in the prerequisite layer"))
         for index, raw in enumerate(rule_file.rules):
             label = f"rule {raw.get('id', f'#{index + 1}')}"
             try:
                 rule = validate(Rule, {**raw, "layer": rule_file.layer}, str(path), RulebookError, kind="rule")
             except RulebookError as exc:
-                problems.extend(Problem(p.file, p.entry or label, p.field, p.message) for p in exc.problems)
+                problems.extend(Problem(p.file, p.entry or label, p.field, p.message, p.code) for p in exc.problems)
                 continue
             rules.append(rule)
             file_of.setdefault(rule.id, str(path))
@@ -300,7 +277,7 @@ def load_rulebook(rules_dir: Path, knowledge: Knowledge, questionnaire: Question
     for rule in rules:
         file, entry = file_of.get(rule.id, str(rules_dir)), f"rule {rule.id}"
         if rule.id in seen:
-            problems.append(Problem(file, entry, "id", "this rule id is used twice"))
+            problems.append(Problem(file, entry, "id", "this rule id is used twice", "duplicate-id"))
         seen[rule.id] = rule
         if rule.then.derive is not None and rule.status != "retired":
             if rule.then.derive in derived:
@@ -311,6 +288,7 @@ def load_rulebook(rules_dir: Path, knowledge: Knowledge, questionnaire: Question
                         "then.derive",
                         f"`{rule.then.derive}` is already derived by {derived[rule.then.derive]}; "
                         "define each derived fact in one rule (use `any` for alternatives)",
+                        "duplicate-id",
                     )
                 )
             if rule.layer != "derived":
@@ -323,16 +301,27 @@ def load_rulebook(rules_dir: Path, knowledge: Knowledge, questionnaire: Question
         for name in rule.profiles:
             if name not in profiles:
                 problems.append(
-                    Problem(file, entry, "profiles", f"unknown profile `{name}`; profiles are {list(profiles)}")
+                    Problem(
+                        file,
+                        entry,
+                        "profiles",
+                        f"unknown profile `{name}`; profiles are {list(profiles)}",
+                        "unknown-reference",
+                    )
                 )
         if rule.active and not rule.sources:
-            problems.append(Problem(file, entry, "sources", "an active rule needs at least one source id"))
+            problems.append(
+                Problem(file, entry, "sources", "an active rule needs at least one source id", "missing-source")
+            )
         _check_refs(rule.sources, rule.criteria, knowledge, file, entry, problems)
     for rule in rules:
         file, entry = file_of.get(rule.id, str(rules_dir)), f"rule {rule.id}"
         for atom in rule.when.atoms():
             _check_atom(atom, (file, entry), questionnaire, derived, parameters, problems)
     _check_cycles(rules, derived, file_of, problems)
+    checked = _Checker(questionnaire, derived, parameters, knowledge, problems)
+    required = checked.requirements(requirements)
+    invariants = checked.invariants(rules_dir / invariant_model.FILE_NAME, required)
     if problems:
         raise RulebookError(problems)
     version = content_hash({"rules": rules_dir, "knowledge": knowledge_dir})
@@ -343,7 +332,87 @@ def load_rulebook(rules_dir: Path, knowledge: Knowledge, questionnaire: Question
         default_profile=profile_file.default,
         derived_facts=derived,
         version=version,
+        invariants=invariants,
+        requirements=required,
     )
+
+
+class _Checker:
+    """Checks the conditions of requirements and invariants as rule atoms are checked, over answers only."""
+
+    def __init__(
+        self,
+        questionnaire: Questionnaire,
+        derived: dict[str, str],
+        parameters: dict[str, Parameter],
+        knowledge: Knowledge,
+        problems: list[Problem],
+    ) -> None:
+        self.questionnaire, self.derived, self.parameters = questionnaire, derived, parameters
+        self.knowledge, self.problems = knowledge, problems
+
+    def condition(self, condition: Condition, file: str, entry: str, field: str) -> None:
+        for atom in condition.atoms():
+            if atom.fact in self.derived:
+                message = "reads a derived fact; invariants and requirements read answers only, so each is exact"
+                self.problems.append(Problem(file, entry, f"{field}: {atom.fact}", message))
+                continue
+            _check_atom(atom, (file, entry), self.questionnaire, {}, self.parameters, self.problems, field)
+
+    def requirements(self, found: list[tuple[str, Requirement, RuleFile]]) -> dict[str, Requirement]:
+        """Each procedure's requirement, checked: its atoms, and that this file's rules name its steps."""
+        out: dict[str, Requirement] = {}
+        for file, req, rule_file in found:
+            entry = f"requirement {req.procedure}"
+            if req.procedure in out:
+                self.problems.append(
+                    Problem(file, entry, "procedure", "this procedure has a requirement already", "duplicate-id")
+                )
+            out[req.procedure] = req
+            self.condition(req.met, file, entry, "met")
+            named: set[str] = {
+                str(step.get("id"))
+                for raw in rule_file.rules
+                if req.procedure in raw.get("then", {}).get("procedures", [])
+                for step in raw.get("then", {}).get("steps", [])
+                if isinstance(step, dict)
+            }
+            for step in req.steps:
+                if step not in named:
+                    message = (
+                        f"no rule of this file names step `{step}` for {req.procedure}; steps named: {sorted(named)}"
+                    )
+                    self.problems.append(Problem(file, entry, "steps", message, "unknown-reference"))
+            _check_refs([], req.criteria, self.knowledge, file, entry, self.problems)
+        return out
+
+    def invariants(self, path: Path, required: dict[str, Requirement]) -> list[Invariant]:
+        """The safety invariants of rules/invariants.yaml, each condition checked as a rule's."""
+        if not path.is_file():
+            message = "the safety invariants file is missing; `rules verify` proves what it lists"
+            self.problems.append(Problem(str(path), "", "", message))
+            return []
+        loaded = load_file(InvariantFile, path, RulebookError, kind="invariant").invariants
+        seen: set[str] = set()
+        for inv in loaded:
+            file, entry = str(path), f"invariant {inv.id}"
+            if inv.id in seen:
+                self.problems.append(Problem(file, entry, "id", "this invariant id is used twice", "duplicate-id"))
+            seen.add(inv.id)
+            if inv.when is not None:
+                self.condition(inv.when, file, entry, "when")
+            if inv.prerequisites == "unmet":
+                for pid in inv.selected(self.knowledge):
+                    if pid not in required:
+                        message = (
+                            f"{pid} has no requirement; add one under `requirements:` in the prerequisite "
+                            "layer's file (rules/30-prerequisites.yaml)"
+                        )
+                        self.problems.append(Problem(file, entry, "procedures", message, "unknown-reference"))
+            if not inv.selected(self.knowledge):
+                self.problems.append(Problem(file, entry, "procedures", "selects no procedure"))
+            _check_refs([], inv.criteria, self.knowledge, file, entry, self.problems)
+        return loaded
 
 
 def _check_refs(
@@ -351,10 +420,26 @@ def _check_refs(
 ) -> None:
     for src in sources:
         if src not in knowledge.sources:
-            problems.append(Problem(file, entry, "sources", f"unknown source `{src}`; add it under knowledge/sources/"))
+            problems.append(
+                Problem(
+                    file,
+                    entry,
+                    "sources",
+                    f"unknown source `{src}`; add it under knowledge/sources/",
+                    "unknown-reference",
+                )
+            )
     for cid in criteria:
         if cid not in knowledge.criteria:
-            problems.append(Problem(file, entry, "criteria", f"unknown criterion `{cid}`; see knowledge/criteria.yaml"))
+            problems.append(
+                Problem(
+                    file,
+                    entry,
+                    "criteria",
+                    f"unknown criterion `{cid}`; see knowledge/criteria.yaml",
+                    "unknown-reference",
+                )
+            )
 
 
 def derived_depth(rules: list[Rule], derived: dict[str, str]) -> dict[str, int]:
@@ -386,10 +471,10 @@ def _check_cycles(rules: list[Rule], derived: dict[str, str], file_of: dict[str,
         first = str(exc).split(" -> ")[0]
         problems.append(
             Problem(
-                file_of.get(first, ""), f"rule {first}", "when", f"derived facts depend on each other in a cycle: {exc}"
+                file_of.get(first, ""),
+                f"rule {first}",
+                "when",
+                f"derived facts depend on each other in a cycle: {exc}",
+                "derived-cycle",
             )
         )
-
-
-def procedure_order(pid: str) -> int:
-    return PROCEDURE_IDS.index(pid)

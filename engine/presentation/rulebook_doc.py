@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from engine.errors import UsageError
 from engine.evaluation.aid import DecisionAid
-from engine.model.knowledge import PROCEDURE_IDS
-from engine.model.rulebook import STATUSES, Rule
+from engine.model.invariants import Invariant
+from engine.model.knowledge import PROCEDURE_IDS, Criterion
+from engine.model.rulebook import Rule
+from engine.model.status import STATUSES
 from engine.presentation.explain import Wording, conclusion
 
 if TYPE_CHECKING:
@@ -129,6 +131,10 @@ def indirect_parameters(aid: DecisionAid, rule: Rule) -> list[IndirectParameter]
     return list(out.values())
 
 
+def criterion_row(c: Criterion) -> CriterionRow:
+    return CriterionRow(c.id, c.topic, f"{c.criterion} (value: {c.value})", c.confidence)
+
+
 def rule_card(aid: DecisionAid, rule: Rule) -> RuleCard:
     wording = Wording(aid)
     facts = list(dict.fromkeys(a.fact for a in rule.when.atoms() if a.fact is not None))
@@ -152,7 +158,7 @@ def rule_card(aid: DecisionAid, rule: Rule) -> RuleCard:
         facts=[FactRow(f, wording.describe_fact(f)) for f in facts],
         parameters=[parameter_row(aid, p) for p in params],
         sources=[source_row(aid, s) for s in rule.sources],
-        criteria=[CriterionRow(c.id, c.topic, f"{c.criterion} (value: {c.value})", c.confidence) for c in criteria],
+        criteria=[criterion_row(c) for c in criteria],
         unconfirmed=unconfirmed,
         indirect=indirect_parameters(aid, rule),
     )
@@ -226,6 +232,74 @@ def _unknown(kind: str, value: str, known: Sequence[str], hint: str) -> UsageErr
     return UsageError(f"unknown {kind} `{value}`{maybe} ({hint})")
 
 
+@dataclass(frozen=True)
+class RequirementRow:
+    """An option's prerequisites (the prerequisite layer's `requirements`), as an invariant reads them."""
+
+    procedure: str
+    statement: str
+    steps: list[str]
+    condition: list[str]
+
+
+@dataclass(frozen=True)
+class InvariantCard:
+    """What a reviewer needs to know about one safety invariant of rules/invariants.yaml."""
+
+    id: str
+    statement: str
+    condition: list[str]
+    procedures: list[str]
+    forbids: list[str]
+    urgent: bool
+    requirements: list[RequirementRow]
+    criteria: list[CriterionRow]
+
+
+def invariant_card(aid: DecisionAid, inv: Invariant) -> InvariantCard:
+    wording = Wording(aid)
+    procedures = list(inv.selected(aid.knowledge))
+    requirements = []
+    if inv.prerequisites == "unmet":
+        for pid in procedures:
+            req = aid.rulebook.requirements[pid]
+            requirements.append(RequirementRow(pid, " ".join(req.statement.split()), req.steps, wording.lines(req.met)))
+    crit = aid.knowledge.criteria
+    return InvariantCard(
+        id=inv.id,
+        statement=" ".join(inv.statement.split()),
+        condition=["always"] if inv.when is None else wording.lines(inv.when),
+        procedures=procedures,
+        forbids=list(inv.forbids),
+        urgent=inv.urgent,
+        requirements=requirements,
+        criteria=[criterion_row(crit[c]) for c in inv.criteria],
+    )
+
+
+def render_invariant(card: InvariantCard) -> str:
+    """One invariant as `rules show` prints it."""
+    lines = [f"{card.id}  (safety invariant, rules/invariants.yaml; `rules verify` proves it)", "", card.statement, ""]
+    if card.condition != ["always"] or not card.requirements:
+        lines.append("WHILE " + card.condition[0])
+        lines += [f"      {line}" for line in card.condition[1:]]
+    for req in card.requirements:
+        lines.append(f"WHILE {req.procedure} lacks its prerequisites ({', '.join(req.steps)}): {req.statement}")
+        lines += [f"      met when: {req.condition[0]}", *(f"                {x}" for x in req.condition[1:])]
+    if card.forbids:
+        lines.append(f"NEVER {', '.join(card.forbids)}")
+    if card.urgent:
+        lines.append("AND   urgent assessment is set")
+    lines.append(f"FOR   {', '.join(card.procedures)}")
+    if card.criteria:
+        lines += ["", "Criteria:"] + [f"  {c.id} ({c.confidence}): {c.text}" for c in card.criteria]
+    return "\n".join(lines) + "\n"
+
+
+def find_invariant(aid: DecisionAid, invariant_id: str) -> Invariant | None:
+    return aid.rulebook.invariant(invariant_id)
+
+
 def find_rule(aid: DecisionAid, rule_id: str) -> Rule:
     """A rule by id or alias; an unknown id names the closest ids, or the rules encoding it if it is a criterion."""
     rulebook = aid.rulebook
@@ -237,6 +311,7 @@ def find_rule(aid: DecisionAid, rule_id: str) -> Rule:
         listed = ", ".join(encoding) if encoding else "none"
         raise UsageError(f"`{rule_id}` is a published criterion, not a rule; rules that encode it: {listed}")
     ids = [r.id for r in rulebook.rules] + [a for r in rulebook.rules for a in r.aliases]
+    ids += [i.id for i in rulebook.invariants]
     raise _unknown("rule", rule_id, ids, "see `pain-sdm rules list`")
 
 
@@ -258,7 +333,7 @@ def select_rules(
         raise _unknown("source", source, list(aid.knowledge.sources), "sources are listed in knowledge/sources/")
     if criterion is not None and criterion not in aid.knowledge.criteria:
         raise _unknown("criterion", criterion, list(aid.knowledge.criteria), "criteria are in knowledge/criteria.yaml")
-    if status is not None and status not in RULE_STATES + STATUSES:
+    if status is not None and status not in RULE_STATES + tuple(STATUSES):
         raise UsageError(
             f"unknown status `{status}`; choose a rule state ({', '.join(RULE_STATES)}) "
             f"or a conclusion ({', '.join(STATUSES)})"
@@ -319,6 +394,7 @@ class Book:
     procedures: list[ProcedureSection]
     shared: list[RuleCard]
     derived: list[RuleCard]
+    invariants: list[InvariantCard]
     parameters: list[ParameterRow]
     sources: list[SourceRow]
     rule_count: int
@@ -351,6 +427,7 @@ def build_book(aid: DecisionAid, date: dt.date) -> Book:
         procedures=sections,
         shared=[cards[r.id] for r in rules if len(r.then.procedures) > 1],
         derived=[cards[r.id] for r in rules if r.then.derive is not None],
+        invariants=[invariant_card(aid, inv) for inv in aid.rulebook.invariants],
         parameters=[parameter_row(aid, pid) for pid in aid.rulebook.parameters],
         sources=[source_row(aid, sid) for sid in cited],
         rule_count=len(rules),

@@ -32,7 +32,7 @@ from engine.evaluation.result import Finding, OptionResult, Result, bears_on, cr
 from engine.interview.session import SESSION_FORMAT, SURE_ITEMS, Session, load_session
 from engine.model.knowledge import Procedure
 from engine.model.loading import read_data
-from engine.model.rulebook import STATUS_RANK
+from engine.model.status import rank
 from engine.model.values import conflicts, option_fit
 from engine.output import write_atomic
 from engine.presentation.main_points import main_points
@@ -411,7 +411,7 @@ def _option_view(
 def _brief_groups(views: list[OptionView]) -> list[BriefGroup]:
     """Options not discussed in detail, by status (most restrictive first), sharing identical reasons."""
     groups: dict[str, dict[tuple[Any, ...], BriefItem]] = {}
-    for view in sorted(views, key=lambda v: -STATUS_RANK[v.status]):
+    for view in sorted(views, key=lambda v: -rank(v.status)):
         key = (
             view.declined,
             tuple(view.reasons),
