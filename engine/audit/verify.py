@@ -659,7 +659,7 @@ class ProfileAudit:
         read = sorted(
             {a.fact for r in evaluator.rules for a in r.when.atoms() if a.fact and not space.is_derived(a.fact)}
         )
-        premise = sorted({a.fact for a in inv.premise.atoms() if a.fact}) if inv.premise is not None else []
+        premise = sorted({a.fact for c in inv.conditions() for a in c.atoms() if a.fact})
         seen: set[tuple[Any, ...]] = set()
         count = 0
         for combo in _product(facts, values):
