@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.model.conditions import Condition, Truth, compare, kleene_all, kleene_any
+from engine.model.conditions import Condition, Truth, compare
 from engine.model.questionnaire import UNKNOWN, Questionnaire
 from engine.model.rulebook import Rule, Rulebook
 
@@ -65,16 +65,7 @@ def flip(wanted: Wanted) -> Wanted:
 
 def truth_of(node: Condition, values: dict[str, Any], params: dict[str, int | float]) -> Truth:
     """A condition's three-valued truth on known values (None = unknown), e.g. for an invariant's trigger."""
-    if node.fact is not None:
-        assert node.op is not None
-        operand = params[node.param] if node.param is not None else node.value
-        return compare(node.op, values.get(node.fact), operand)
-    if node.not_ is not None:
-        inner = truth_of(node.not_, values, params)
-        return None if inner is None else not inner
-    children = node.all if node.all is not None else node.any or []
-    results = [truth_of(c, values, params) for c in children]
-    return kleene_all(results) if node.all is not None else kleene_any(results)
+    return node.truth(values, params)
 
 
 def _number_points(lo: float, hi: float, integer: bool, thresholds: Iterable[float]) -> list[float]:

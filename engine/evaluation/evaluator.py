@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.evaluation.firing import Firing
-from engine.model.conditions import Condition, Truth, compare, kleene_all, kleene_any
+from engine.model.conditions import Condition, Truth
 from engine.model.facts import known
 from engine.model.rulebook import Rule, Rulebook, derived_depth
 
@@ -48,19 +48,11 @@ class Evaluator:
         self._order = sorted(self.rules, key=lambda r: (r.then.derive is None, depth[r.id]))
 
     def _eval(self, node: Condition, values: dict[str, Any], atoms: list[AtomResult]) -> Truth:
-        if node.fact is not None:
-            assert node.op is not None
-            operand = self.params[node.param] if node.param is not None else node.value
-            actual = values.get(node.fact)
-            truth = compare(node.op, actual, operand)
-            atoms.append(AtomResult(node.fact, node.op, operand, node.param, actual, truth))
-            return truth
-        if node.not_ is not None:
-            inner = self._eval(node.not_, values, atoms)
-            return None if inner is None else not inner
-        children = node.all if node.all is not None else node.any or []
-        results = [self._eval(c, values, atoms) for c in children]  # every child, no short-circuit
-        return kleene_all(results) if node.all is not None else kleene_any(results)
+        def record(atom: Condition, truth: Truth, actual: Any, operand: Any) -> None:
+            if atom.fact is not None and atom.op is not None:
+                atoms.append(AtomResult(atom.fact, atom.op, operand, atom.param, actual, truth))
+
+        return node.truth(values, self.params, record)
 
     def evaluate_rules(self, answers: dict[str, Any]) -> tuple[list[RuleResult], dict[str, Truth]]:
         """Every active rule's truth and atoms, plus the derived facts' values."""

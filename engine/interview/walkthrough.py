@@ -34,11 +34,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from engine.errors import AnswersError, KnowledgeError, PainSdmError, Problem, UsageError
+from engine.errors import AnswersError, PainSdmError, UsageError
 from engine.evaluation.aid import DecisionAid
 from engine.evaluation.result import Result
 from engine.interview.session import SURE_ITEMS, Session, SureResult, load_session, record_digest, save_session
-from engine.model.conditions import Condition, Truth, compare, kleene_all, kleene_any
+from engine.model.conditions import Condition, Truth
 from engine.model.facts import known
 from engine.model.knowledge import PROCEDURE_IDS
 from engine.model.questionnaire import UNKNOWN, Question, Questionnaire
@@ -211,19 +211,11 @@ class QuestionaryAsker:
 
 
 def condition_truth(condition: Condition, answers: dict[str, Any]) -> Truth:
-    """A skip condition on the answers so far, in three-valued logic (a missing answer is unknown)."""
-    if condition.fact is not None:
-        assert condition.op is not None
-        if condition.param is not None:
-            raise KnowledgeError(
-                Problem("questionnaire.yaml", f"condition on {condition.fact}", "ask_if", "use `value`, not `param`")
-            )
-        return compare(condition.op, known(answers.get(condition.fact, UNKNOWN)), condition.value)
-    if condition.not_ is not None:
-        inner = condition_truth(condition.not_, answers)
-        return None if inner is None else not inner
-    parts = [condition_truth(c, answers) for c in (condition.all if condition.all is not None else condition.any or [])]
-    return kleene_all(parts) if condition.all is not None else kleene_any(parts)
+    """A skip condition on the answers so far, in three-valued logic (a missing answer is unknown).
+
+    Skip conditions take values only (the questionnaire's loader refuses a parameter).
+    """
+    return condition.truth({fact: known(answers.get(fact, UNKNOWN)) for fact in answers})
 
 
 def is_asked(question: Question, answers: dict[str, Any]) -> bool:

@@ -14,6 +14,7 @@ these semantics; a test holds them to each other.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -121,6 +122,42 @@ class Condition(BaseModel):
         elif self.fact is None and (self.op or self.value is not None or self.param):
             raise ValueError("`op`, `value` and `param` belong to an atom with a `fact`")
         return self
+
+    def truth(
+        self,
+        values: Mapping[str, Any],
+        params: Mapping[str, int | float] | None = None,
+        visit: Callable[[Condition, Truth, Any, Any], None] | None = None,
+    ) -> Truth:
+        """The condition's three-valued (Kleene) truth on known values (a missing or None value is unknown).
+
+        The one implementation of the semantics above, for the evaluator, the answer-space search,
+        the interview's skip conditions and the explanations. Every part is evaluated (no
+        short-circuit), depth first; `visit(node, truth, actual, operand)` is called for every
+        node after its parts (actual and operand are None for `all`, `any` and `not`).
+        """
+        if self.fact is not None:
+            assert self.op is not None
+            if self.param is not None:
+                if params is None:
+                    raise ValueError(f"the atom on `{self.fact}` reads parameter `{self.param}`, and none are given")
+                operand: Any = params[self.param]
+            else:
+                operand = self.value
+            actual = values.get(self.fact)
+            truth = compare(self.op, actual, operand)
+            if visit is not None:
+                visit(self, truth, actual, operand)
+            return truth
+        if self.not_ is not None:
+            inner = self.not_.truth(values, params, visit)
+            truth = None if inner is None else not inner
+        else:
+            parts = [c.truth(values, params, visit) for c in (self.all if self.all is not None else self.any or [])]
+            truth = kleene_all(parts) if self.all is not None else kleene_any(parts)
+        if visit is not None:
+            visit(self, truth, None, None)
+        return truth
 
     def atoms(self) -> list[Condition]:
         """Every atom of the tree, in order."""

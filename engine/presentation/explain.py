@@ -22,7 +22,7 @@ from engine.errors import UsageError
 from engine.evaluation.aid import DecisionAid
 from engine.evaluation.evaluator import AtomResult, RuleResult
 from engine.evaluation.result import FALLBACK_ID, Finding, Result
-from engine.model.conditions import OP_WORDS, Condition, Truth, kleene_all, kleene_any
+from engine.model.conditions import OP_WORDS, Condition, Truth
 from engine.model.knowledge import PROCEDURE_IDS
 from engine.model.rulebook import Rule, Then
 from engine.presentation.report import fact_value
@@ -261,31 +261,41 @@ def patient_value(aid: DecisionAid, res: AtomResult, given: set[str]) -> str:
 
 
 def _tree(
-    node: Condition, atoms: Iterator[AtomResult], wording: Wording, aid: DecisionAid, depth: int, given: set[str]
-) -> tuple[Truth, list[str]]:
-    """Walk a condition alongside the evaluator's atom results (same depth-first order)."""
+    node: Condition,
+    atoms: Iterator[AtomResult],
+    truths: dict[int, Truth],
+    wording: Wording,
+    aid: DecisionAid,
+    depth: int,
+    given: set[str],
+) -> list[str]:
+    """Walk a condition alongside the evaluator's atom results (same depth-first order); `truths` by node id."""
     pad = "  " * depth
+    truth = truths[id(node)]
     if node.fact is not None:
         res = next(atoms)
         value = patient_value(aid, res, given)
-        return res.truth, [f"[{MARKS[res.truth]}] {pad}{wording.atom(node)}; patient: {value}"]
+        return [f"[{MARKS[truth]}] {pad}{wording.atom(node)}; patient: {value}"]
     if node.not_ is not None:
-        inner, lines = _tree(node.not_, atoms, wording, aid, depth + 1, given)
-        truth = None if inner is None else not inner
-        return truth, [f"[{MARKS[truth]}] {pad}NOT:", *lines]
+        return [f"[{MARKS[truth]}] {pad}NOT:", *_tree(node.not_, atoms, truths, wording, aid, depth + 1, given)]
     children = node.all if node.all is not None else node.any or []
     top = depth == 0 and node.all is not None  # the top-level ALL reads as one line per condition
-    parts = [_tree(c, atoms, wording, aid, depth if top else depth + 1, given) for c in children]
-    truths = [t for t, _ in parts]
-    truth = kleene_all(truths) if node.all is not None else kleene_any(truths)
+    lines = [
+        line for c in children for line in _tree(c, atoms, truths, wording, aid, depth if top else depth + 1, given)
+    ]
     if top:
-        return truth, [line for _, lines in parts for line in lines] or [f"[{MARKS[truth]}] always"]
+        return lines or [f"[{MARKS[truth]}] always"]
     head = "ALL of:" if node.all is not None else "ANY of:"
-    return truth, [f"[{MARKS[truth]}] {pad}{head}", *(line for _, lines in parts for line in lines)]
+    return [f"[{MARKS[truth]}] {pad}{head}", *lines]
 
 
 def _rule_block(res: RuleResult, wording: Wording, aid: DecisionAid, label: str, given: set[str]) -> list[str]:
-    truth, lines = _tree(res.rule.when, iter(res.atoms), wording, aid, 0, given)
+    values = {a.fact: a.actual for a in res.atoms}
+    params = {a.param: a.operand for a in res.atoms if a.param is not None}
+    truths: dict[int, Truth] = {}
+    res.rule.when.truth(values, params, lambda node, t, _actual, _operand: truths.__setitem__(id(node), t))
+    lines = _tree(res.rule.when, iter(res.atoms), truths, wording, aid, 0, given)
+    truth = truths[id(res.rule.when)]
     head = f"{res.rule.id} v{res.rule.version}: {res.rule.title} -> {label}: {TRUTH_WORDS[truth].upper()}"
     return [head, *(f"    {line}" for line in lines), ""]
 
