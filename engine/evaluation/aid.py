@@ -73,6 +73,8 @@ class DecisionAid:
         if not isinstance(data, dict):
             raise AnswersError(f"{name}: expected a mapping of question ids to answers, got {type(data).__name__}")
         if "resourceType" in data:  # FHIR: a QuestionnaireResponse, mapped strictly (engine/fhir/response.py)
+            # It answers today's Questionnaire (generated from today's questionnaire.yaml), so the
+            # answers it maps to are in today's answers schema: nothing in them needs migrating.
             from engine.fhir.response import answers_from_response
 
             data = answers_from_response(self.questionnaire, data, name)
