@@ -510,9 +510,13 @@ def summary(
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="The file to write.")],
     fmt: Annotated[
-        SummaryFormat, typer.Option("--format", "-f", help="pdf, html or md (Markdown).")
-    ] = SummaryFormat.pdf,
+        SummaryFormat | None,
+        typer.Option("--format", "-f", help="pdf, html or md (Markdown); default: from -o's suffix, else pdf."),
+    ] = None,
     paper: Annotated[Paper, typer.Option("--paper", help="Paper size for printing.")] = Paper.a4,
+    grid_only: Annotated[
+        bool, typer.Option("--grid-only", help="Only page 1: the Option Grid comparing the options.")
+    ] = False,
     patient_label: Annotated[
         str | None, typer.Option("--patient-label", help="A label printed on each page, e.g. initials (optional).")
     ] = None,
@@ -533,9 +537,10 @@ def summary(
     write_summary(
         load_aid(rules, knowledge),
         source,
-        fmt.value,
+        fmt.value if fmt else None,
         output,
         paper=paper.value,
+        grid_only=grid_only,
         profile=profile,
         patient_label=patient_label,
         clinician=clinician,

@@ -234,6 +234,8 @@ def sure(*answers: str) -> dict[str, list[Any]]:
 
 CLOSE = {"leaning": [UNDECIDED], **sure("yes", "yes", "yes", "yes"), "notes": [""], "summary": [""]}
 CLOSE.update({"decision": [""], "clinician": [""]})
+CLOSE.update({"ottawa_when": ["weeks"], "ottawa_stage": ["considering"], "ottawa_role": ["shared"]})
+CLOSE.update({"ottawa_pressure": ["no"], "ottawa_others": [""], "ottawa_next_step": [""]})
 CLOSE.update({"keep_session": ["keep"], "review": [DONE], "profile": ["consensus"]})
 
 

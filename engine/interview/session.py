@@ -48,6 +48,50 @@ class SureResult(BaseModel):
         return self.score < 4
 
 
+OTTAWA_CHOICES: dict[str, tuple[str, dict[str, str]]] = {
+    "when": (
+        "When does this choice need to be made?",
+        {"days": "Within days", "weeks": "Within weeks", "months": "Within months", "no_rush": "There is no rush"},
+    ),
+    "stage": (
+        "How far along are you with this choice?",
+        {
+            "not_started": "I have not thought about it yet",
+            "considering": "I am thinking about the options",
+            "close": "I am close to choosing",
+            "made": "I have made a choice",
+        },
+    ),
+    "role": (
+        "How would you like to make this choice?",
+        {
+            "myself": "I will decide, after hearing what others think",
+            "shared": "I will decide together with my clinician",
+            "clinician": "I would like my clinician to decide",
+        },
+    ),
+    "pressure": ("Do you feel pressure from others to pick one option?", {"no": "No", "yes": "Yes"}),
+}
+"""The Ottawa Personal Decision Guide's items beyond SURE (O'Connor et al.): timing, stage, role, pressure."""
+OTTAWA_TEXTS: dict[str, str] = {
+    "others": "Who else is part of this choice, if anyone? (optional)",
+    "next_step": "What will you do next, given what is still unclear? (optional)",
+}
+
+
+class OttawaGuide(BaseModel):
+    """The patient's answers to the Ottawa guide's items; printed on the summary with the next step."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    when: Literal["days", "weeks", "months", "no_rush"]
+    stage: Literal["not_started", "considering", "close", "made"]
+    role: Literal["myself", "shared", "clinician"]
+    pressure: Literal["no", "yes"]
+    others: str = ""
+    next_step: str = ""
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
@@ -63,6 +107,7 @@ class Session(BaseModel):
     answers: dict[str, Any] = {}
     leaning: str | None = None
     sure: SureResult | None = None
+    ottawa: OttawaGuide | None = None
     clinician: str = ""
     notes: str = ""
     decision: str = ""

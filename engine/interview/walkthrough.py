@@ -37,7 +37,17 @@ from rich.text import Text
 from engine.errors import AnswersError, PainSdmError, UsageError
 from engine.evaluation.aid import DecisionAid
 from engine.evaluation.result import Result
-from engine.interview.session import SURE_ITEMS, Session, SureResult, load_session, record_digest, save_session
+from engine.interview.session import (
+    OTTAWA_CHOICES,
+    OTTAWA_TEXTS,
+    SURE_ITEMS,
+    OttawaGuide,
+    Session,
+    SureResult,
+    load_session,
+    record_digest,
+    save_session,
+)
 from engine.model.conditions import Condition, Truth
 from engine.model.facts import known
 from engine.model.knowledge import PROCEDURE_IDS
@@ -450,6 +460,8 @@ class Interview:
         if self.session.sure is None:
             self.ask_sure()
         self.show_sure()
+        if self.session.ottawa is None:
+            self.ask_ottawa()
         self.session.complete = True
         self.save()
         self.close(answers, result)
@@ -598,6 +610,19 @@ class Interview:
         self.console.print(SURE_INTRO)
         items = {key: self.asker.select(f"sure_{key}", item, yes_no) == "yes" for key, item in SURE_ITEMS.items()}
         self.session.sure = SureResult(**items)
+        self.save()
+
+    def ask_ottawa(self) -> None:
+        """The Ottawa Personal Decision Guide's other items: timing, stage, role, others, pressure, next step."""
+        chosen = {
+            key: self.asker.select(f"ottawa_{key}", prompt, [Choice(label, value) for value, label in choices.items()])
+            for key, (prompt, choices) in OTTAWA_CHOICES.items()
+        }
+        typed = {
+            key: self.asker.text(f"ottawa_{key}", prompt, "", lambda _: None, "(enter to skip)").strip()
+            for key, prompt in OTTAWA_TEXTS.items()
+        }
+        self.session.ottawa = OttawaGuide(**chosen, **typed)
         self.save()
 
     def show_sure(self) -> None:

@@ -32,6 +32,21 @@ PROCEDURE_IDS: tuple[str, ...] = get_args(ProcedureId)
 
 Id = str
 
+FrequencyWord = Literal["common", "uncommon", "rare", "unknown"]
+FREQUENCY_BANDS: dict[str, tuple[float, float]] = {"common": (10, 100), "uncommon": (1, 10), "rare": (0, 1)}
+"""What each frequency word means, in people per 100: common is more than 10, uncommon 1 to 10, rare fewer than 1.
+
+The bands are closed at the top and open at the bottom, except that `uncommon` includes 1 and `rare`
+includes 0, so every figure from 0 to 100 falls in exactly one band.
+"""
+
+
+def frequency_word(per_100: float) -> str:
+    """The frequency word whose band holds `per_100` people in 100."""
+    if per_100 > 10:
+        return "common"
+    return "uncommon" if per_100 >= 1 else "rare"
+
 
 class Strict(BaseModel):
     """Base for data-file models: unknown fields are errors, strings are not coerced."""
@@ -74,6 +89,10 @@ class Source(Strict):
     def for_patients(self) -> bool:
         """Whether the source may be cited on what the patient sees (see NOT_FOR_PATIENTS)."""
         return self.kind not in NOT_FOR_PATIENTS
+
+
+FIGURE_SOURCE_KINDS: tuple[str, ...] = ("trial", "review", "guideline")
+"""The kinds of source a figure shown to patients may come from (primary literature and guideline evidence)."""
 
 
 class SourceFile(Strict):
@@ -130,17 +149,52 @@ class VocabularyFile(Strict):
     terms: list[Term]
 
 
+class Comparison(Strict):
+    """The same outcome in the study's other group: usual care without the procedure, or a sham."""
+
+    label: str = Field(min_length=3, examples=["with usual care and no device"])
+    per_100: float = Field(ge=0, le=100)
+    no_procedure: bool = Field(
+        default=False, description="the group had no procedure (usual care): the natural course beside this option"
+    )
+
+
+class Figure(Strict):
+    """How many people in 100 had an outcome, as one primary source reports it.
+
+    Every figure names its source (of kind trial, review or guideline), the people studied and the
+    time frame; `reported` keeps the source's own numbers so a reviewer can check the rounding.
+    A figure not yet checked against the publication itself is `confirmed: false` and is never
+    shown as fact.
+    """
+
+    per_100: float = Field(ge=0, le=100, description="people per 100 with the outcome (the study's own rate)")
+    low_per_100: float | None = Field(default=None, ge=0, le=100, description="the range's low end, where given")
+    high_per_100: float | None = Field(default=None, ge=0, le=100, description="the range's high end, where given")
+    outcome: str = Field(min_length=3, examples=["had at least half less leg pain"])
+    time_frame: str = Field(pattern=r"^(at|within|after|over|by) ", examples=["at 6 months"])
+    population: str = Field(min_length=3, examples=["people with leg pain after back surgery"])
+    conditions: list[Id] = Field(
+        min_length=1, description="the studied people's conditions (knowledge/conditions.yaml); the figure fits them"
+    )
+    source: Id
+    reported: str = Field(min_length=3, description="the source's own numbers, e.g. '24 of 50 (48%)'")
+    compared_with: Comparison | None = None
+    confirmed: bool = True
+
+
 class Item(Strict):
     """A benefit or other point, with a stable id so tests and the article map can name it."""
 
     id: Id = Field(pattern=r"^[a-z][a-z0-9_]*$", examples=["less_pain_and_swelling"])
     text: str = Field(min_length=3)
+    figures: list[Figure] = Field(default=[], description="how many in 100, where a primary source gives it")
 
 
 class Risk(Item):
     """A possible harm, with how often it happens where known."""
 
-    frequency: Literal["common", "uncommon", "rare", "unknown"] = Field(examples=["rare"])
+    frequency: FrequencyWord = Field(examples=["rare"], description="defined in people per 100 by FREQUENCY_BANDS")
     serious: bool = Field(
         default=False, description="a grave harm (lasting disability or death): never left out of a short list"
     )
@@ -169,6 +223,26 @@ class Procedure(Strict):
     sources: list[Id] = Field(min_length=1)
 
 
+class Person(Strict):
+    """Someone who wrote or reviewed the content, with their role."""
+
+    name: str = Field(min_length=2)
+    role: str = Field(min_length=3)
+
+
+class About(Strict):
+    """Who made the content, how it is kept up to date and how evidence was chosen (knowledge/about.yaml)."""
+
+    review_interval_days: int = Field(ge=30, le=1095, description="the next review is due this long after the last")
+    update_policy: str
+    authors: list[Person] = Field(min_length=1)
+    reviewers: list[Person] = []
+    not_reviewed: str = Field(min_length=3, description="what the page says while no reviewer has signed off")
+    funding: str
+    conflicts: str
+    evidence_method: str
+
+
 class Knowledge(BaseModel):
     """Everything under knowledge/ except the questionnaire, validated and cross-checked."""
 
@@ -180,6 +254,7 @@ class Knowledge(BaseModel):
     conditions: dict[str, Term]
     treatments: dict[str, Term]
     disagreements: dict[str, Disagreement]
+    about: About
 
     def procedure(self, pid: str) -> Procedure:
         return self.procedures[pid]
@@ -196,6 +271,49 @@ def _index(entries: list, file: Path, kind: str, problems: list[Problem]) -> dic
             )
         out[entry.id] = entry
     return out
+
+
+def _figure_problems(
+    proc: Procedure, sources: dict[str, Source], conditions: dict[str, Term], path: Path
+) -> list[Problem]:
+    """A figure must cite a known trial, review or guideline, and a harm's figure must fit its frequency word."""
+    problems: list[Problem] = []
+    items: list[Item] = [*proc.benefits, *proc.risks]
+    for item in items:
+        where = f"procedure {proc.id}, {item.id}"
+        for number, figure in enumerate(item.figures, 1):
+            field = f"figures[{number}]"
+            source = sources.get(figure.source)
+            if source is None:
+                problems.append(Problem(str(path), where, f"{field}.source", f"unknown source `{figure.source}`"))
+            elif source.kind not in FIGURE_SOURCE_KINDS:
+                problems.append(
+                    Problem(
+                        str(path),
+                        where,
+                        f"{field}.source",
+                        f"`{figure.source}` is of kind {source.kind}; a figure needs a source of kind "
+                        + ", ".join(FIGURE_SOURCE_KINDS),
+                    )
+                )
+            for condition in figure.conditions:
+                if condition not in conditions:
+                    problems.append(Problem(str(path), where, f"{field}.conditions", f"unknown condition `{condition}`"))
+            low, high = figure.low_per_100, figure.high_per_100
+            if (low is None) != (high is None) or (low is not None and high is not None and not low <= high):
+                problems.append(Problem(str(path), where, field, "give both low_per_100 and high_per_100, low first"))
+            if isinstance(item, Risk) and item.frequency != "unknown" and frequency_word(figure.per_100) != item.frequency:
+                band = FREQUENCY_BANDS[item.frequency]
+                problems.append(
+                    Problem(
+                        str(path),
+                        where,
+                        f"{field}.per_100",
+                        f"{figure.per_100:g} in 100 is {frequency_word(figure.per_100)}, but the risk says "
+                        f"{item.frequency} ({band[0]:g} to {band[1]:g} in 100)",
+                    )
+                )
+    return problems
 
 
 def load_knowledge(root: Path) -> Knowledge:
@@ -268,6 +386,7 @@ def load_knowledge(root: Path) -> Knowledge:
                         "unknown-reference",
                     )
                 )
+        problems += _figure_problems(proc, sources, conditions, path)
     for crit in criteria.values():
         for src in crit.sources:
             if src not in sources:
@@ -303,9 +422,11 @@ def load_knowledge(root: Path) -> Knowledge:
                         "unknown-reference",
                     )
                 )
+    about = load_file(About, root / "about.yaml", KnowledgeError)
     if problems:
         raise KnowledgeError(problems)
     return Knowledge(
+        about=about,
         procedures=procedures,
         sources=sources,
         criteria=criteria,

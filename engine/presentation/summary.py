@@ -17,7 +17,9 @@ main ones (`engine.presentation.main_points`, the same short list as the intervi
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,13 +31,14 @@ from pydantic import BaseModel
 from engine.errors import AnswersError, OutputError, UsageError
 from engine.evaluation.aid import DecisionAid
 from engine.evaluation.result import Finding, OptionResult, Result, bears_on, criteria_held
-from engine.interview.session import SESSION_FORMAT, SURE_ITEMS, Session, load_session
-from engine.model.knowledge import Procedure
+from engine.interview.session import OTTAWA_CHOICES, OTTAWA_TEXTS, SESSION_FORMAT, SURE_ITEMS, Session, load_session
+from engine.model.knowledge import FREQUENCY_BANDS, Figure, Item, Procedure
 from engine.model.loading import read_data
 from engine.model.status import rank
 from engine.model.values import conflicts, option_fit
 from engine.output import write_atomic
 from engine.presentation.main_points import main_points
+from engine.presentation.readability import reading_grade
 from engine.presentation.report import DISCLAIMER, STATUS_LABELS
 from engine.presentation.templating import environment, html_to_pdf
 
@@ -75,6 +78,28 @@ NO_VALUES_NOTE = (
 )
 GRID_COLUMNS = 3
 """At most this many options side by side in one table, so that no column gets too narrow to read."""
+OPTION_GRID_COLUMNS = 4
+"""At most this many options as columns of the page-1 Option Grid (conservative care always one of them)."""
+DENOMINATOR = 100
+"""Every figure is given as so many people in this many: one denominator throughout, so options compare."""
+FREQUENCY_KEY = "How often, in words: " + "; ".join(
+    f"{word} means {'more than 10' if word == 'common' else ('1 to 10' if word == 'uncommon' else 'fewer than 1')}"
+    f" in {DENOMINATOR} people"
+    for word in FREQUENCY_BANDS
+) + "."
+GRID_QUESTIONS = (
+    "What is it?",
+    "How likely is it to help, and for how long?",
+    "What are the risks?",
+    "How long is recovery?",
+    "What does it take?",
+    "What happens if I do nothing?",
+)
+"""The Option Grid's rows: the questions patients ask, in their words."""
+NO_FIGURE = "No study gives a number for this that fits you."
+NOTHING_CHOSEN = "This is the choice with no procedure."
+WITHOUT_PROCEDURE = "Without a procedure (see current care):"
+OTHERS_LEAD = "Other options, with their status for you now:"
 
 
 @dataclass(frozen=True)
@@ -94,9 +119,51 @@ class Point:
 
 
 @dataclass(frozen=True)
+class FigureView:
+    """One figure as the patient reads it: so many in 100, what happened, when, in whom, and from which study."""
+
+    count: int
+    outcome: str
+    time_frame: str
+    population: str
+    source: str
+    source_label: str
+    fits: bool
+    confirmed: bool
+    compared_label: str = ""
+    compared_count: int | None = None
+    no_procedure: bool = False
+
+    @property
+    def filled(self) -> str:
+        """The icon array's caption and its Markdown form: '48 of 100'."""
+        return f"{self.count} of {DENOMINATOR}"
+
+    @property
+    def sentence(self) -> str:
+        return f"{self.count} in {DENOMINATOR} {self.outcome}, {self.time_frame}."
+
+    @property
+    def compared(self) -> str:
+        if self.compared_count is None:
+            return ""
+        return f"{self.compared_label[0].upper()}{self.compared_label[1:]}: {self.compared_count} in {DENOMINATOR}."
+
+    @property
+    def comparison(self) -> FigureView:
+        """The comparison group's figure, for its own icon array."""
+        return dataclasses.replace(self, count=self.compared_count or 0, compared_count=None)
+
+    @property
+    def studied(self) -> str:
+        return f"In a study of {self.population}."
+
+
+@dataclass(frozen=True)
 class RiskView:
     text: str
     frequency: str
+    figures: tuple[FigureView, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -136,6 +203,54 @@ class OptionView:
     cautions: list[Point]
     questions: list[str]
     other_profiles: list[str]
+    benefit_figures: list[tuple[FigureView, ...]] = field(default_factory=list)
+    key_benefit: FigureView | None = None
+    key_harm: FigureView | None = None
+    natural_course: FigureView | None = None
+    main_risks: list[RiskView] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class GridRow:
+    """One patient question across the Option Grid's columns."""
+
+    question: str
+    cells: list[str]
+
+
+@dataclass(frozen=True)
+class OptionGrid:
+    """Page 1: the options open to discuss and current care as columns, patients' questions as rows."""
+
+    columns: list[OptionView]
+    rows: list[GridRow]
+    others: list[OptionView]
+
+
+@dataclass(frozen=True)
+class OttawaView:
+    """The Ottawa Personal Decision Guide's answers, in words, and the next step tied to what is unclear."""
+
+    answers: list[Line]
+    unclear: list[str]
+    next_step: str
+
+
+@dataclass(frozen=True)
+class AboutView:
+    """'About this aid': dates, update policy, who made it, funding, conflicts, evidence method, reading grade."""
+
+    content_date: str
+    next_review: str
+    update_policy: str
+    authors: list[Line]
+    reviewers: list[Line]
+    not_reviewed: str
+    funding: str
+    conflicts: str
+    evidence_method: str
+    frequency_key: str
+    studies: list[tuple[str, str]]
 
 
 @dataclass(frozen=True)
@@ -255,7 +370,13 @@ class Summary:
     notes: str
     decision_made: str
     sources: list[SourceView]
+    option_grid: OptionGrid
+    about: AboutView
+    ottawa: OttawaView | None = None
+    reading_grade: float = 0.0
     unconfirmed_mark: str = UNCONFIRMED_MARK
+    frequency_key: str = FREQUENCY_KEY
+    others_lead: str = OTHERS_LEAD
     brief_note: str = BRIEF_NOTE
     same_reason: str = SAME_REASON
     outweighed_label: str = OUTWEIGHED
@@ -274,6 +395,16 @@ class Summary:
 def first_sentence(text: str) -> str:
     """The first sentence of a knowledge text: the short form used in the comparison grid."""
     return re.split(r"(?<=[.!?])\s+", text.strip(), maxsplit=1)[0]
+
+
+SHORT_SENTENCE = 40
+"""A first sentence shorter than this many characters ('It varies.') says too little on its own in a grid cell."""
+
+
+def grid_sentences(text: str) -> str:
+    """One sentence for a grid cell, or two when the first is too short to say much."""
+    parts = re.split(r"(?<=[.!?])\s+", " ".join(text.split()), maxsplit=2)
+    return " ".join(parts[:2]) if len(parts[0]) < SHORT_SENTENCE and len(parts) > 1 else parts[0]
 
 
 def _question_text(prompt: str) -> str:
@@ -337,8 +468,18 @@ def _situation(aid: DecisionAid, answers: dict[str, Any], result: Result) -> tup
     return main, shaped
 
 
+def _status_counts(result: Result) -> str:
+    """How many options have each status, in the words and order the page's tables show them."""
+    counts: dict[str, int] = {}
+    for option in result.options:
+        counts[option.status] = counts.get(option.status, 0) + 1
+    return " ".join(
+        f"{STATUS_LABELS[status]}: {n}." for status, n in sorted(counts.items(), key=lambda c: STATUS_RANK[c[0]])
+    )
+
+
 def _decision(aid: DecisionAid, answers: dict[str, Any], result: Result) -> str:
-    """The decision in short sentences; the options' names follow in the grid right below it."""
+    """The decision in short sentences, counting statuses as the grid and the lists below show them."""
     region = aid.questionnaire.questions.get("pain_region")
     value = answers.get("pain_region")
     where = (
@@ -347,13 +488,45 @@ def _decision(aid: DecisionAid, answers: dict[str, Any], result: Result) -> str:
         else ""
     )
     count = len(result.options)
-    shown = sum(o.status in OPEN_STATUSES for o in result.options)
     return (
         f"You and your clinician are choosing how to treat your pain.{where} "
-        f"This summary shows all {count} options. "
-        f"{shown} of them {'is' if shown == 1 else 'are'} open to discuss now, and {count - shown} "
-        f"{'is' if count - shown == 1 else 'are'} not."
+        f"This summary shows all {count} options. {_status_counts(result)}"
     )
+
+
+def _per_100(value: float) -> int:
+    """A rate as whole people per 100, halves rounded up (84.5 is 85), as the source's own rate rounds."""
+    return math.floor(value + 0.5)
+
+
+def study_label(aid: DecisionAid, source_id: str) -> str:
+    """A study as the page names it: first author and year ('Kumar 2007'), else its publisher and year."""
+    source = aid.knowledge.sources[source_id]
+    author = re.search(r"\(((?:[a-z]+ )*[A-Z][\w'-]*)", source.publisher)
+    return f"{author.group(1) if author else source.publisher} {source.year}"
+
+
+def _figure_view(aid: DecisionAid, figure: Figure, conditions: set[str]) -> FigureView:
+    compared = figure.compared_with
+    return FigureView(
+        count=_per_100(figure.per_100),
+        outcome=figure.outcome,
+        time_frame=figure.time_frame,
+        population=" ".join(figure.population.split()),
+        source=figure.source,
+        source_label=study_label(aid, figure.source),
+        fits=bool(conditions.intersection(figure.conditions)),
+        confirmed=figure.confirmed,
+        compared_label=compared.label if compared else "",
+        compared_count=_per_100(compared.per_100) if compared else None,
+        no_procedure=bool(compared and compared.no_procedure),
+    )
+
+
+def _figures(aid: DecisionAid, item: Item, conditions: set[str]) -> tuple[FigureView, ...]:
+    """The figures about this item that fit the patient: studied in people with one of the patient's conditions."""
+    views = (_figure_view(aid, f, conditions) for f in item.figures)
+    return tuple(v for v in views if v.fits)
 
 
 def _point(finding: Finding) -> Point:
@@ -365,12 +538,30 @@ def _outweighed(reason: Finding, option: OptionResult) -> bool:
     return option.status not in OPEN_STATUSES and reason.status in OPEN_STATUSES
 
 
+def _risk_view(aid: DecisionAid, risk: Any, conditions: set[str]) -> RiskView:
+    return RiskView(" ".join(risk.text.split()), risk.frequency, _figures(aid, risk, conditions))
+
+
 def _option_view(
-    aid: DecisionAid, option: OptionResult, result: Result, leaning: str | None, procedures: dict[str, Procedure]
+    aid: DecisionAid,
+    option: OptionResult,
+    result: Result,
+    leaning: str | None,
+    procedures: dict[str, Procedure],
+    conditions: set[str],
 ) -> OptionView:
     proc = procedures[option.procedure]
     detailed = (option.status in OPEN_STATUSES and option.declined is None) or leaning == option.procedure
     benefits, risks = (proc.benefits, proc.risks) if detailed else main_points(proc)
+    benefit_figures = [_figures(aid, b, conditions) for b in benefits]
+    risk_views = [_risk_view(aid, r, conditions) for r in risks]
+    all_benefit_figures = [f for b in proc.benefits for f in _figures(aid, b, conditions)]
+    all_harm_figures = [f for r in proc.risks for f in _figures(aid, r, conditions)]
+    key_benefit = all_benefit_figures[0] if all_benefit_figures else None
+    if option.procedure == "conservative_care":
+        natural = key_benefit
+    else:
+        natural = next((f for f in all_benefit_figures if f.no_procedure), None)
     other = [
         f"Under {aid.rulebook.profiles[d.profile].name}, this would be: {STATUS_LABELS[d.status].lower()}."
         for d in result.profile_differences
@@ -392,15 +583,20 @@ def _option_view(
         outweighed=[_point(r) for r in option.reasons if _outweighed(r, option)],
         next_steps=[s.text for s in option.next_steps],
         benefits=[" ".join(b.text.split()) for b in benefits],
-        risks=[RiskView(" ".join(r.text.split()), r.frequency) for r in risks],
+        risks=risk_views,
+        benefit_figures=benefit_figures,
+        key_benefit=key_benefit,
+        key_harm=all_harm_figures[0] if all_harm_figures else None,
+        natural_course=natural,
+        main_risks=[_risk_view(aid, r, conditions) for r in main_points(proc).risks],
         benefit_count=len(proc.benefits),
         risk_count=len(proc.risks),
         relief=" ".join(proc.relief_duration.split()),
         recovery=" ".join(proc.recovery.split()),
         burden=" ".join(proc.burden.split()),
-        relief_short=first_sentence(proc.relief_duration),
-        recovery_short=first_sentence(proc.recovery),
-        burden_short=first_sentence(proc.burden),
+        relief_short=grid_sentences(proc.relief_duration),
+        recovery_short=grid_sentences(proc.recovery),
+        burden_short=grid_sentences(proc.burden),
         involves=_involves(proc),
         cautions=[_point(c) for c in option.cautions],
         questions=list(proc.questions),
@@ -502,6 +698,100 @@ def _sources(aid: DecisionAid, result: Result, shown: set[str]) -> list[SourceVi
     ]
 
 
+def _likely(view: OptionView) -> str:
+    figure = view.key_benefit
+    figure_text = f"{figure.sentence} " if figure else ""
+    return f"{figure_text}{view.relief_short}"
+
+
+def _risks_cell(view: OptionView) -> str:
+    harm = f"{view.key_harm.sentence} " if view.key_harm else ""
+    words = " ".join(f"{FREQUENCY_LABELS[r.frequency]}: {first_sentence(r.text)}" for r in view.main_risks)
+    return f"{harm}{words}"
+
+
+def _nothing_cell(view: OptionView, care: OptionView | None) -> str:
+    """The natural course beside this option: its study's no-procedure group, else current care's own figure."""
+    if view.procedure == "conservative_care":
+        return NOTHING_CHOSEN
+    figure = view.natural_course
+    if figure is not None and figure.compared_count is not None:
+        label = f"{figure.compared_label[0].upper()}{figure.compared_label[1:]}"
+        return f"{label}, {figure.compared_count} in {DENOMINATOR} {figure.outcome}, {figure.time_frame}."
+    course = care.natural_course if care is not None else None
+    if course is not None:
+        return f"{WITHOUT_PROCEDURE} {course.sentence}"
+    return NO_FIGURE
+
+
+def _option_grid(views: list[OptionView]) -> OptionGrid:
+    """Page 1: current care and the options open to discuss (at most OPTION_GRID_COLUMNS); the rest named below."""
+    care = [v for v in views if v.procedure == "conservative_care"]
+    open_ = [v for v in views if v.detailed and v.procedure != "conservative_care"]
+    columns = (care + open_)[:OPTION_GRID_COLUMNS]
+    shown = {v.procedure for v in columns}
+    cells = {
+        GRID_QUESTIONS[0]: [v.summary for v in columns],
+        GRID_QUESTIONS[1]: [_likely(v) for v in columns],
+        GRID_QUESTIONS[2]: [_risks_cell(v) for v in columns],
+        GRID_QUESTIONS[3]: [v.recovery_short for v in columns],
+        GRID_QUESTIONS[4]: [v.burden_short for v in columns],
+        GRID_QUESTIONS[5]: [_nothing_cell(v, care[0] if care else None) for v in columns],
+    }
+    return OptionGrid(columns, [GridRow(q, c) for q, c in cells.items()], [v for v in views if v.procedure not in shown])
+
+
+def shown_figures(views: list[OptionView], grid: OptionGrid) -> list[FigureView]:
+    """Every figure the page shows: beside benefits and risks, and in the Option Grid's columns."""
+    found: list[FigureView] = []
+    for view in views:
+        found += [f for figures in view.benefit_figures for f in figures]
+        found += [f for risk in view.risks for f in risk.figures]
+    for view in grid.columns:
+        found += [f for f in (view.key_benefit, view.key_harm, view.natural_course) if f is not None]
+    return found
+
+
+def _about(aid: DecisionAid, figures: list[FigureView]) -> AboutView:
+    """The disclosures: dates from the rules' reviews, policy and people from knowledge/about.yaml, the studies used."""
+    about = aid.knowledge.about
+    reviewed = max(r.last_reviewed for r in aid.rulebook.rules)
+    listed = []
+    for sid in dict.fromkeys(f.source for f in figures):
+        source = aid.knowledge.sources[sid]
+        listed.append((study_label(aid, sid), f"{' '.join(source.title.split())}. {source.publisher}, {source.year}."))
+    return AboutView(
+        content_date=reviewed.isoformat(),
+        next_review=(reviewed + dt.timedelta(days=about.review_interval_days)).isoformat(),
+        update_policy=" ".join(about.update_policy.split()),
+        authors=[Line(p.name, p.role) for p in about.authors],
+        reviewers=[Line(p.name, p.role) for p in about.reviewers],
+        not_reviewed=about.not_reviewed,
+        funding=about.funding,
+        conflicts=" ".join(about.conflicts.split()),
+        evidence_method=" ".join(about.evidence_method.split()),
+        frequency_key=FREQUENCY_KEY,
+        studies=listed,
+    )
+
+
+NO_NEXT_STEP = "Talk with your clinician about what is still unclear before you decide."
+OTHERS_QUESTION = "Who else is part of this choice?"
+
+
+def _ottawa(session: Session | None) -> OttawaView | None:
+    """The Ottawa guide's answers, with what is still unclear (SURE items answered no) and the next step."""
+    if session is None or session.ottawa is None:
+        return None
+    guide = session.ottawa
+    answers = [Line(prompt, choices[getattr(guide, key)]) for key, (prompt, choices) in OTTAWA_CHOICES.items()]
+    if guide.others.strip():
+        answers.append(Line(OTTAWA_TEXTS["others"].removesuffix(" (optional)"), guide.others.strip()))
+    sure = session.sure
+    unclear = [text for key, text in SURE_ITEMS.items() if sure is not None and not getattr(sure, key)]
+    return OttawaView(answers, unclear, guide.next_step.strip() or NO_NEXT_STEP)
+
+
 def _sure(session: Session | None) -> SureView | None:
     if session is None or session.sure is None:
         return None
@@ -529,7 +819,8 @@ def build_summary(
         result = aid.evaluate(answers, profile or (session.profile if session else None))
     given = answers.model_dump()
     leaning = session.leaning if session and session.leaning in aid.knowledge.procedures else None
-    views = [_option_view(aid, o, result, leaning, aid.knowledge.procedures) for o in result.options]
+    conditions = set(given.get("conditions") or [])
+    views = [_option_view(aid, o, result, leaning, aid.knowledge.procedures, conditions) for o in result.options]
     detailed = [v for v in views if v.detailed]
     shown = {v.procedure for v in detailed}
     main, shaped = _situation(aid, given, result)
@@ -558,7 +849,8 @@ def build_summary(
     )
     label = patient_label if patient_label is not None else str(given.get("patient_label") or "")
     when = today or (session.updated.date() if session else dt.date.today())
-    return Summary(
+    grid_page = _option_grid(views)
+    summary = Summary(
         date=when.isoformat(),
         clinician=clinician if clinician is not None else (session.clinician if session else ""),
         patient_label=label.strip(),
@@ -589,31 +881,48 @@ def build_summary(
         notes=session.notes.strip() if session else "",
         decision_made=session.decision.strip() if session else "",
         sources=_sources(aid, result, shown),
+        option_grid=grid_page,
+        about=_about(aid, shown_figures(views, grid_page)),
+        ottawa=_ottawa(session),
     )
+    return dataclasses.replace(summary, reading_grade=reading_grade(patient_text(summary)))
 
 
-def render_html(summary: Summary) -> str:
-    """The summary as one self-contained HTML page (print stylesheet inlined)."""
-    return environment().get_template("summary/summary.html").render(s=summary)
+def patient_text(s: Summary) -> str:
+    """The prose the patient reads on the page (not the source titles), for measuring its reading grade."""
+    parts: list[str] = [s.disclaimer, s.decision, *s.urgent, s.brief_note, s.frequency_key]
+    for row in s.option_grid.rows:
+        parts += row.cells
+    for o in s.options:
+        parts += [o.description if o.detailed else "", *(r.text for r in o.reasons), *o.next_steps, *o.benefits]
+        parts += [r.text for r in o.risks] + (o.questions if o.detailed else [])
+    parts += [c.text for c in s.cautions] + [d.plain for d in s.disagreements] + [s.profile_note]
+    parts += [s.about.update_policy, s.about.funding, s.about.conflicts, s.about.evidence_method, s.about.not_reviewed]
+    return " ".join(p if p.rstrip().endswith((".", "?", "!", ":")) else f"{p}." for p in parts if p.strip())
 
 
-def render_markdown(summary: Summary) -> str:
-    return environment().get_template("summary/summary.md.j2").render(s=summary)
+def render_html(summary: Summary, grid_only: bool = False) -> str:
+    """The summary as one self-contained HTML page (print stylesheet inlined); `grid_only`: page 1 alone."""
+    return environment().get_template("summary/summary.html").render(s=summary, grid_only=grid_only)
 
 
-def render_pdf(summary: Summary) -> bytes:
-    """The summary as PDF, from the same HTML as `render_html`."""
-    return html_to_pdf(render_html(summary))
+def render_markdown(summary: Summary, grid_only: bool = False) -> str:
+    return environment().get_template("summary/summary.md.j2").render(s=summary, grid_only=grid_only)
 
 
-def render_summary(summary: Summary, fmt: str) -> str | bytes:
-    """The summary as `html` or `md` text, or `pdf` bytes."""
+def render_pdf(summary: Summary, grid_only: bool = False) -> bytes:
+    """The summary as tagged PDF (PDF/UA), from the same HTML as `render_html`."""
+    return html_to_pdf(render_html(summary, grid_only), tagged=True)
+
+
+def render_summary(summary: Summary, fmt: str, grid_only: bool = False) -> str | bytes:
+    """The summary as `html` or `md` text, or `pdf` bytes; `grid_only` gives the Option Grid page alone."""
     if fmt == "html":
-        return render_html(summary)
+        return render_html(summary, grid_only)
     if fmt == "md":
-        return render_markdown(summary)
+        return render_markdown(summary, grid_only)
     if fmt == "pdf":
-        return render_pdf(summary)
+        return render_pdf(summary, grid_only)
     raise UsageError(f"unknown summary format `{fmt}`; choose one of: {', '.join(FORMATS)}")
 
 
@@ -626,10 +935,27 @@ def read_input(aid: DecisionAid, path: Path) -> tuple[BaseModel, Session | None]
     return aid.read_answers(path), None
 
 
+SUFFIXES: dict[str, Format] = {".pdf": "pdf", ".html": "html", ".htm": "html", ".md": "md", ".markdown": "md"}
+
+
+def summary_format(fmt: str | None, output: Path) -> str:
+    """The format: as given, else from the output file's suffix, else PDF; a contradiction is refused."""
+    implied = SUFFIXES.get(output.suffix.lower())
+    if fmt is None:
+        return implied or "pdf"
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown summary format `{fmt}`; choose one of: {', '.join(FORMATS)}")
+    if implied is not None and implied != fmt:
+        raise UsageError(
+            f"--format {fmt} does not match the file name {output}; give a .{fmt} file or --format {implied}"
+        )
+    return fmt
+
+
 def write_summary(
     aid: DecisionAid,
     input_path: Path,
-    fmt: str,
+    fmt: str | None,
     output: Path,
     *,
     paper: str = "a4",
@@ -637,14 +963,14 @@ def write_summary(
     patient_label: str | None = None,
     clinician: str | None = None,
     force: bool = False,
+    grid_only: bool = False,
 ) -> Path:
     """Render the summary for an answers file or saved session and write it atomically to `output`.
 
     Refuses to overwrite an existing file unless `force`; checks everything before writing,
     so bad input never leaves a partial or empty file.
     """
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown summary format `{fmt}`; choose one of: {', '.join(FORMATS)}")
+    fmt = summary_format(fmt, output)
     if output.exists() and not force:
         raise OutputError(f"{output} already exists; use --force to overwrite it")
     answers, session = read_input(aid, input_path)
@@ -657,5 +983,5 @@ def write_summary(
         patient_label=patient_label,
         clinician=clinician,
     )
-    write_atomic(output, render_summary(summary, fmt), force)
+    write_atomic(output, render_summary(summary, fmt, grid_only), force)
     return output

@@ -46,8 +46,12 @@ def environment() -> Environment:
     return env
 
 
-def html_to_pdf(html: str) -> bytes:
-    """Print a rendered HTML document to PDF with WeasyPrint, imported only here (it is slow to import)."""
+def html_to_pdf(html: str, tagged: bool = False) -> bytes:
+    """Print a rendered HTML document to PDF with WeasyPrint, imported only here (it is slow to import).
+
+    `tagged`: a PDF/UA-1 file, with its structure tagged for screen readers and its language and
+    title (from the page's `lang` and `<title>`) in the metadata.
+    """
     try:
         import weasyprint
     except (ImportError, OSError) as exc:  # OSError: WeasyPrint is there but the Pango library is not
@@ -56,4 +60,5 @@ def html_to_pdf(html: str) -> bytes:
             "write --format html and print it from a browser, or install Pango (Debian: libpango-1.0-0)"
         ) from None
     logging.getLogger("weasyprint").setLevel(logging.ERROR)  # its font-subsetting notices are not for readers
-    return bytes(weasyprint.HTML(string=html).write_pdf())
+    options = {"pdf_variant": "pdf/ua-1"} if tagged else {}
+    return bytes(weasyprint.HTML(string=html).write_pdf(**options))
