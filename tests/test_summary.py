@@ -30,7 +30,15 @@ from engine.errors import OutputError, UsageError
 from engine.evaluation.aid import DecisionAid
 from engine.interview.session import Session, SureResult
 from engine.presentation.main_points import MAIN_ITEMS, main_points
-from engine.presentation.summary import Summary, build_summary, read_input, render_summary, write_summary
+from engine.presentation.summary import (
+    BRIEF_ITEMS,
+    Summary,
+    build_summary,
+    first_sentence,
+    read_input,
+    render_summary,
+    write_summary,
+)
 
 pypdf = pytest.importorskip("pypdf")
 pytest.importorskip("weasyprint")
@@ -49,9 +57,9 @@ GOLDEN = (
 
 SECTIONS = (
     "Your pain treatment options: a summary to discuss",
-    "The decision you face",
+    "Your options at a glance",
     "Your situation",
-    "The options to discuss, side by side",
+    "About this aid",
     "What matters to you",
     "The options to discuss, in detail",
     "Other options, in short",
@@ -159,7 +167,9 @@ def expected_snippets(s: Summary) -> list[str]:
         snippets += [o.declined] if o.declined else []
     snippets += [o.status_label for o in s.detailed] + [g.status_label for g in s.brief_groups]
     for o in s.detailed:
-        snippets += [o.description, o.relief, o.recovery, o.burden, *o.questions]
+        snippets += list(o.questions)
+    snippets += [cell for row in s.option_grid.rows for cell in [row.question, *row.cells]]
+    snippets += [o.name for o in s.option_grid.others] + [s.frequency_key]
     snippets += [c.text for c in s.cautions] + ([s.profile_note] if s.profile_note else [])
     snippets += [f"{d.topic}. {d.plain}" for d in s.disagreements]
     snippets += [src.publisher for src in s.sources] + [title for src in s.sources for title, _ in src.works]
@@ -204,10 +214,10 @@ def test_every_option_has_its_benefits_and_risks_in_equal_detail(
                 assert o.benefits == [" ".join(b.text.split()) for b in proc.benefits], (example, o.procedure)
                 assert [x.text for x in o.risks] == [" ".join(x.text.split()) for x in proc.risks]
             else:
-                main = main_points(proc)
-                assert len(o.benefits) == len(o.risks) == min(MAIN_ITEMS, len(proc.benefits), len(proc.risks))
-                assert o.benefits == [" ".join(b.text.split()) for b in main.benefits], (example, o.procedure)
-                assert [x.text for x in o.risks] == [" ".join(x.text.split()) for x in main.risks]
+                main = main_points(proc, BRIEF_ITEMS)
+                assert len(o.benefits) == len(o.risks) == BRIEF_ITEMS
+                assert o.benefits == [first_sentence(" ".join(b.text.split())) for b in main.benefits], example
+                assert [x.text for x in o.risks] == [first_sentence(" ".join(x.text.split())) for x in main.risks]
             assert (o.benefit_count, o.risk_count) == (len(proc.benefits), len(proc.risks))
 
 
@@ -341,6 +351,7 @@ def test_page_size_page_numbers_and_patient_label_on_every_page(rendered: dict[s
 
 @pytest.mark.parametrize("paper", list(PAGE_POINTS))
 def test_page_counts_stay_within_bounds(rendered: dict[str, Rendered], paper: str) -> None:
+    """Typical cases (current care and one more option in detail) print on 4 pages; each further option adds one."""
     counts = {name: len(pypdf.PdfReader(io.BytesIO(r.pdf[paper])).pages) for name, r in rendered.items()}
     for name, count in counts.items():
         detailed = len(rendered[name].summary.detailed)
@@ -348,6 +359,7 @@ def test_page_counts_stay_within_bounds(rendered: dict[str, Rendered], paper: st
         assert count <= limit, f"{name} on {paper}: {count} pages (limit {limit}; {detailed} options in detail)"
     for name in TYPICAL:
         assert len(rendered[name].summary.detailed) <= 2, f"{name} is no longer a typical case"
+        assert counts[name] <= 4, f"{name} on {paper}: {counts[name]} pages"
 
 
 def test_body_text_is_at_least_11pt_and_cells_wrap() -> None:
@@ -494,4 +506,4 @@ def test_templates_ship_in_the_wheel_and_render_from_an_install(wheel: Path, ins
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert "The options to discuss, side by side" in out.read_text()
+    assert "Your options at a glance" in out.read_text()

@@ -622,7 +622,7 @@ class Interview:
             key: self.asker.text(f"ottawa_{key}", prompt, "", lambda _: None, "(enter to skip)").strip()
             for key, prompt in OTTAWA_TEXTS.items()
         }
-        self.session.ottawa = OttawaGuide(**chosen, **typed)
+        self.session.ottawa = OttawaGuide.model_validate({**chosen, **typed})
         self.save()
 
     def show_sure(self) -> None:

@@ -298,11 +298,17 @@ def _figure_problems(
                 )
             for condition in figure.conditions:
                 if condition not in conditions:
-                    problems.append(Problem(str(path), where, f"{field}.conditions", f"unknown condition `{condition}`"))
+                    problems.append(
+                        Problem(str(path), where, f"{field}.conditions", f"unknown condition `{condition}`")
+                    )
             low, high = figure.low_per_100, figure.high_per_100
             if (low is None) != (high is None) or (low is not None and high is not None and not low <= high):
                 problems.append(Problem(str(path), where, field, "give both low_per_100 and high_per_100, low first"))
-            if isinstance(item, Risk) and item.frequency != "unknown" and frequency_word(figure.per_100) != item.frequency:
+            if (
+                isinstance(item, Risk)
+                and item.frequency != "unknown"
+                and frequency_word(figure.per_100) != item.frequency
+            ):
                 band = FREQUENCY_BANDS[item.frequency]
                 problems.append(
                     Problem(

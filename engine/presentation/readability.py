@@ -24,7 +24,7 @@ def _dictionary() -> dict[str, list[list[str]]]:
 
 @functools.cache
 def _hyphenator() -> object:
-    import pyphen
+    import pyphen  # type: ignore[import-untyped]
 
     return pyphen.Pyphen(lang="en_US")
 

@@ -68,8 +68,8 @@ SURE_CONFLICT = (
 )
 SURE_CLEAR = "You answered 'yes' to all four questions."
 BRIEF_NOTE = (
-    "These options are not open now, or you said no to them. Each shows its main benefits and main risks, the "
-    "same number of each, with any rare but serious risk. Your clinician can go through the full lists with you."
+    "These options are not open now, or you said no to them. Each shows its main benefit and its main risk, "
+    "or a rare but serious risk if it has one. Your clinician can go through the full lists with you."
 )
 SAME_REASON = "The reason is the same as for"
 OUTWEIGHED = "Also found, but the reason above comes first:"
@@ -78,15 +78,21 @@ NO_VALUES_NOTE = (
 )
 GRID_COLUMNS = 3
 """At most this many options side by side in one table, so that no column gets too narrow to read."""
+BRIEF_ITEMS = 1
+"""Options in short show this many main benefits and as many main risks (a serious risk never left out)."""
 OPTION_GRID_COLUMNS = 4
 """At most this many options as columns of the page-1 Option Grid (conservative care always one of them)."""
 DENOMINATOR = 100
 """Every figure is given as so many people in this many: one denominator throughout, so options compare."""
-FREQUENCY_KEY = "How often, in words: " + "; ".join(
-    f"{word} means {'more than 10' if word == 'common' else ('1 to 10' if word == 'uncommon' else 'fewer than 1')}"
-    f" in {DENOMINATOR} people"
-    for word in FREQUENCY_BANDS
-) + "."
+FREQUENCY_KEY = (
+    "How often, in words: "
+    + "; ".join(
+        f"{word} means {'more than 10' if word == 'common' else ('1 to 10' if word == 'uncommon' else 'fewer than 1')}"
+        f" in {DENOMINATOR} people"
+        for word in FREQUENCY_BANDS
+    )
+    + "."
+)
 GRID_QUESTIONS = (
     "What is it?",
     "How likely is it to help, and for how long?",
@@ -552,7 +558,7 @@ def _option_view(
 ) -> OptionView:
     proc = procedures[option.procedure]
     detailed = (option.status in OPEN_STATUSES and option.declined is None) or leaning == option.procedure
-    benefits, risks = (proc.benefits, proc.risks) if detailed else main_points(proc)
+    benefits, risks = (proc.benefits, proc.risks) if detailed else main_points(proc, BRIEF_ITEMS)
     benefit_figures = [_figures(aid, b, conditions) for b in benefits]
     risk_views = [_risk_view(aid, r, conditions) for r in risks]
     all_benefit_figures = [f for b in proc.benefits for f in _figures(aid, b, conditions)]
@@ -582,8 +588,8 @@ def _option_view(
         reasons=[_point(r) for r in option.reasons if not _outweighed(r, option)],
         outweighed=[_point(r) for r in option.reasons if _outweighed(r, option)],
         next_steps=[s.text for s in option.next_steps],
-        benefits=[" ".join(b.text.split()) for b in benefits],
-        risks=risk_views,
+        benefits=[" ".join(b.text.split()) if detailed else first_sentence(" ".join(b.text.split())) for b in benefits],
+        risks=risk_views if detailed else [dataclasses.replace(r, text=first_sentence(r.text)) for r in risk_views],
         benefit_figures=benefit_figures,
         key_benefit=key_benefit,
         key_harm=all_harm_figures[0] if all_harm_figures else None,
@@ -738,7 +744,9 @@ def _option_grid(views: list[OptionView]) -> OptionGrid:
         GRID_QUESTIONS[4]: [v.burden_short for v in columns],
         GRID_QUESTIONS[5]: [_nothing_cell(v, care[0] if care else None) for v in columns],
     }
-    return OptionGrid(columns, [GridRow(q, c) for q, c in cells.items()], [v for v in views if v.procedure not in shown])
+    return OptionGrid(
+        columns, [GridRow(q, c) for q, c in cells.items()], [v for v in views if v.procedure not in shown]
+    )
 
 
 def shown_figures(views: list[OptionView], grid: OptionGrid) -> list[FigureView]:
