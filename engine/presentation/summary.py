@@ -479,9 +479,7 @@ def _status_counts(result: Result) -> str:
     counts: dict[str, int] = {}
     for option in result.options:
         counts[option.status] = counts.get(option.status, 0) + 1
-    return " ".join(
-        f"{STATUS_LABELS[status]}: {n}." for status, n in sorted(counts.items(), key=lambda c: STATUS_RANK[c[0]])
-    )
+    return " ".join(f"{STATUS_LABELS[status]}: {n}." for status, n in sorted(counts.items(), key=lambda c: rank(c[0])))
 
 
 def _decision(aid: DecisionAid, answers: dict[str, Any], result: Result) -> str:
