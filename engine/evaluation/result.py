@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from engine.evaluation.firing import Firing
 from engine.model import status as status_model
@@ -80,7 +80,7 @@ class ProfileDifference(Model):
 
 
 class Result(Model):
-    schema_: str = SCHEMA
+    schema_: str = Field(SCHEMA, alias="schema", description="the result's schema and version")
     rulebook_version: str
     profile: str
     urgent_assessment: bool
@@ -100,15 +100,12 @@ class Result(Model):
         return {o.procedure: o.status for o in self.options}
 
     def to_json(self) -> dict[str, Any]:
-        data = self.model_dump(mode="json", by_alias=True)
-        return {"schema": data.pop("schema_"), **data}
+        """The JSON form `pain-sdm schema result` describes (the first field is `schema`)."""
+        return self.model_dump(mode="json", by_alias=True)
 
     def to_json_text(self) -> str:
         """`to_json()` as compact JSON text, written by pydantic's serializer (several times faster)."""
-        text = self.model_dump_json(by_alias=True)
-        head = '{"schema_":'
-        assert text.startswith(head), "schema_ must stay the first field"
-        return '{"schema":' + text[len(head) :]
+        return self.model_dump_json(by_alias=True)
 
 
 def _unconfirmed(rule: Rule, rulebook: Rulebook, knowledge: Knowledge) -> list[str]:

@@ -502,13 +502,10 @@ def exported(row: Any) -> dict[str, Any]:
 
 
 def result_from_json(data: Mapping[str, Any]) -> Result:
-    """A `Result` back from its JSON form (`Result.to_json()`, where `schema_` is written `schema`)."""
+    """A `Result` back from its JSON form (`Result.to_json()`)."""
     from engine.evaluation.result import Result
 
-    fields = dict(data)
-    if "schema" in fields:
-        fields["schema_"] = fields.pop("schema")
-    return Result.model_validate(fields)
+    return Result.model_validate(dict(data))
 
 
 @dataclass
