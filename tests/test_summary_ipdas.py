@@ -21,6 +21,7 @@ from conftest import EXAMPLES, ROOT, run_cli
 from markdown_it import MarkdownIt
 from test_readability import grade  # noqa: F401  (the offline textstat fixture)
 from test_summary import Rendered
+from test_web_browser import AXE, DESKTOP, PHONE, SHOTS, browser  # noqa: F401  (the browser fixture)
 
 from engine.errors import KnowledgeError
 from engine.evaluation.aid import DecisionAid
@@ -395,3 +396,58 @@ def test_the_checklist_fails_when_an_item_is_missing(printed: dict[str, Rendered
     later = dataclasses.replace(p.summary.about, content_date="2099-01-01")
     undated = Rendered(dataclasses.replace(p.summary, about=later), p.html, p.md, p.pdf)
     assert not ipdas_checklist(undated, aid)["content date and next review"], "the date is read off the page"
+
+
+# ---------------------------------------------------------------- the HTML in a real browser
+
+
+def test_the_html_passes_axe_and_reads_on_a_phone_without_sideways_scrolling(
+    printed: dict[str, Rendered],
+    browser: Any,  # noqa: F811  (Debian's headless Chromium, from tests/test_web_browser.py)
+) -> None:
+    for name in ("sciatica", "failed-back-surgery", "crps-declines-implants"):
+        for width in (PHONE, DESKTOP):
+            page = browser.new_page(viewport=width)
+            page.set_content(printed[name].html)
+            page.add_script_tag(path=str(AXE))
+            found = page.evaluate(
+                "async () => (await axe.run(document)).violations.map(v => [v.id, v.impact, v.nodes.length])"
+            )
+            assert not [v for v in found if v[1] in ("serious", "critical")], f"{name} at {width['width']}: {found}"
+            wide = page.evaluate("() => document.documentElement.scrollWidth")
+            assert wide <= width["width"], f"{name}: {wide} px wide at {width['width']} px"
+            if width is PHONE:
+                SHOTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(SHOTS / f"summary-{name}-390.png"), full_page=False)
+            page.close()
+
+
+def test_no_heading_is_left_alone_at_a_page_foot_and_no_word_is_hyphenated(aid: DecisionAid) -> None:
+    """Laid out as a printer would (WeasyPrint): text follows every heading on its page; words break whole."""
+    import weasyprint
+
+    css = (ROOT / "engine/presentation/templates/summary/print.css").read_text()
+    assert "hyphens: auto" not in css, "no hyphenation anywhere, grid cells included"
+    for name in ("sciatica", "cancer-pain", "failed-back-surgery"):
+        answers, session = read_input(aid, ROOT / f"examples/{name}.yaml")
+        for paper in PAPERS:
+            html = render_summary(build_summary(aid, answers, session=session, paper=paper, today=TODAY), "html")
+            assert isinstance(html, str)
+            for number, page in enumerate(weasyprint.HTML(string=html).render().pages, 1):
+                body = page._page_box
+                foot = body.content_box_y() + body.height  # the running footer sits below, in the margin
+                boxes = list(body.descendants())
+                top = body.content_box_y()  # the running header sits above
+                texts = [
+                    b for b in boxes if type(b).__name__ == "TextBox" and b.text.strip() and top <= b.position_y < foot
+                ]
+                assert texts, f"{name} {paper} page {number} is empty"
+                for box in boxes:
+                    element = getattr(box, "element", None)
+                    if element is None or element.tag not in ("h2", "h3", "h4") or type(box).__name__ != "BlockBox":
+                        continue
+                    bottom = box.position_y + box.height
+                    below = [t for t in texts if t.position_y >= bottom - 0.5]
+                    assert below, f"{name} {paper} page {number}: heading {element.text!r} alone at the foot"
+                for text in texts:
+                    assert not text.text.endswith(("\u00ad", "\u2010")), f"{name}: hyphenated {text.text!r}"
