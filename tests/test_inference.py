@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from engine.errors import EngineError
 from engine.evaluation.aid import DecisionAid
-from engine.evaluation.compiler import CATCH_ALL, CompiledRuleset
+from engine.evaluation.compiler import CompiledRuleset
 from engine.evaluation.inference import DurableEngine, PatientEncoder, _number_text, to_json
 from engine.model.facts import flatten, unflatten
 
@@ -69,7 +69,7 @@ def test_more_patients_than_durable_keeps_sessions_for(aid: DecisionAid) -> None
 def test_a_patient_for_whom_no_rule_fires_does_not_crash_the_engine(aid: DecisionAid) -> None:
     compiled = aid.compiled(aid.rulebook.default_profile)
     empty = CompiledRuleset(
-        name="no-rules", definition={CATCH_ALL: compiled.definition[CATCH_ALL]}, branches={}, parameters={}
+        name="no-rules", definition={}, branches={}, parameters={}, last_priority=compiled.last_priority
     )
     engine = DurableEngine(empty, aid.questionnaire)
     for _ in range(3):

@@ -85,7 +85,6 @@ def _number_points(lo: float, hi: float, integer: bool, thresholds: Iterable[flo
 class SearchStats:
     queries: int = 0
     steps: int = 0
-    undecided: int = 0
 
 
 @dataclass
@@ -260,7 +259,6 @@ class AnswerSpace:
         self._steps += 1
         self.stats.steps += 1
         if self._steps > self.budget:
-            self.stats.undecided += 1
             raise SearchBudgetExceeded
         best: list[Conj] | None = None
         best_index = -1

@@ -18,8 +18,6 @@ from engine.model.facts import DERIVED, PATIENT, SEP
 from engine.model.questionnaire import UNKNOWN, Questionnaire
 from engine.model.rulebook import Rule, Rulebook, derived_depth
 
-CATCH_ALL = "zz-catch-all"
-
 
 @dataclass(frozen=True)
 class Branch:
@@ -38,6 +36,8 @@ class CompiledRuleset:
     definition: dict[str, Any]
     branches: dict[str, Branch]
     parameters: dict[str, int | float]
+    last_priority: int = 1000
+    """A priority after every rule's (durable_rules runs higher numbers later): the engine's own bookkeeping rules."""
 
 
 def _operand(atom: Condition, params: dict[str, int | float]) -> Any:
@@ -116,5 +116,4 @@ def compile_rulebook(rulebook: Rulebook, profile: str, questionnaire: Questionna
                 branches[name] = Branch(
                     rule, holds, index, tuple(dict.fromkeys(answer_facts)), tuple(dict.fromkeys(derived_facts))
                 )
-    definition[CATCH_ALL] = {"all": [{"any_fact": {"$ex": {"t": 1}}}], "pri": top + 1000}
-    return CompiledRuleset(f"pain-sdm-{rulebook.version}-{profile}", definition, branches, params)
+    return CompiledRuleset(f"pain-sdm-{rulebook.version}-{profile}", definition, branches, params, top + 1000)

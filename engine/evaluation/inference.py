@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.errors import EngineError
-from engine.evaluation.compiler import CATCH_ALL, Branch, CompiledRuleset
+from engine.evaluation.compiler import Branch, CompiledRuleset
 from engine.evaluation.firing import Firing
 from engine.model.facts import DERIVED, PATIENT, SEP, unflatten
 from engine.model.questionnaire import UNKNOWN, Questionnaire
@@ -208,7 +208,7 @@ class DurableEngine:
         self._sids = itertools.count(1)
         self._run: _Run | None = None
         definition = copy.deepcopy(compiled.definition)
-        last = definition.pop(CATCH_ALL)["pri"]
+        last = compiled.last_priority
         definition[ACCEPT_ANY] = {"all": [{"f": {"$ex": {"t": 1}}}, {"never": {"t": NEVER}}], "pri": last}
         definition[PATIENT_SEEN] = {"all": [{"p": {"t": PATIENT}}], "pri": last}
         self._actions: dict[str, Any] = {

@@ -25,11 +25,12 @@ from engine.evaluation.result import FALLBACK_ID, Finding, Result
 from engine.model.conditions import OP_WORDS, Condition, Truth
 from engine.model.knowledge import PROCEDURE_IDS
 from engine.model.rulebook import Rule, Then
+from engine.model.status import OPEN_STATUSES
 from engine.presentation.report import fact_value
 
 MARKS: dict[Truth, str] = {True: "met    ", False: "NOT MET", None: "UNKNOWN"}
 TRUTH_WORDS: dict[Truth, str] = {True: "true", False: "false", None: "unknown"}
-OPENING = ("candidate", "after_prerequisite")
+OPENING = OPEN_STATUSES
 
 
 def _number(value: Any) -> str:

@@ -24,16 +24,13 @@ from rich.text import Text
 
 from engine.evaluation.aid import DecisionAid
 from engine.evaluation.result import OptionResult, Result
+from engine.model.status import OPEN_STATUSES, STATUS_GROUPS, Status
 from engine.model.values import ValueNote, conflicts, option_fit
 from engine.presentation.main_points import MAIN_ITEMS, main_points
 from engine.presentation.report import DISCLAIMER, STATUS_LABELS
 
-GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Options to discuss now", ("candidate",)),
-    ("Options open after further steps", ("after_prerequisite",)),
-    ("Not suggested now", ("not_indicated", "deferred")),
-)
-"""Column groups of the grid, in order; every status is in exactly one group."""
+GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = tuple((g.title, g.statuses) for g in STATUS_GROUPS)
+"""Column groups of the grid, in order (engine.model.status); every status is in exactly one group."""
 
 ROWS: tuple[str, ...] = (
     "What it is",
@@ -53,7 +50,6 @@ STATUS_STYLES = {
 OUTWEIGHED = "Also found, but the reasons above come first"
 FIT_MARKS = {"good": ("fits well", "green"), "mixed": ("fits in part", "yellow"), "poor": ("fits poorly", "red")}
 IMPORTANCE_WORDS = {"somewhat_important": "somewhat important", "very_important": "very important"}
-OPEN_STATUSES = ("candidate", "after_prerequisite")
 LABEL_WIDTH = 14
 MIN_COLUMN_WIDTH = 26
 NARROW = 100
@@ -212,7 +208,7 @@ def leaning_points(aid: DecisionAid, result: Result, answers: dict[str, Any], le
         points.append(
             f"{option.name} is marked '{STATUS_LABELS[option.status].lower()}' for now. Talk about the reasons."
         )
-    elif option.status == "after_prerequisite":
+    elif option.status == Status.AFTER_PREREQUISITE:
         steps = "; ".join(step.text.rstrip(".") for step in option.next_steps)
         points.append(f"{option.name} is open only after further steps" + (f": {steps}." if steps else "."))
     if option.declined is not None:

@@ -10,13 +10,10 @@ from typing import Any, Literal
 
 from engine.evaluation.aid import DecisionAid
 from engine.evaluation.result import Finding, OptionResult, Result
+from engine.model.status import STATUS_GROUPS, STATUSES
 
-STATUS_LABELS: dict[str, str] = {
-    "candidate": "Option to discuss now",
-    "after_prerequisite": "Open after further steps",
-    "not_indicated": "Not usually suggested now",
-    "deferred": "On hold: a safety issue comes first",
-}
+STATUS_LABELS: dict[str, str] = {s: s.label for s in STATUSES}
+"""Each status in plain words (from engine.model.status)."""
 
 DISCLAIMER = (
     "This is a discussion aid, not a prescription. It lists options to discuss; "
@@ -66,7 +63,7 @@ def _option_lines(aid: DecisionAid, option: OptionResult, result: Result, md: bo
     if option.next_steps:
         lines.append("Next steps:" if not md else "**Next steps:**")
         lines.extend(f"{bullet}{step.text}" for step in option.next_steps)
-    if option.cautions and option.status in ("candidate", "after_prerequisite"):
+    if option.cautions and option.status.is_open:
         lines.append("Cautions:" if not md else "**Cautions:**")
         for caution in option.cautions:
             mark = " (unconfirmed figure)" if caution.unconfirmed else ""
@@ -102,12 +99,7 @@ def render(result: Result, aid: DecisionAid, fmt: Literal["text", "markdown"]) -
         lines.append("## Urgent assessment needed" if md else "!! URGENT ASSESSMENT NEEDED")
         lines.extend(f"- {f.text}" for f in result.urgent_reasons)
         lines.append("")
-    groups = [
-        ("Options to discuss now", ["candidate"]),
-        ("Options open after further steps", ["after_prerequisite"]),
-        ("Not suggested now", ["not_indicated", "deferred"]),
-    ]
-    for title, statuses in groups:
+    for title, statuses in ((g.title, g.statuses) for g in STATUS_GROUPS):
         chosen = [o for o in result.options if o.status in statuses]
         if not chosen:
             continue

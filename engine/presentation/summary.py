@@ -34,7 +34,7 @@ from engine.evaluation.result import Finding, OptionResult, Result, bears_on, cr
 from engine.interview.session import OTTAWA_CHOICES, OTTAWA_TEXTS, SESSION_FORMAT, SURE_ITEMS, Session, load_session
 from engine.model.knowledge import FREQUENCY_BANDS, Figure, Item, Procedure
 from engine.model.loading import read_data
-from engine.model.status import rank
+from engine.model.status import OPEN_STATUSES, rank
 from engine.model.values import conflicts, option_fit
 from engine.output import write_atomic
 from engine.presentation.main_points import main_points
@@ -47,7 +47,6 @@ Paper = Literal["a4", "letter"]
 FORMATS: tuple[str, ...] = ("html", "pdf", "md")
 PAPERS: tuple[str, ...] = ("a4", "letter")
 
-OPEN_STATUSES = ("candidate", "after_prerequisite")
 MAIN_QUESTIONS = (
     "conditions",
     "pain_region",

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from engine.errors import OutputError, PainSdmError, UsageError
+from engine.model.status import Status
 
 if TYPE_CHECKING:
     from engine.evaluation.aid import DecisionAid
@@ -1128,7 +1129,7 @@ def _open_options(record: StoredRecord) -> str:
     opened = [
         f"{o['procedure']}{'' if o['status'] == 'candidate' else ' (after steps)'}"
         for o in record.result.get("options", [])
-        if o["status"] in ("candidate", "after_prerequisite") and o["procedure"] != "conservative_care"
+        if Status(o["status"]).is_open and o["procedure"] != "conservative_care"
     ]
     return ", ".join(opened) or "-"
 

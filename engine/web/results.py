@@ -13,8 +13,9 @@ from typing import Any
 from engine.evaluation.aid import DecisionAid
 from engine.evaluation.result import Finding, OptionResult, Result
 from engine.model.knowledge import Risk
+from engine.model.status import OPEN_STATUSES
 from engine.model.values import ValueNote, option_fit
-from engine.presentation.grid import FIT_MARKS, IMPORTANCE_WORDS, OPEN_STATUSES, first_sentence, grouped, leaning_points
+from engine.presentation.grid import FIT_MARKS, IMPORTANCE_WORDS, first_sentence, grouped, leaning_points
 from engine.presentation.main_points import MAIN_ITEMS, main_points
 from engine.presentation.report import DISCLAIMER, STATUS_LABELS
 

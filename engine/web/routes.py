@@ -25,6 +25,7 @@ from engine.errors import PainSdmError
 from engine.interview.session import SURE_ITEMS, SureResult, record_digest
 from engine.interview.walkthrough import UNDECIDED, AnswerRejected, missing, prune
 from engine.model.knowledge import PROCEDURE_IDS
+from engine.model.status import Status
 from engine.web.app import error_page, web
 from engine.web.auth import WebSession
 from engine.web.forms import answer_lines, by_section, next_question, parse_answer, question_view
@@ -504,9 +505,7 @@ async def records_page(request: Request) -> Response:
     rows = [
         (
             r,
-            ", ".join(
-                o["name"] for o in r.result.get("options", []) if o["status"] in ("candidate", "after_prerequisite")
-            ),
+            ", ".join(o["name"] for o in r.result.get("options", []) if Status(o["status"]).is_open),
         )
         for r in reversed(records)
     ]
