@@ -10,6 +10,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
+from engine.evaluation.aid import DecisionAid
+from engine.evaluation.result import criteria_held, with_facts
 from engine.model.loading import _NoAliasLoader, parse_text
 
 HEAVY = (
@@ -49,3 +51,29 @@ def test_help_imports_no_heavy_library() -> None:
     loaded = set(done.stderr.split())
     assert "Usage" in done.stdout
     assert not loaded.intersection(HEAVY), f"`pain-sdm --help` imports {sorted(loaded.intersection(HEAVY))}"
+
+
+def test_a_finding_made_the_fast_way_is_the_one_pydantic_would_copy(aid: DecisionAid) -> None:
+    """`with_facts` stands in for `model_copy(update={"facts": ...})`: equal, same fields set, same JSON."""
+    answers = aid.read_answers(ROOT / "examples" / "sciatica.yaml")
+    result = aid.evaluate(answers, compare_profiles=False)
+    assert result.trace
+    for found in result.trace:
+        template = found.model_copy(update={"facts": {}})
+        fast, slow = with_facts(template, dict(found.facts)), template.model_copy(update={"facts": dict(found.facts)})
+        assert fast == slow == found
+        assert fast.model_fields_set == slow.model_fields_set
+        assert fast.model_dump_json(exclude_unset=True) == slow.model_dump_json(exclude_unset=True)
+        assert fast.facts is not template.facts
+
+
+def test_other_profiles_compared_at_the_level_of_firings_match_their_full_results(aid: DecisionAid) -> None:
+    """`ResultBuilder.statuses` gives each procedure the status and status-setting rules that `build` gives."""
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        answers = aid.read_answers(path)
+        for profile in aid.rulebook.profiles:
+            firings = aid._firings(answers, profile)
+            full = aid.builder(profile).build(firings)
+            expected = {o.procedure: (o.status, frozenset(f.rule_id for f in o.reasons)) for o in full.options}
+            assert aid.builder(profile).statuses(firings) == expected
+            assert aid.builder(profile).criteria_held(firings) == criteria_held(full.trace)

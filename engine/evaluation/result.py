@@ -156,6 +156,25 @@ def finding(
     )
 
 
+_set_attribute = object.__setattr__
+
+
+def with_facts(template: Finding, facts: dict[str, Any]) -> Finding:
+    """`template.model_copy(update={"facts": facts})`, about three times faster.
+
+    It sets what pydantic's own shallow copy sets (the fields, the fields set, no extra and no
+    private attributes: a Finding has none); a test holds the two equal, fields set included.
+    """
+    copied = Finding.__new__(Finding)
+    fields = template.__dict__.copy()
+    fields["facts"] = facts
+    _set_attribute(copied, "__dict__", fields)
+    _set_attribute(copied, "__pydantic_extra__", None)
+    _set_attribute(copied, "__pydantic_fields_set__", {*template.__pydantic_fields_set__, "facts"})
+    _set_attribute(copied, "__pydantic_private__", None)
+    return copied
+
+
 class ResultBuilder:
     """Builds the results of one rulebook under one profile.
 
@@ -176,7 +195,7 @@ class ResultBuilder:
 
     def finding(self, firing: Firing) -> Finding:
         """The evidence record for one firing (the same as `finding`, faster)."""
-        return self._template(firing).model_copy(update={"facts": dict(firing.facts)})
+        return with_facts(self._template(firing), dict(firing.facts))
 
     def _fallback(self, pid: str) -> Finding:
         if pid not in self._fallbacks:
