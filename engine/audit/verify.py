@@ -120,7 +120,8 @@ SEARCH_BUDGET = 200_000
 """Most search steps for one question; beyond it the question is reported as `undecided`."""
 
 ENUMERATION_CAP = 4000
-"""Most projected combinations per invariant and profile; above it, only the premise's own facts vary."""
+"""Most projected combinations per invariant and profile; above it, only the premise's own facts vary,
+and if those over every baseline are still more, only as many baselines as the cap allows are used."""
 
 
 @dataclass(frozen=True)
@@ -370,7 +371,7 @@ class ProfileAudit:
         self.evaluations = 0
         self.enumerated: dict[str, int] = {}
         self.distinct: dict[str, int] = {}
-        self.enumerated_facts: dict[str, tuple[list[str], list[int], int]] = {}
+        self.enumerated_facts: dict[str, tuple[list[str], list[int], int, int]] = {}
         self.broken: set[str] = set()
         self.safety_overlaps = 0
         self.fires: set[str] = set()
@@ -650,10 +651,19 @@ class ProfileAudit:
         ]
 
     def enumerate(self, inv: Invariant) -> None:
-        baselines: list[dict[str, Any]] = [{}, *self.examples]
-        for pid in self.concerned(inv):
-            baselines += self.candidate_witnesses(pid)
-        facts, values = self.projection(inv, len(baselines))
+        fixed: list[dict[str, Any]] = [{}, *self.examples]
+        witnesses = [self.candidate_witnesses(pid) for pid in self.concerned(inv)]
+        every = fixed + [w for found in witnesses for w in found]
+        facts, values = self.projection(inv, len(every))
+        combos = math.prod(len(values[f]) for f in facts)
+        baselines = every
+        if combos * len(every) > ENUMERATION_CAP:
+            # Even the premise's own answers over every baseline are too many: keep the fixed
+            # baselines and as many witnesses as the cap allows, taken in turn from each procedure
+            # (the symbolic search above has already decided the invariant over every answer).
+            room = max(0, ENUMERATION_CAP // combos - len(fixed))
+            in_turn = [w for group in itertools.zip_longest(*witnesses) for w in group if w is not None]
+            baselines = fixed + in_turn[:room]
         evaluator = self.evaluator_for(self.deciding_rules(inv))
         space = self.space
         read = sorted(
@@ -678,7 +688,7 @@ class ProfileAudit:
         key = inv.key or inv.name
         self.enumerated[key] = self.enumerated.get(key, 0) + count
         self.distinct[key] = self.distinct.get(key, 0) + len(seen)
-        self.enumerated_facts[key] = (facts, [len(values[f]) for f in facts], len(baselines))
+        self.enumerated_facts[key] = (facts, [len(values[f]) for f in facts], len(baselines), len(every))
 
 
 def _product(facts: list[str], values: dict[str, list[Any]]) -> Iterator[dict[str, Any]]:
@@ -823,10 +833,11 @@ def _describe(audit: ProfileAudit) -> str:
         f"searched symbolically: {space.stats.queries} questions, {space.stats.steps} search steps",
     ]
     for key, count in audit.enumerated.items():
-        facts_, sizes, bases = audit.enumerated_facts[key]
+        facts_, sizes, bases, candidates = audit.enumerated_facts[key]
         varied = ", ".join(f"{f} ({n})" for f, n in zip(facts_, sizes, strict=True)) or "nothing (baselines only)"
+        capped = f" (of {candidates}: at most {ENUMERATION_CAP} answer sets)" if bases < candidates else ""
         lines.append(
-            f"  {key}: {count} answer sets evaluated = {bases} baselines x classes of {varied}; "
+            f"  {key}: {count} answer sets evaluated = {bases} baselines{capped} x classes of {varied}; "
             f"{audit.distinct[key]} of them distinct on the answers its deciding rules read"
         )
     if audit.safety_overlaps:
