@@ -10,6 +10,7 @@ at thresholds of their own, as a larger real rulebook would.
 from __future__ import annotations
 
 import copy
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,19 +28,33 @@ class _NoAliases(yaml.SafeDumper):
         return True
 
 
-def _moved(node: Any, shift: int, params: dict[str, Any]) -> Any:
+def _moved(node: Any, shift: int, params: dict[str, Any], ranges: dict[str, tuple[float, float]]) -> Any:
+    """The condition with every number it compares with moved by `shift` (kept inside the question's range)."""
     if isinstance(node, list):
-        return [_moved(n, shift, params) for n in node]
+        return [_moved(n, shift, params, ranges) for n in node]
     if not isinstance(node, dict):
         return node
     if "fact" in node:
         atom = dict(node)
         if "param" in atom:
-            atom["value"] = params[atom.pop("param")] + shift
-        elif isinstance(atom.get("value"), int | float) and not isinstance(atom.get("value"), bool):
-            atom["value"] = atom["value"] + shift
+            atom["value"] = params[atom.pop("param")]
+        value = atom.get("value")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            low, high = ranges.get(atom["fact"], (-math.inf, math.inf))
+            atom["value"] = min(max(value + shift, low), high)
         return atom
-    return {k: _moved(v, shift, params) for k, v in node.items()}
+    return {k: _moved(v, shift, params, ranges) for k, v in node.items()}
+
+
+def _ranges(knowledge_dir: Path) -> dict[str, tuple[float, float]]:
+    """Each number question's range."""
+    data = yaml.safe_load((knowledge_dir / "questionnaire.yaml").read_text(encoding="utf-8"))
+    return {
+        q["id"]: (q.get("min", -math.inf), q.get("max", math.inf))
+        for section in data["sections"]
+        for q in section.get("questions", [])
+        if q.get("type") == "number"
+    }
 
 
 def _default_values(rules_dir: Path) -> dict[str, Any]:
@@ -65,13 +80,14 @@ def scaled_rulebook(factor: int, folder: Path) -> tuple[Path, Path]:
     if factor > 1:
         data = yaml.safe_load((rules / OPTIONS).read_text(encoding="utf-8"))
         params = _default_values(rules)
+        ranges = _ranges(knowledge)
         copies = []
         for shift in range(1, factor):
             for rule in data["rules"]:
                 twin = copy.deepcopy(rule)
                 twin["id"] = f"{rule['id']}-X{shift}"
                 twin.pop("aliases", None)
-                twin["when"] = _moved(rule["when"], shift, params)
+                twin["when"] = _moved(rule["when"], shift, params, ranges)
                 copies.append(twin)
         scaled = {"layer": data["layer"], "description": "Copies of the option rules (benchmark).", "rules": copies}
         text = yaml.dump(scaled, Dumper=_NoAliases, sort_keys=False, allow_unicode=True)
