@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import strategies as st
 
+from engine.audit.engine_check import Targets, near_thresholds, rule_targets
 from engine.evaluation.aid import DecisionAid
 from engine.model.questionnaire import Question
 
@@ -114,53 +115,11 @@ def answers_strategy(aid: DecisionAid) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({}, optional=fields)
 
 
-def rule_targets(aid: DecisionAid) -> tuple[dict[str, list[float]], dict[str, set[str]]]:
-    """The numbers each question is compared with (values and parameters, in any profile), and the choices named."""
-    thresholds: dict[str, set[float]] = {}
-    named: dict[str, set[str]] = {}
-    for rule in aid.rulebook.rules:
-        for atom in rule.when.atoms():
-            fact = atom.fact or ""
-            if atom.param is not None:
-                param = aid.rulebook.parameters[atom.param]
-                thresholds.setdefault(fact, set()).update(param.value(p) for p in aid.rulebook.profiles)
-            elif isinstance(atom.value, int | float):
-                thresholds.setdefault(fact, set()).add(atom.value)
-            elif atom.value is not None:
-                values = atom.value if isinstance(atom.value, list) else [atom.value]
-                named.setdefault(fact, set()).update(str(v) for v in values)
-    return {k: sorted(v) for k, v in thresholds.items()}, named
-
-
-_TARGETS: dict[int, tuple[dict[str, list[float]], dict[str, set[str]]]] = {}
+_TARGETS: dict[int, Targets] = {}
 
 
 def threshold_answers(aid: DecisionAid, rng: random.Random) -> dict[str, Any]:
-    """A random answer set biased toward the rules' thresholds, so that rules actually fire.
-
-    Numbers are drawn mostly from each threshold a rule compares the question with (its value or
-    parameter, in any profile) and the numbers either side of it; choices the rules name are
-    picked more often than others; about one answer in ten is 'unknown'.
-    """
+    """A random answer set biased toward the rules' thresholds (see `engine.audit.engine_check`)."""
     if id(aid) not in _TARGETS:
-        _TARGETS[id(aid)] = rule_targets(aid)
-    thresholds, named = _TARGETS[id(aid)]
-    answers: dict[str, Any] = {}
-    for qid, q in aid.questionnaire.questions.items():
-        if q.type == "text" or rng.random() < 0.1:
-            continue
-        if q.type == "number":
-            assert q.min is not None and q.max is not None
-            near = thresholds.get(qid)
-            if near and rng.random() < 0.8:
-                value = rng.choice(near) + rng.choice((-1, 0, 0, 1) if q.integer else (-1, -0.5, 0, 0, 0.5, 1))
-            else:
-                value = rng.uniform(q.min, q.max)
-            value = min(max(value, q.min), q.max)
-            answers[qid] = round(value) if q.integer else value
-        elif q.type == "multiple":
-            chosen = named.get(qid, set())
-            answers[qid] = [v for v in q.values if rng.random() < (0.3 if v in chosen else 0.1)]
-        else:
-            answers[qid] = rng.choice(q.values)
-    return answers
+        _TARGETS[id(aid)] = rule_targets(aid.rulebook)
+    return near_thresholds(aid.questionnaire, _TARGETS[id(aid)], rng)

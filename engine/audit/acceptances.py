@@ -53,6 +53,7 @@ AcceptableCheck = Literal[
     "example-skipped",
 ]
 NeverAccepted = Literal[
+    "engine-failure",
     "internal-disagreement",
     "stale-acceptance",
     "acceptance-of-error",

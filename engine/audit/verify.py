@@ -73,6 +73,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
+import random
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -94,6 +95,7 @@ from engine.audit.answer_space import (
     hashable,
     truth_of,
 )
+from engine.audit.engine_check import dense, engine_findings
 from engine.errors import DataFileError
 from engine.evaluation.evaluator import Evaluator, RuleResult
 from engine.model import status as status_model
@@ -106,6 +108,9 @@ from engine.model.questionnaire import UNKNOWN, Questionnaire, load_questionnair
 from engine.model.rulebook import Rule, Rulebook, load_rulebook
 from engine.model.status import FALLBACK_STATUS, STATUSES, Status
 from engine.paths import data_dir
+
+ENGINE_SAMPLE = 400
+"""Answer sets of the search (beside the examples) that `rules verify` also runs on durable_rules, per profile."""
 
 Severity = Literal["error", "warning", "info"]
 SEVERITY_ORDER: dict[str, int] = {"error": 0, "warning": 1, "info": 2}
@@ -378,6 +383,8 @@ class ProfileAudit:
         self._witness_cache: dict[str, list[dict[str, Any]]] = {}
         self._evaluators: dict[frozenset[str], Evaluator] = {}
         self.examples: list[dict[str, Any]] = []
+        self.engine_sample: list[dict[str, Any]] = []  # answer sets the search evaluated, run on durable_rules too
+        self._sampler = random.Random(ENGINE_SAMPLE)  # noqa: S311 - a fixed seed: the same sample every run
 
     # helpers
     def status_rules(self, pid: str, status: str | None = None) -> list[Rule]:
@@ -402,6 +409,10 @@ class ProfileAudit:
     def run(self, answers: dict[str, Any], deciding: list[Rule] | None = None) -> Outcome:
         """The outcome of these answers; with `deciding`, of those rules alone (see `evaluator_for`)."""
         self.evaluations += 1
+        if len(self.engine_sample) < ENGINE_SAMPLE:  # a uniform sample of all evaluated (reservoir sampling)
+            self.engine_sample.append(answers)
+        elif (slot := self._sampler.randrange(self.evaluations)) < ENGINE_SAMPLE:
+            self.engine_sample[slot] = answers
         evaluator = self.evaluator if deciding is None else self.evaluator_for(deciding)
         results, _ = evaluator.evaluate_rules(answers)
         return Outcome.of(results)
@@ -814,7 +825,10 @@ def verify(
         for inv in checks:
             audit.check_invariant(inv)
         findings += audit.findings
-        enumerated.append(_describe(audit))
+        sample = [*examples, *dense(examples, questionnaire), *audit.engine_sample]
+        on_engine, ran = engine_findings(rulebook, questionnaire, name, sample)
+        findings += on_engine
+        enumerated.append(_describe(audit) + f"; {ran} of them also run on durable_rules (the engine `evaluate` uses)")
     findings += _never_fires_findings(active_in, fires_in, rulebook)
     findings += _reach_findings(reached, unnamed, profiles)
     checked = accept(_merge(findings), acceptances, every_profile=profile is None)

@@ -109,11 +109,49 @@ def compile_rulebook(rulebook: Rulebook, profile: str, questionnaire: Questionna
                     else:
                         answer_terms.append(_answer_expr(atom, negated, questionnaire, params))
                         answer_facts.append(atom.fact)
-                patient = answer_terms[0] if len(answer_terms) == 1 else {"$and": answer_terms}
                 name = f"{rule.id}#{'t' if holds else 'f'}{index}"
                 pri = depth[rule.id] if rule.then.derive is not None else top
-                definition[name] = {"all": [{"p": patient}, *joins], "pri": pri}
+                definition[name] = {"all": [{"p": answer_terms}, *joins], "pri": pri}
                 branches[name] = Branch(
                     rule, holds, index, tuple(dict.fromkeys(answer_facts)), tuple(dict.fromkeys(derived_facts))
                 )
+    _spread(definition)
     return CompiledRuleset(f"pain-sdm-{rulebook.version}-{profile}", definition, branches, params, top + 1000)
+
+
+FAN_OUT = 16
+"""Siblings per level of the alpha network's bucket tree (see `_spread`)."""
+
+SPREAD_FROM = 224
+"""Compiled rules from which the tree is laid out. Below it the plain network is kept: the tree costs
+about a quarter more engine time per patient (measured on the shipped rulebook), and the shipped
+rulebook (188 to 198 compiled rules) runs without it; `rules verify` runs the engine either way."""
+
+
+def _spread(definition: dict[str, Any]) -> None:
+    """Lay the rules' patient tests out as a tree of buckets, so the alpha network never fans out wide.
+
+    durable_rules walks the alpha network depth first with a fixed stack of 64 pending nodes
+    (`MAX_STACK_SIZE` in events.c, error 303): every test that matches a fact is pushed at once,
+    so 60-odd rules whose first tests all hold for one patient overflow it. Here each rule's
+    patient expression starts, after `t == patient`, with a path of `t != "~L.D"` tests (always
+    true for a patient, never shared by two paths' leaves), FAN_OUT siblings to a level and as many
+    levels as the rule count needs; the rule's own tests follow on its own leaf. The stack then
+    holds at most levels x (FAN_OUT - 1) + the rule's own tests, whatever the rule count (measured:
+    see the README, "Engine limits"). The tests are true for every patient, so no result changes.
+    """
+    names = list(definition)
+    if len(names) < SPREAD_FROM:
+        for name in names:
+            terms = definition[name]["all"][0]["p"]
+            definition[name]["all"][0] = {"p": terms[0] if len(terms) == 1 else {"$and": terms}}
+        return
+    levels = 1
+    while FAN_OUT**levels < len(names):
+        levels += 1
+    for number, name in enumerate(names):
+        # the node at each level is named by the rule number's leading base-FAN_OUT digits: shared by its subtree
+        bucket = [{"$neq": {"t": f"~{level}.{number // FAN_OUT ** (levels - 1 - level)}"}} for level in range(levels)]
+        terms = definition[name]["all"][0]["p"]
+        expression = [terms[0], *bucket, *terms[1:]]
+        definition[name]["all"][0] = {"p": {"$and": expression}}

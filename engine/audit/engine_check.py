@@ -1,0 +1,182 @@
+"""`rules verify` runs the compiled rulebook on durable_rules: a rulebook that verifies also runs.
+
+The logic checks stand on the independent evaluator, which has no limits; durable_rules has some
+(see the README, "Engine limits"): a fixed stack of 64 pending alpha-network tests (error 303,
+`MAX_STACK_SIZE` in events.c) and a limit on how rules chain in its beta network (error 108,
+`ERR_RULE_BETA_LIMIT_EXCEEDED`). So every profile's compiled ruleset is registered on the engine
+and run on the example patients and the answer sets the exhaustive search evaluated; every
+failure is an error finding that names the limit and the rules involved, and every answer set on
+which the engine and the evaluator disagree is one too.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from engine.audit.acceptances import FindingName
+from engine.errors import EngineError
+from engine.evaluation.compiler import compile_rulebook
+from engine.evaluation.evaluator import Evaluator
+from engine.evaluation.inference import DurableEngine
+from engine.model.facts import flatten
+from engine.model.questionnaire import Questionnaire
+from engine.model.rulebook import Rulebook, derived_depth
+
+LIMITS = {
+    "303": "durable_rules' alpha-network stack (MAX_STACK_SIZE 64 pending tests, error 303): too many of the "
+    "rules' tests hold at once for one patient",
+    "108": "durable_rules' beta-network limit (ERR_RULE_BETA_LIMIT_EXCEEDED, error 108): derived facts chain too deep",
+}
+NAME: FindingName = "engine-failure"
+MAX_NAMED = 12
+
+
+def _limit(message: str) -> str:
+    code = re.search(r"error code: (\d+)", message)
+    if code is not None and code.group(1) in LIMITS:
+        return LIMITS[code.group(1)]
+    return f"durable_rules refused it ({message})"
+
+
+def _named(rule_ids: Iterable[str]) -> str:
+    ids = sorted(set(rule_ids))
+    shown = ", ".join(ids[:MAX_NAMED])
+    return shown + (f" and {len(ids) - MAX_NAMED} more" if len(ids) > MAX_NAMED else "")
+
+
+Targets = tuple[dict[str, list[float]], dict[str, set[str]]]
+
+
+def rule_targets(rulebook: Rulebook) -> Targets:
+    """The numbers each question is compared with (values and parameters, in any profile), and the choices named."""
+    thresholds: dict[str, set[float]] = {}
+    named: dict[str, set[str]] = {}
+    for rule in rulebook.rules:
+        for atom in rule.when.atoms():
+            fact = atom.fact or ""
+            if atom.param is not None:
+                param = rulebook.parameters[atom.param]
+                thresholds.setdefault(fact, set()).update(param.value(p) for p in rulebook.profiles)
+            elif isinstance(atom.value, int | float):
+                thresholds.setdefault(fact, set()).add(atom.value)
+            elif atom.value is not None:
+                values = atom.value if isinstance(atom.value, list) else [atom.value]
+                named.setdefault(fact, set()).update(str(v) for v in values)
+    return {k: sorted(v) for k, v in thresholds.items()}, named
+
+
+def near_thresholds(questionnaire: Questionnaire, targets: Targets, rng: random.Random) -> dict[str, Any]:
+    """A random answer set biased toward the rules' thresholds, so that rules actually fire.
+
+    Numbers are drawn mostly from each threshold a rule compares the question with (its value or
+    parameter, in any profile) and the numbers either side of it; choices the rules name are
+    picked more often than others; about one answer in ten is 'unknown'.
+    """
+    thresholds, named = targets
+    answers: dict[str, Any] = {}
+    for qid, q in questionnaire.questions.items():
+        if q.type == "text" or rng.random() < 0.1:
+            continue
+        if q.type == "number":
+            assert q.min is not None and q.max is not None
+            near = thresholds.get(qid)
+            if near and rng.random() < 0.8:
+                value = rng.choice(near) + rng.choice((-1, 0, 0, 1) if q.integer else (-1, -0.5, 0, 0, 0.5, 1))
+            else:
+                value = rng.uniform(q.min, q.max)
+            value = min(max(value, q.min), q.max)
+            answers[qid] = round(value) if q.integer else value
+        elif q.type == "multiple":
+            chosen = named.get(qid, set())
+            answers[qid] = [v for v in q.values if rng.random() < (0.3 if v in chosen else 0.1)]
+        else:
+            answers[qid] = rng.choice(q.values)
+    return answers
+
+
+NEAR_THRESHOLDS = 300
+"""Answer sets drawn around the rules' thresholds (fixed seed) that the engine check also runs, per profile."""
+
+
+def dense(answer_sets: Iterable[dict[str, Any]], questionnaire: Questionnaire) -> list[dict[str, Any]]:
+    """Each answer set with every number answer at its question's maximum, then at its minimum.
+
+    Where most threshold tests hold at once the alpha network's stack is fullest (error 303).
+    """
+    out = []
+    numbers = [q for q in questionnaire.questions.values() if q.type == "number"]
+    for answers in answer_sets:
+        for end in ("max", "min"):
+            out.append(answers | {q.id: getattr(q, end) if not q.integer else int(getattr(q, end)) for q in numbers})
+    return out
+
+
+def engine_findings(
+    rulebook: Rulebook, questionnaire: Questionnaire, profile: str, answer_sets: Iterable[dict[str, Any]]
+) -> tuple[list[Any], int]:
+    """Error findings for one profile's compiled ruleset on these answer sets; and how many were run."""
+    rng = random.Random(NEAR_THRESHOLDS)  # noqa: S311 - a fixed seed: the same answer sets every run
+    targets = rule_targets(rulebook)
+    answer_sets = [*answer_sets, *(near_thresholds(questionnaire, targets, rng) for _ in range(NEAR_THRESHOLDS))]
+    from engine.audit.verify import AuditFinding
+
+    rules = rulebook.active_rules(profile)
+    try:
+        engine = DurableEngine(compile_rulebook(rulebook, profile, questionnaire), questionnaire)
+    except EngineError as exc:
+        depth = derived_depth(rules, rulebook.derived_facts)
+        deepest = max(depth.values(), default=0)
+        involved = [rid for rid, d in depth.items() if d == deepest]
+        message = (
+            f"the compiled rulebook cannot be registered on the rule engine: {_limit(str(exc))}; every evaluation "
+            f"would fail (exit 3). Derived facts chain {deepest} deep; the rules at the end of the chain: "
+            f"{_named(involved)}"
+        )
+        return [AuditFinding(NAME, "error", profile, message, (profile,))], 0
+    evaluator = Evaluator(rulebook, profile)
+    failures: dict[str, tuple[set[str], dict[str, Any], int]] = {}
+    disagreements: list[AuditFinding] = []
+    ran = 0
+    for answers in answer_sets:
+        ran += 1
+        expected = evaluator.firings(answers)
+        try:
+            found = engine.run(flatten(answers, questionnaire))
+        except EngineError as exc:
+            limit = _limit(str(exc))
+            held = {f.rule_id for f in expected}
+            seen = failures.get(limit)
+            failures[limit] = (
+                held | (seen[0] if seen else set()),
+                seen[1] if seen else answers,
+                (seen[2] if seen else 0) + 1,
+            )
+            continue
+        if {f.key for f in found} != {f.key for f in expected} and len(disagreements) < 3:
+            differ = {f.key for f in found} ^ {f.key for f in expected}
+            disagreements.append(
+                AuditFinding(
+                    NAME,
+                    "error",
+                    profile,
+                    f"durable_rules and the independent evaluator disagree on rules {_named(k[0] for k in differ)}",
+                    (profile,),
+                    answers,
+                )
+            )
+    findings = [
+        AuditFinding(
+            NAME,
+            "error",
+            profile,
+            f"the rule engine fails on {count} of the answer sets checked: {limit}; `evaluate` exits 3 for such "
+            f"a patient. The rules that hold for them: {_named(held)}",
+            (profile,),
+            example,
+        )
+        for limit, (held, example, count) in failures.items()
+    ]
+    return findings + disagreements, ran
