@@ -187,7 +187,9 @@ def evaluate(
         from engine.evaluation.batch import BatchOptions
 
         if record or db or patient_label or append_to_damaged:
-            raise UsageError("--record, --db, --patient-label and --append-to-damaged-chain go with one patient")
+            raise UsageError(
+                "--record, --db, --patient-label and --append-to-damaged-chain go with one patient, not --batch"
+            )
         options = BatchOptions(rules, knowledge, profile, compare_profiles, full)
         return evaluate_batch(batch, output, force, workers, strict, options)
     if workers != 1 or strict or compare_profiles or full:

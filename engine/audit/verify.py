@@ -45,6 +45,8 @@ with the rulebook; the shipped ones are:
 - `safety-conservative-care`: conservative care is always a candidate.
 Statuses are resolved by `engine.model.status.resolve`, the function the result builder uses.
 - `example-skipped` (info): an example patient could not be read, so it is not a baseline.
+- `engine-failure` (error): the compiled rulebook fails on durable_rules (a limit such as error 303
+  or 108), or disagrees with the evaluator, on some answer set (see engine/audit/engine_check.py).
 - `internal-disagreement` (error): answers the search found do not behave as predicted when
   run through the independent evaluator (a fault in this checker, never expected).
 
