@@ -200,7 +200,10 @@ def evaluate(
 
         check_record_options(record, db, patient_label, append_to_damaged)
     aid = load_aid(rules, knowledge)
-    parsed = aid.read_answers(answers)
+    migrated: list[str] = []
+    parsed = aid.read_answers(answers, migrated)
+    for note in migrated:
+        typer.echo(f"note: {answers} is in an older answers schema; {note}", err=True)
     result = aid.evaluate(parsed, profile)
     if record:  # every field of the record checked before anything is written (-o, or the database)
         from engine.records.store import prepare_record
@@ -251,7 +254,16 @@ def interview(
 def schema_answers(rules: RulesOpt = None, knowledge: KnowledgeOpt = None) -> None:
     """The JSON Schema of an answers file, generated from the questionnaire."""
     aid = load_aid(rules, knowledge)
-    typer.echo(json.dumps(aid.answers_model.model_json_schema(), indent=2, ensure_ascii=False))
+    from engine.model.migration import ANSWERS_VERSION, VERSION_KEY
+
+    schema = aid.answers_model.model_json_schema()
+    schema["properties"][VERSION_KEY] = {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": ANSWERS_VERSION,
+        "description": f"the answers schema the file is written in (today {ANSWERS_VERSION}); older ones are migrated",
+    }
+    typer.echo(json.dumps(schema, indent=2, ensure_ascii=False))
 
 
 @schema_app.command("questionnaire")

@@ -70,7 +70,7 @@ def test_bad_answers_list_every_problem_by_field_and_write_nothing(tmp_path: Pat
     for field in ("pain_duration_months", "pain_intensity", "pregnant", "shoe_size", "conditions"):
         assert f"field `{field}`" in done.stderr
     assert "5 problems" in done.stderr
-    assert "expected a number from 0 to 1200 (months)" in done.stderr
+    assert "expected a number from 3 to 1200 (months)" in done.stderr
     assert "where 'flu' is not one of the choices" in done.stderr
     assert "Traceback" not in done.stderr
     assert not out.exists()
@@ -120,10 +120,11 @@ def test_schema_answers_is_generated_from_the_questionnaire(aid) -> None:  # typ
     done = run_cli("schema", "answers")
     assert done.returncode == 0
     schema = json.loads(done.stdout)
-    assert set(schema["properties"]) == set(aid.questionnaire.questions)
+    assert set(schema["properties"]) == set(aid.questionnaire.questions) | {"answers_version"}
     assert schema["additionalProperties"] is False
     duration = json.dumps(schema["properties"]["pain_duration_months"])
     assert "1200" in duration and "unknown" in duration
+    assert schema["properties"]["answers_version"]["maximum"] == 2
 
 
 def test_schema_result_describes_the_json_output() -> None:

@@ -19,6 +19,7 @@ import pytest
 from conftest import EXAMPLES
 
 from engine.evaluation.aid import DecisionAid
+from engine.model.rulebook import fill_parameters
 from engine.presentation import summary
 from engine.presentation.report import DISCLAIMER
 
@@ -42,11 +43,14 @@ def knowledge_texts(aid: DecisionAid) -> Iterator[tuple[str, str]]:
 
 
 def rule_texts(aid: DecisionAid) -> Iterator[tuple[str, str]]:
+    """Rule texts as the patient reads them: `{parameter}` filled from a profile the rule applies in."""
     for rule in aid.rulebook.rules:
+        profile = rule.profiles[0] if rule.profiles else aid.rulebook.default_profile
+        params = {pid: p.value(profile) for pid, p in aid.rulebook.parameters.items()}
         if rule.explanation:
-            yield f"rule {rule.id} explanation", rule.explanation
+            yield f"rule {rule.id} explanation", fill_parameters(rule.explanation, params)
         if rule.then.caution:
-            yield f"rule {rule.id} caution", rule.then.caution
+            yield f"rule {rule.id} caution", fill_parameters(rule.then.caution, params)
         for step in rule.then.steps:
             yield f"rule {rule.id} step {step.id}", step.text
 

@@ -22,6 +22,7 @@ from engine.evaluation.result import FALLBACK_ID, ProfileDifference, Result, Res
 from engine.model import parse_cache
 from engine.model.knowledge import Knowledge, load_knowledge
 from engine.model.loading import read_data, validate
+from engine.model.migration import migrate
 from engine.model.questionnaire import Questionnaire, load_questionnaire
 from engine.model.rulebook import Rulebook, content_hash, load_rulebook
 from engine.model.status import Status
@@ -68,11 +69,20 @@ class DecisionAid:
     def answers_model(self) -> type[BaseModel]:
         return self.questionnaire.answers_model
 
-    def parse_answers(self, data: Any, name: str = "answers") -> BaseModel:
-        """Validate raw answers (or a FHIR QuestionnaireResponse) strictly; each problem is listed by its field path."""
+    def parse_answers(self, data: Any, name: str = "answers", notes: list[str] | None = None) -> BaseModel:
+        """Validate raw answers (or a FHIR QuestionnaireResponse) strictly; each problem is listed by its field path.
+
+        Answers in an older answers schema are migrated first (engine.model.migration); what was
+        mapped is appended to `notes` when given.
+        """
         if not isinstance(data, dict):
             raise AnswersError(f"{name}: expected a mapping of question ids to answers, got {type(data).__name__}")
-        if "resourceType" in data:  # FHIR: a QuestionnaireResponse, mapped strictly (engine/fhir/response.py)
+        if "resourceType" not in data:
+            migration = migrate(data, name)
+            if notes is not None:
+                notes.extend(migration.notes)
+            data = migration.answers
+        else:  # FHIR: a QuestionnaireResponse, mapped strictly (engine/fhir/response.py)
             # It answers today's Questionnaire (generated from today's questionnaire.yaml), so the
             # answers it maps to are in today's answers schema: nothing in them needs migrating.
             from engine.fhir.response import answers_from_response
@@ -101,8 +111,8 @@ class DecisionAid:
             )
         return data["answers"]
 
-    def read_answers(self, path: Path) -> BaseModel:
-        return self.parse_answers(self.unwrap_answers(read_data(path, AnswersError), str(path)), str(path))
+    def read_answers(self, path: Path, notes: list[str] | None = None) -> BaseModel:
+        return self.parse_answers(self.unwrap_answers(read_data(path, AnswersError), str(path)), str(path), notes)
 
     def compiled(self, profile: str) -> CompiledRuleset:
         if profile not in self._compiled:

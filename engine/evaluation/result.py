@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.evaluation.firing import Firing
 from engine.model import status as status_model
 from engine.model.knowledge import PROCEDURE_IDS, Disagreement, Knowledge
-from engine.model.rulebook import Rule, Rulebook, Step
+from engine.model.rulebook import Rule, Rulebook, Step, fill_parameters
 from engine.model.status import FALLBACK_STATUS, Status, StatusField
 
 SCHEMA = "pain-sdm/result/1"
@@ -134,7 +134,7 @@ def finding(
     """The evidence record for one firing."""
     then = rule.then
     used = {a.param: params[a.param] for a in rule.when.atoms() if a.param}
-    text = rule.explanation if firing.holds else f"Not the case: {rule.title.rstrip('.')}."
+    text = fill_parameters(rule.explanation, params) if firing.holds else f"Not the case: {rule.title.rstrip('.')}."
     return Finding(
         rule_id=rule.id,
         rule_version=rule.version,
@@ -145,7 +145,7 @@ def finding(
         derived=then.derive,
         status=then.status,
         procedures=list(then.procedures),
-        text=then.caution if then.caution is not None else text,
+        text=fill_parameters(then.caution, params) if then.caution is not None else text,
         facts=dict(firing.facts),
         parameters=used,
         steps=list(then.steps),
@@ -236,9 +236,9 @@ class ResultBuilder:
             else:  # the reasons for the status it comes to first, then the others, most restrictive first
                 reasons = sorted(setting, key=lambda f: (f.status != status, -status_model.rank(f.status or status)))
             steps: dict[str, Step] = {}
-            if status == Status.AFTER_PREREQUISITE:
-                for f in reasons:
-                    for step in f.steps:
+            if status in (Status.AFTER_PREREQUISITE, Status.DEFERRED):
+                for f in reasons:  # a deferred option shows what settles the safety issue, not later steps
+                    for step in f.steps if f.status == status else ():
                         steps.setdefault(step.id, step)
             declined = next((f for f in mine if f.kind == "declined"), None)
             cautions = [f for f in mine if f.kind == "caution"]

@@ -111,6 +111,7 @@ OUTCOMES = [
     Option(value="partly_helped", label="It helped a little"),
     Option(value="did_not_help", label="It did not help"),
     Option(value="not_tolerated", label="I could not keep going with it (side effects or other problems)"),
+    Option(value="ongoing_partly_helped", label="Still going, and it helps a little"),
     Option(value="ongoing", label="Still going, too early to tell"),
 ]
 

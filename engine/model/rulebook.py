@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -65,8 +66,8 @@ class Then(Strict):
             raise ValueError(f"a `{kinds[0]}` conclusion needs `procedures`, e.g. [epidural_steroid_injection]")
         if self.derive is not None and (self.procedures or self.steps or self.urgent_assessment):
             raise ValueError("a `derive` conclusion takes no procedures, steps or urgent flag")
-        if self.steps and self.status != "after_prerequisite":
-            raise ValueError("`steps` belong only to `status: after_prerequisite`")
+        if self.steps and self.status not in ("after_prerequisite", "deferred"):
+            raise ValueError("`steps` belong only to `status: after_prerequisite` or `deferred` (what settles it)")
         if self.status == "after_prerequisite" and not self.steps:
             raise ValueError("`status: after_prerequisite` needs the `steps` that would open the option")
         return self
@@ -105,6 +106,16 @@ class Rule(Strict):
     @property
     def active(self) -> bool:
         return self.status == "active"
+
+
+PARAMETERS = "rules/parameters.yaml"
+PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+"""`{parameter_id}` in an explanation or caution: the parameter's value in the chosen profile."""
+
+
+def fill_parameters(text: str, params: dict[str, int | float]) -> str:
+    """Patient text with each `{parameter_id}` replaced by its value, so a stated threshold is the one applied."""
+    return PLACEHOLDER.sub(lambda m: f"{params[m.group(1)]:g}", text)
 
 
 class RuleFile(Strict):
@@ -314,6 +325,12 @@ def load_rulebook(rules_dir: Path, knowledge: Knowledge, questionnaire: Question
                 Problem(file, entry, "sources", "an active rule needs at least one source id", "missing-source")
             )
         _check_refs(rule.sources, rule.criteria, knowledge, file, entry, problems)
+        for field_name, text in (("explanation", rule.explanation), ("then.caution", rule.then.caution or "")):
+            for name in PLACEHOLDER.findall(text):
+                if name not in parameters:
+                    problems.append(
+                        Problem(file, entry, field_name, f"`{{{name}}}` names no parameter; define it in {PARAMETERS}")
+                    )
     for rule in rules:
         file, entry = file_of.get(rule.id, str(rules_dir)), f"rule {rule.id}"
         for atom in rule.when.atoms():

@@ -1085,6 +1085,7 @@ class Replay:
     record: StoredRecord
     result: Result
     changes: list[tuple[str, str, str | None, str | None]]  # procedure, name, old status, new status
+    migrated: list[str] = field(default_factory=list)  # answers mapped from an older schema
 
     @property
     def same_rulebook(self) -> bool:
@@ -1102,14 +1103,15 @@ def replay(aid: DecisionAid, record: StoredRecord) -> Replay:
             f"record {record.id} was evaluated under profile `{record.profile}`, which this rulebook does not have "
             f"(its profiles: {', '.join(aid.rulebook.profiles)})"
         )
-    answers = aid.parse_answers(record.answers, f"record {record.id} answers")
+    migrated: list[str] = []
+    answers = aid.parse_answers(record.answers, f"record {record.id} answers", migrated)
     result = aid.evaluate(answers, record.profile)
     old = record.statuses()
     new = result.statuses()
     names = {o.procedure: o.name for o in result.options}
     names.update({o["procedure"]: o.get("name", o["procedure"]) for o in record.result.get("options", [])})
     changes = [(pid, names[pid], old.get(pid), new.get(pid)) for pid in dict.fromkeys([*old, *new])]
-    return Replay(record, result, changes)
+    return Replay(record, result, changes, migrated)
 
 
 # --- Rendering (reviewer-facing plain text) ------------------------------------------------------
@@ -1230,6 +1232,7 @@ def render_replay(rp: Replay) -> str:
         lines.append(
             f"rulebook version: {rec.rulebook_version} when stored, {rp.result.rulebook_version} now (differs)"
         )
+    lines += [f"answers stored in an older schema: {note}" for note in rp.migrated]
     rows = [[pid, old or "-", new or "-", "" if old == new else "CHANGED"] for pid, _name, old, new in rp.changes]
     lines += ["", _table(["procedure", "stored status", "status now", ""], rows).rstrip("\n"), ""]
     changed = sum(1 for _p, _n, old, new in rp.changes if old != new)
