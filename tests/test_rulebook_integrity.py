@@ -106,7 +106,7 @@ def _rule(rules: Path, file: str, rule_id: str) -> tuple[dict[str, Any], Callabl
 
 
 BREAKS: list[tuple[str, str, str, str, Callable[[dict[str, Any]], None], str]] = [
-    ("no_source", "40-safety.yaml", "SAF-ANTICOAG-FACET-NECK", "sources",
+    ("no_source", "40-safety.yaml", "SAF-WARFARIN-FACET-NECK", "sources",
      lambda r: r.update(sources=[]), "needs at least one source"),
     ("unknown_source", "20-options.yaml", "EVID-BMJ-AXIAL", "sources",
      lambda r: r["sources"].append("bmj-2099-nobody"), "unknown source `bmj-2099-nobody`"),
