@@ -183,7 +183,9 @@ RULE_CASES: list[tuple[str, Breaker, list[str]]] = [
     ),
     (
         "unknown_source",
-        lambda r, k: edit(r / "20-options.yaml", "sources: [nice-qs155]", "sources: [nice-qs999]"),
+        lambda r, k: edit(
+            r / "20-options.yaml", "sources: [nice-qs155, cms-l36850]", "sources: [nice-qs999, cms-l36850]"
+        ),
         ["20-options.yaml", "`sources`", "unknown source `nice-qs999`"],
     ),
     (
@@ -271,9 +273,9 @@ def test_derived_facts_in_a_cycle_are_refused(data: tuple[Path, Path]) -> None:
     rules, knowledge = data
     edit(
         rules / "10-derived.yaml",
-        '    when: {fact: pain_duration_months, op: ">=", param: chronic_pain_months}\n'
+        '        - {fact: pain_duration_months, op: ">=", param: chronic_pain_months}\n'
         "    then: {derive: chronic_pain}",
-        "    when: {fact: facet_pattern, op: is_true}\n    then: {derive: chronic_pain}",
+        "        - {fact: facet_pattern, op: is_true}\n    then: {derive: chronic_pain}",
     )
     with pytest.raises(RulebookError, match="cycle"):
         DecisionAid.load(rules, knowledge)

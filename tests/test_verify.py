@@ -337,6 +337,11 @@ def forget_needle(needle: str) -> Any:
 
 def drop_scs_trial(rule: dict[str, Any]) -> bool:
     then, when = rule["then"], rule["when"]
+    trial_steps = {"scs_trial", "record_trial_result"}
+    if then.get("status") == "after_prerequisite" and "spinal_cord_stimulation" in then.get("procedures", []):
+        if trial_steps & {step["id"] for step in then.get("steps", [])}:
+            rule["status"] = "retired"  # the rules that ask for the trial (or its result) go too
+            return False
     if then.get("status") == "candidate" and "spinal_cord_stimulation" in then.get("procedures", []):
         parts = when.get("all", [])
         kept = [p for p in parts if p.get("fact") != "scs_trial_relief_percent"]
@@ -425,7 +430,7 @@ def test_verify_resolves_statuses_with_the_result_builders_function(monkeypatch:
     monkeypatch.setattr(status_model, "resolve", least_restrictive_wins)
     aid = DecisionAid.load()
     answers = yaml.safe_load((ROOT / "examples" / "sciatica.yaml").read_text())
-    flagged = aid.evaluate(aid.questionnaire.answers_model.model_validate({**answers, "red_flags": ["new_weakness"]}))
+    flagged = aid.evaluate(aid.parse_answers({**answers, "red_flags": ["new_weakness"]}))
     assert flagged.option("conservative_care").status == "candidate"
     assert any(o.status == "candidate" for o in flagged.options if o.procedure != "conservative_care")
     report = verify(today=TODAY, profile="consensus")

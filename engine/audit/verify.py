@@ -106,6 +106,7 @@ from engine.model.facts import known
 from engine.model.invariants import FALLBACK
 from engine.model.knowledge import PROCEDURE_IDS, Knowledge, load_knowledge
 from engine.model.loading import read_data
+from engine.model.migration import migrate
 from engine.model.questionnaire import UNKNOWN, Questionnaire, load_questionnaire
 from engine.model.rulebook import Rule, Rulebook, load_rulebook
 from engine.model.status import FALLBACK_STATUS, STATUSES, Status
@@ -718,7 +719,7 @@ def example_patients(questionnaire: Questionnaire) -> tuple[list[dict[str, Any]]
     for path in sorted(EXAMPLES.glob("*.yaml")):
         try:
             data = read_data(path)
-            answers = questionnaire.answers_model.model_validate(data).model_dump()
+            answers = questionnaire.answers_model.model_validate(migrate(data, path.name).answers).model_dump()
         except (DataFileError, ValidationError) as exc:
             skipped.append(AuditFinding("example-skipped", "info", path.name, f"not used as a baseline: {exc}"))
             continue
