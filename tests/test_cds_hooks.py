@@ -270,12 +270,3 @@ def test_pain_sdm_serve_s_app_serves_the_cds_hooks_api_and_still_404s_elsewhere(
         assert stored_feedback(tmp_path / "records.sqlite3")[0]["procedure"] == "conservative_care"
         missing = client.get("/no-such-page")
         assert missing.status_code == 404 and "text/html" in missing.headers["content-type"]
-
-
-def test_on_a_postgresql_records_store_feedback_is_refused_with_501_not_lost_silently(aid: DecisionAid) -> None:
-    router = cds_router(aid, "postgresql://pain@127.0.0.1:9/records")
-    client = TestClient(Starlette(routes=[Mount("", routes=router.routes)]))
-    feedback = {"feedback": [{"card": "x", "outcome": "accepted", "outcomeTimestamp": "2026-12-02T19:00Z"}]}
-    reply = client.post(f"/cds-services/{SERVICE_ID}/feedback", json=feedback)
-    assert reply.status_code == 501 and "PostgreSQL" in reply.json()["error"]
-    assert cards_for(client, {PREFETCH_KEY: response_of(aid, "sciatica")}), "cards still come"

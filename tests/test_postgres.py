@@ -386,3 +386,23 @@ def test_the_web_app_stores_and_lists_records_on_postgres(aid: DecisionAid, pg: 
     assert "Chain intact: 1 record" in clinician.get("/records").text
     with RecordStore.open(pg, create=False) as store:
         assert store.count() == 1 and store.verify() == []
+
+
+def test_cds_hooks_feedback_is_stored_on_postgres_and_cannot_be_changed(aid: DecisionAid, pg: str) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from starlette.testclient import TestClient
+    from test_cds_hooks import cards_for, response_of
+
+    from engine.fhir.cds_hooks import PREFETCH_KEY, SERVICE_ID, cds_router, stored_feedback
+
+    client = TestClient(Starlette(routes=[Mount("", routes=cds_router(aid, pg).routes)]))
+    card = cards_for(client, {PREFETCH_KEY: response_of(aid, "sciatica")})[0]
+    given = {"feedback": [{"card": card.uuid, "outcome": "accepted", "outcomeTimestamp": "2026-12-02T19:00:00Z"}]}
+    assert client.post(f"/cds-services/{SERVICE_ID}/feedback", json=given).status_code == 200
+    (row,) = stored_feedback(pg)
+    assert (row["card"], row["outcome"], row["rulebook_version"]) == (card.uuid, "accepted", aid.rulebook.version)
+    with psycopg.connect(pg, autocommit=True) as conn, pytest.raises(psycopg.errors.RaiseException):
+        conn.execute("DELETE FROM cds_feedback")
+    with RecordStore.open(pg, create=False) as store:
+        assert store.verify() == []

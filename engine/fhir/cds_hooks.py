@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import sqlite3
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -44,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
 
-from engine.errors import AnswersError, UsageError
+from engine.errors import AnswersError
 from engine.evaluation.aid import DecisionAid
 from engine.evaluation.result import Finding, OptionResult, Result
 from engine.fhir.questionnaire import QUESTIONNAIRE_URL
@@ -96,79 +95,35 @@ class Feedback(Spec):
     feedback: list[FeedbackItem] = Field(min_length=1, max_length=100)
 
 
-_FEEDBACK_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS cds_feedback (
-    id INTEGER PRIMARY KEY,
-    received TEXT NOT NULL,
-    service TEXT NOT NULL,
-    card TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    outcome_time TEXT NOT NULL,
-    override_reason TEXT,
-    user_comment TEXT,
-    procedure TEXT,
-    status TEXT,
-    rulebook_version TEXT,
-    hook_instance TEXT,
-    feedback TEXT NOT NULL
-)""",
-    """CREATE TRIGGER IF NOT EXISTS cds_feedback_no_update BEFORE UPDATE ON cds_feedback
-BEGIN SELECT RAISE(ABORT, 'CDS feedback is append-only'); END""",
-    """CREATE TRIGGER IF NOT EXISTS cds_feedback_no_delete BEFORE DELETE ON cds_feedback
-BEGIN SELECT RAISE(ABORT, 'CDS feedback is append-only'); END""",
-)
-
-
-class FeedbackNotStored(UsageError):
-    """The records database is one this service cannot keep feedback in yet (PostgreSQL)."""
-
-
 def store_feedback(
     records_db: Path | str, service: str, items: list[FeedbackItem], cards: dict[str, dict[str, str]]
 ) -> int:
-    """Append the feedback to the records database (in one transaction); returns how many were stored."""
-    from engine.records.store import RecordStore, resolve_path
-
-    if isinstance(resolve_path(records_db), str):
-        raise FeedbackNotStored(
-            "CDS Hooks feedback is kept in a SQLite records database only; on PostgreSQL it is not stored yet"
-        )
+    """Append the feedback to the records database (SQLite or PostgreSQL, one transaction); returns how many."""
+    from engine.records.store import RecordStore
 
     received = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    rows = []
+    for item in items:
+        card = cards.get(item.card, {})
+        reason = item.overrideReason
+        rows.append(
+            {
+                "received": received,
+                "service": service,
+                "card": item.card,
+                "outcome": item.outcome,
+                "outcome_time": item.outcomeTimestamp,
+                "override_reason": json.dumps(reason.reason) if reason and reason.reason else None,
+                "user_comment": reason.userComment if reason else None,
+                "procedure": card.get("procedure"),
+                "status": card.get("status"),
+                "rulebook_version": card.get("rulebook_version"),
+                "hook_instance": card.get("hook_instance"),
+                "feedback": item.model_dump_json(),
+            }
+        )
     with RecordStore.open(records_db) as store:
-        conn = store.conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in _FEEDBACK_SCHEMA:
-                conn.execute(statement)
-            for item in items:
-                card = cards.get(item.card, {})
-                reason = item.overrideReason
-                conn.execute(
-                    "INSERT INTO cds_feedback (received, service, card, outcome, outcome_time, override_reason, "
-                    "user_comment, procedure, status, rulebook_version, hook_instance, feedback) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        received,
-                        service,
-                        item.card,
-                        item.outcome,
-                        item.outcomeTimestamp,
-                        json.dumps(reason.reason) if reason and reason.reason else None,
-                        reason.userComment if reason else None,
-                        card.get("procedure"),
-                        card.get("status"),
-                        card.get("rulebook_version"),
-                        card.get("hook_instance"),
-                        item.model_dump_json(),
-                    ),
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    return len(items)
+        return store.add_feedback(rows)
 
 
 def stored_feedback(records_db: Path | str) -> list[dict[str, Any]]:
@@ -176,11 +131,7 @@ def stored_feedback(records_db: Path | str) -> list[dict[str, Any]]:
     from engine.records.store import RecordStore
 
     with RecordStore.open(records_db, create=False) as store:
-        try:
-            rows = store.conn.execute("SELECT * FROM cds_feedback ORDER BY id").fetchall()
-        except sqlite3.OperationalError:
-            return []
-        return [dict(row) for row in rows]
+        return store.feedback()
 
 
 def _sentence(findings: list[Finding]) -> str:
@@ -388,10 +339,7 @@ def cds_router(
         given = await _body(request, Feedback, "CDS Hooks feedback")
         if isinstance(given, Response):
             return given
-        try:
-            await run_in_threadpool(store_feedback, records_db, SERVICE_ID, given.feedback, dict(service.cards))
-        except FeedbackNotStored as exc:
-            return _error(501, str(exc))
+        await run_in_threadpool(store_feedback, records_db, SERVICE_ID, given.feedback, dict(service.cards))
         return Response(status_code=200)
 
     return Router(

@@ -27,13 +27,13 @@ from __future__ import annotations
 import builtins
 import contextlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from engine.errors import OutputError, UsageError
-from engine.records.store import FORMAT, GENESIS, RecordStore, Stats, StoredRecord
+from engine.records.store import FEEDBACK_COLUMNS, FORMAT, GENESIS, RecordStore, Stats, StoredRecord
 
 if TYPE_CHECKING:
     import psycopg
@@ -49,10 +49,14 @@ _GUARDS = (
     ("records_no_truncate", "records", "BEFORE TRUNCATE", "STATEMENT"),
     ("record_heads_no_change", "record_heads", "BEFORE DELETE OR UPDATE", "ROW"),
     ("record_heads_no_truncate", "record_heads", "BEFORE TRUNCATE", "STATEMENT"),
+    ("pain_sdm_meta_no_change", "pain_sdm_meta", "BEFORE DELETE OR UPDATE", "ROW"),
+    ("cds_feedback_no_change", "cds_feedback", "BEFORE DELETE OR UPDATE", "ROW"),
 )
+_FEEDBACK_REQUIRED = ("received", "service", "card", "outcome", "outcome_time", "feedback")
 
 _SCHEMA = [
-    "CREATE TABLE pain_sdm_meta (key text PRIMARY KEY, value text NOT NULL)",
+    # Append-only too: a key's value is its latest row, so the application's role never updates.
+    "CREATE TABLE pain_sdm_meta (id bigserial PRIMARY KEY, key text NOT NULL, value text NOT NULL)",
     """CREATE TABLE records (
         id bigint PRIMARY KEY,
         time text NOT NULL,
@@ -69,6 +73,10 @@ _SCHEMA = [
     )""",
     "CREATE INDEX records_time ON records (time)",
     "CREATE TABLE record_heads (id bigint PRIMARY KEY, hash text NOT NULL)",
+    f"""CREATE TABLE cds_feedback (
+        id bigserial PRIMARY KEY,
+        {", ".join(f"{c} text{' NOT NULL' if c in _FEEDBACK_REQUIRED else ''}" for c in FEEDBACK_COLUMNS)}
+    )""",
     f"CREATE FUNCTION {_GUARD_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $guard${_GUARD_BODY}$guard$",
     *(
         f"CREATE TRIGGER {name} {events} ON {table} FOR EACH {level} EXECUTE FUNCTION {_GUARD_FUNCTION}()"
@@ -219,14 +227,10 @@ class PostgresStore(RecordStore):
     # --- the primitives the shared store code calls -------------------------------------------------
 
     def _meta(self, key: str) -> str | None:
-        row = self.pg.execute("SELECT value FROM pain_sdm_meta WHERE key = %s", (key,)).fetchone()
+        row = self.pg.execute(
+            "SELECT value FROM pain_sdm_meta WHERE key = %s ORDER BY id DESC LIMIT 1", (key,)
+        ).fetchone()
         return None if row is None else str(row["value"])
-
-    def _set_meta(self, key: str, value: str) -> None:
-        self.pg.execute(
-            "INSERT INTO pain_sdm_meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = %s",
-            (key, value, value),
-        )
 
     def _head(self) -> tuple[int, str] | None:
         row = self.pg.execute("SELECT id, hash FROM record_heads ORDER BY id DESC LIMIT 1").fetchone()
@@ -248,6 +252,22 @@ class PostgresStore(RecordStore):
     def _write(self, row: Mapping[str, Any]) -> None:
         self.pg.execute(_INSERT, dict(row))
         self.pg.execute("INSERT INTO record_heads (id, hash) VALUES (%s, %s)", (row["id"], row["hash"]))
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self.pg.execute("INSERT INTO pain_sdm_meta (key, value) VALUES (%s, %s)", (key, value))
+
+    def add_feedback(self, rows: Sequence[Mapping[str, str | None]]) -> int:
+        with self._writing():
+            for row in rows:
+                self.pg.execute(
+                    f"INSERT INTO cds_feedback ({', '.join(FEEDBACK_COLUMNS)}) "  # noqa: S608 - constant names
+                    f"VALUES ({', '.join(f'%({c})s' for c in FEEDBACK_COLUMNS)})",
+                    {k: row.get(k) for k in FEEDBACK_COLUMNS},
+                )
+        return len(rows)
+
+    def feedback(self) -> builtins.list[dict[str, Any]]:
+        return [dict(r) for r in self.pg.execute("SELECT * FROM cds_feedback ORDER BY id")]
 
     def _row(self, rid: int) -> Any:
         row = self.pg.execute("SELECT * FROM records WHERE id = %s", (rid,)).fetchone()
@@ -276,8 +296,8 @@ class PostgresStore(RecordStore):
             for r in self.pg.execute(
                 "SELECT t.tgname AS name, c.relname AS table_name, t.tgenabled AS enabled, p.proname AS function, "
                 "pg_get_triggerdef(t.oid) AS definition FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-                "JOIN pg_proc p ON p.oid = t.tgfoid WHERE NOT t.tgisinternal AND c.relname IN ('records', "
-                "'record_heads')"
+                "JOIN pg_proc p ON p.oid = t.tgfoid WHERE NOT t.tgisinternal AND c.relname = ANY(%s)",
+                (sorted({table for _name, table, _events, _level in _GUARDS}),),
             )
         }
         for name, table, events, level in _GUARDS:
@@ -298,9 +318,8 @@ class PostgresStore(RecordStore):
 
     # --- reading ---
 
-    def iter(self, since: str | None = None, until: str | None = None) -> Iterator[StoredRecord]:
-        for row in self._stream(_WINDOW + " SELECT * FROM w ORDER BY id", {"since": since, "until": until}):  # noqa: S608
-            yield StoredRecord.from_row(row)
+    def _rows(self, since: str | None = None, until: str | None = None) -> Iterator[Any]:
+        yield from self._stream(_WINDOW + " SELECT * FROM w ORDER BY id", {"since": since, "until": until})  # noqa: S608
 
     def list(
         self, since: str | None = None, until: str | None = None, limit: int | None = None

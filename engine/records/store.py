@@ -538,6 +538,46 @@ class Stats:
 # --- The store -----------------------------------------------------------------------------------
 
 
+FEEDBACK_COLUMNS = (
+    "received",
+    "service",
+    "card",
+    "outcome",
+    "outcome_time",
+    "override_reason",
+    "user_comment",
+    "procedure",
+    "status",
+    "rulebook_version",
+    "hook_instance",
+    "feedback",
+)
+_FEEDBACK_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS cds_feedback (
+    id INTEGER PRIMARY KEY,
+    received TEXT NOT NULL,
+    service TEXT NOT NULL,
+    card TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    outcome_time TEXT NOT NULL,
+    override_reason TEXT,
+    user_comment TEXT,
+    procedure TEXT,
+    status TEXT,
+    rulebook_version TEXT,
+    hook_instance TEXT,
+    feedback TEXT NOT NULL
+)""",
+    """CREATE TRIGGER IF NOT EXISTS cds_feedback_no_update BEFORE UPDATE ON cds_feedback
+BEGIN SELECT RAISE(ABORT, 'CDS feedback is append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS cds_feedback_no_delete BEFORE DELETE ON cds_feedback
+BEGIN SELECT RAISE(ABORT, 'CDS feedback is append-only'); END""",
+)
+_FEEDBACK_INSERT = (
+    f"INSERT INTO cds_feedback ({', '.join(FEEDBACK_COLUMNS)}) VALUES ({', '.join(':' + c for c in FEEDBACK_COLUMNS)})"  # noqa: S608 - constant names
+)
+
+
 class StoreError(PainSdmError):
     """The records database cannot be read as it should (damaged pages or columns): a message, never a traceback."""
 
@@ -855,6 +895,25 @@ class RecordStore:
         with _reading(self.path):
             row = self.conn.execute("SELECT hash FROM records WHERE id = ?", (rid,)).fetchone()
         return None if row is None else str(row[0])
+
+    # --- CDS Hooks feedback (kept beside the records, outside their hash chain) ---
+
+    def add_feedback(self, rows: Sequence[Mapping[str, str | None]]) -> int:
+        """Append feedback rows (the columns of `FEEDBACK_COLUMNS`) in one transaction; returns how many."""
+        with self._writing():
+            for statement in _FEEDBACK_SCHEMA:
+                self.conn.execute(statement)
+            for row in rows:
+                self.conn.execute(_FEEDBACK_INSERT, {k: row.get(k) for k in FEEDBACK_COLUMNS})
+        return len(rows)
+
+    def feedback(self) -> builtins.list[dict[str, Any]]:
+        """Every stored feedback row, oldest first."""
+        with _reading(self.path):
+            try:
+                return [dict(r) for r in self.conn.execute("SELECT * FROM cds_feedback ORDER BY id")]
+            except sqlite3.OperationalError:  # no feedback was ever given: the table is made on first use
+                return []
 
     def damage_notes(self) -> builtins.list[str]:
         """Records stored knowingly on a chain that already failed its check (`--append-to-damaged-chain`)."""
