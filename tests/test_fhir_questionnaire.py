@@ -143,6 +143,7 @@ def test_a_condition_list_reads_as_any_of_its_values(aid: DecisionAid, exported:
     assert [(w["question"], w["operator"], w["answerCoding"]["code"]) for w in claudication["enableWhen"]] == [
         ("pain_region", "=", "low_back"),
         ("pain_region", "=", "mid_back"),
+        ("pain_pattern", "=", "claudication"),
     ]
     relief = questions_of(exported)["esi_last_relief_percent"]["enableWhen"]
     assert relief == [{"question": "esi_count_12m", "operator": ">=", "answerInteger": 1}]

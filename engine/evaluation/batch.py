@@ -287,11 +287,8 @@ class ChunkEvaluator:
             if self.full:
                 text = self.aid.evaluate(answers, self.profile, self.compare_profiles).to_json_text()
             else:
-                found = (
-                    summary(self.aid.evaluate(answers, self.profile, compare_profiles=True))
-                    if self.compare_profiles
-                    else self.aid.summarize(answers, self.profile)
-                )
+                # One path for every result (the same disagreements as `evaluate`), compared or not.
+                found = summary(self.aid.evaluate(answers, self.profile, compare_profiles=self.compare_profiles))
                 text = json.dumps(found, ensure_ascii=False, separators=(",", ":"))
             out.append(f'{{"line":{line},"result":{text}}}')
         out.append("")
