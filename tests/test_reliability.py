@@ -119,7 +119,7 @@ def test_yaml_yes_as_a_yes_no_rule_value_is_refused_with_the_hint(data: tuple[Pa
 
 def test_yaml_no_on_a_number_fact_is_refused_not_read_as_zero(data: tuple[Path, Path]) -> None:
     atom = '        - {fact: pain_duration_months, op: ">=", %s}'
-    message = load_error(data, "20-options.yaml", atom % "param: esi_min_pain_months", atom % "value: no")
+    message = load_error(data, "20-options.yaml", atom % "param: pns_min_pain_months", atom % "value: no")
     assert "got False" in message and "quote" in message
 
 
