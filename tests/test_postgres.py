@@ -301,6 +301,12 @@ with RecordStore.open({db!r}) as store:
 """
 
 
+def writer(record: Path, db: str, count: int, n: int) -> subprocess.Popen[str]:
+    """A writer process appending `count` records to `db`, printing each committed id."""
+    script = WRITER.format(root=str(ROOT), record=str(record), db=db, count=count, n=n)
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def _record_file(aid: DecisionAid, tmp_path: Path) -> Path:
     answers = aid.read_answers(SCIATICA)
     path = tmp_path / "record.json"
@@ -310,14 +316,7 @@ def _record_file(aid: DecisionAid, tmp_path: Path) -> Path:
 
 def test_writers_in_several_processes_each_get_their_own_place(aid: DecisionAid, pg: str, tmp_path: Path) -> None:
     record = _record_file(aid, tmp_path)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WRITER.format(root=str(ROOT), record=str(record), db=pg, count=40, n=n)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for n in range(4)
-    ]
+    procs = [writer(record, pg, 40, n) for n in range(4)]
     ids = [int(line) for p in procs for line in p.communicate(timeout=120)[0].split()]
     assert all(p.returncode == 0 for p in procs)
     assert sorted(ids) == list(range(1, 161))
@@ -329,8 +328,7 @@ def test_a_writer_killed_mid_write_loses_nothing_it_committed(aid: DecisionAid, 
     record = _record_file(aid, tmp_path)
     committed: list[int] = []
     for n in range(3):
-        script = WRITER.format(root=str(ROOT), record=str(record), db=pg, count=10_000, n=n)
-        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        proc = writer(record, pg, 10_000, n)
         assert proc.stdout is not None
         start = len(committed)
         for line in proc.stdout:
@@ -340,6 +338,8 @@ def test_a_writer_killed_mid_write_loses_nothing_it_committed(aid: DecisionAid, 
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         proc.stdout.close()
+        assert proc.stderr is not None
+        proc.stderr.close()
     with RecordStore.open(pg, create=False) as store:
         assert set(committed) <= {r.id for r in store.iter()}
         assert store.verify() == []
@@ -347,15 +347,7 @@ def test_a_writer_killed_mid_write_loses_nothing_it_committed(aid: DecisionAid, 
 
 def test_two_first_writers_do_not_both_create_the_tables(aid: DecisionAid, pg: str, tmp_path: Path) -> None:
     record = _record_file(aid, tmp_path)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WRITER.format(root=str(ROOT), record=str(record), db=pg, count=3, n=n)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in range(3)
-    ]
+    procs = [writer(record, pg, 3, n) for n in range(3)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [e for _o, e in outs]
     with RecordStore.open(pg, create=False) as store:

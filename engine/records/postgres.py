@@ -27,13 +27,13 @@ from __future__ import annotations
 import builtins
 import contextlib
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from engine.errors import OutputError, UsageError
-from engine.records.store import FEEDBACK_COLUMNS, FORMAT, GENESIS, RecordStore, Stats, StoredRecord
+from engine.records.store import FEEDBACK_COLUMNS, FORMAT, GENESIS, RecordStore, StoredRecord
 
 if TYPE_CHECKING:
     import psycopg
@@ -136,19 +136,6 @@ def _driver() -> Any:
     return psycopg
 
 
-class _Row(dict[str, Any]):
-    """A row readable by column name, as the shared chain code reads SQLite's rows."""
-
-
-def _row_factory(cursor: psycopg.Cursor[Any]) -> Any:
-    names = [c.name for c in cursor.description or ()]
-
-    def make(values: Any) -> _Row:
-        return _Row(zip(names, values, strict=True))
-
-    return make
-
-
 class PostgresStore(RecordStore):
     """An open records database on a PostgreSQL server (see the module docstring)."""
 
@@ -165,8 +152,10 @@ class PostgresStore(RecordStore):
     def connect(cls, url: str, *, create: bool = True) -> PostgresStore:
         """Connect; with `create`, make the tables if this database has none (as a role allowed to)."""
         psycopg = _driver()
+        from psycopg.rows import dict_row  # rows by column name, as the shared chain code reads SQLite's
+
         try:
-            conn = psycopg.connect(url, autocommit=True, connect_timeout=15, row_factory=_row_factory)
+            conn = psycopg.connect(url, autocommit=True, connect_timeout=15, row_factory=dict_row)
         except psycopg.Error as exc:
             raise UsageError(f"cannot connect to the records database {redact(url)}: {_first_line(exc)}") from None
         store = cls(conn, url)
@@ -337,39 +326,29 @@ class PostgresStore(RecordStore):
         last = self.pg.execute("SELECT id, hash FROM records ORDER BY id DESC LIMIT 1").fetchone()
         return (int(last["id"]), str(last["hash"])) if last else (0, GENESIS)
 
-    def stats(self, since: str | None = None, until: str | None = None) -> Stats:
-        from collections import Counter
-
-        from engine.model.knowledge import PROCEDURE_IDS
-
-        window = {"since": since, "until": until}
-        out = Stats()
-        row = self._one(
+    def _stat_rows(
+        self, window: Mapping[str, Any]
+    ) -> tuple[Sequence[Any], Iterable[Sequence[Any]], Iterable[Sequence[Any]]]:
+        totals = self._one(
             _WINDOW  # noqa: S608
             + " SELECT count(*) AS n, min(time) AS first, max(time) AS last, "
             "sum(CASE WHEN (result::jsonb ->> 'urgent_assessment')::boolean THEN 1 ELSE 0 END) AS urgent FROM w",
             window,
         )
-        out.records, out.first, out.last, out.urgent = row["n"], row["first"], row["last"], int(row["urgent"] or 0)
-        for r in self.pg.execute(
+        firings = self.pg.execute(
             _WINDOW  # noqa: S608
             + " SELECT t ->> 'rule_id' AS rule_id, coalesce((t ->> 'holds')::boolean, false) AS holds, "
             "count(*) AS n, count(DISTINCT w.id) AS recs FROM w, jsonb_array_elements(w.result::jsonb -> 'trace') t "
             "GROUP BY 1, 2",
             window,
-        ):
-            out.rules[(r["rule_id"], bool(r["holds"]))] = r["n"]
-            out.rule_records[(r["rule_id"], bool(r["holds"]))] = r["recs"]
-        for r in self.pg.execute(
+        ).fetchall()
+        statuses = self.pg.execute(
             _WINDOW  # noqa: S608
             + " SELECT o ->> 'procedure' AS procedure, o ->> 'status' AS status, count(*) AS n "
             "FROM w, jsonb_array_elements(w.result::jsonb -> 'options') o GROUP BY 1, 2",
             window,
-        ):
-            out.statuses.setdefault(r["procedure"], Counter())[r["status"]] = r["n"]
-        order = {pid: i for i, pid in enumerate(PROCEDURE_IDS)}
-        out.statuses = dict(sorted(out.statuses.items(), key=lambda kv: order.get(kv[0], len(order))))
-        return out
+        ).fetchall()
+        return tuple(totals.values()), [tuple(r.values()) for r in firings], [tuple(r.values()) for r in statuses]
 
 
 def _same_sql(a: str, b: str) -> bool:

@@ -521,6 +521,21 @@ class Stats:
     rule_records: Counter[tuple[str, bool]] = field(default_factory=Counter)
     statuses: dict[str, Counter[str]] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, totals: Sequence[Any], firings: Iterable[Sequence[Any]], statuses: Iterable[Sequence[Any]]) -> Stats:
+        """Stats from the rows of the three counting queries (the same for every backend)."""
+        from engine.model.knowledge import PROCEDURE_IDS
+
+        out = cls(records=totals[0], first=totals[1], last=totals[2], urgent=int(totals[3] or 0))
+        for rid, holds, n, recs in firings:
+            out.rules[(rid, bool(holds))] = n
+            out.rule_records[(rid, bool(holds))] = recs
+        for pid, status, n in statuses:
+            out.statuses.setdefault(pid, Counter())[status] = n
+        order = {pid: i for i, pid in enumerate(PROCEDURE_IDS)}
+        out.statuses = dict(sorted(out.statuses.items(), key=lambda kv: order.get(kv[0], len(order))))
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {
             "records": self.records,
@@ -963,21 +978,18 @@ class RecordStore:
 
     def stats(self, since: str | None = None, until: str | None = None) -> Stats:
         """Per-rule firing counts (from the stored traces) and per-procedure status counts."""
-        window = {"since": since, "until": until}
-        out = Stats()
         with _reading(self.path):
-            row = self.conn.execute(_SELECT_TOTALS, window).fetchone()
-            out.records, out.first, out.last, out.urgent = row[0], row[1], row[2], int(row[3] or 0)
-            for rid, holds, n, recs in self.conn.execute(_SELECT_FIRINGS, window):
-                out.rules[(rid, bool(holds))] = n
-                out.rule_records[(rid, bool(holds))] = recs
-            for pid, status, n in self.conn.execute(_SELECT_STATUSES, window):
-                out.statuses.setdefault(pid, Counter())[status] = n
-        from engine.model.knowledge import PROCEDURE_IDS
+            return Stats.of(*self._stat_rows({"since": since, "until": until}))
 
-        order = {pid: i for i, pid in enumerate(PROCEDURE_IDS)}
-        out.statuses = dict(sorted(out.statuses.items(), key=lambda kv: order.get(kv[0], len(order))))
-        return out
+    def _stat_rows(
+        self, window: Mapping[str, Any]
+    ) -> tuple[Sequence[Any], Iterable[Sequence[Any]], Iterable[Sequence[Any]]]:
+        """The backend's three counting queries: totals; (rule, holds, firings, records); (procedure, status, n)."""
+        return (
+            self.conn.execute(_SELECT_TOTALS, window).fetchone(),
+            self.conn.execute(_SELECT_FIRINGS, window).fetchall(),
+            self.conn.execute(_SELECT_STATUSES, window).fetchall(),
+        )
 
 
 def chain_problems(rows: Iterable[Mapping[str, Any]], head: tuple[int, str] | None) -> list[str]:
