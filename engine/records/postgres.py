@@ -136,6 +136,10 @@ def _driver() -> Any:
     return psycopg
 
 
+class NoRecordsYet(UsageError):
+    """The database answers but holds no pain-sdm tables yet (a reader's error; a writer makes them)."""
+
+
 class PostgresStore(RecordStore):
     """An open records database on a PostgreSQL server (see the module docstring)."""
 
@@ -172,18 +176,12 @@ class PostgresStore(RecordStore):
     @classmethod
     def check_writable(cls, url: str) -> None:
         """For `evaluate --record`: the server answers, and an existing chain's head is sound."""
-        with cls.connect(url, create=False) if cls._has_tables(url) else contextlib.nullcontext() as store:
-            if store is not None:
-                store.check_head()
-
-    @classmethod
-    def _has_tables(cls, url: str) -> bool:
-        psycopg = _driver()
         try:
-            with psycopg.connect(url, autocommit=True, connect_timeout=15) as conn:
-                return conn.execute("SELECT to_regclass('records') IS NOT NULL").fetchone()[0] is True
-        except psycopg.Error as exc:
-            raise UsageError(f"cannot connect to the records database {redact(url)}: {_first_line(exc)}") from None
+            store = cls.connect(url, create=False)
+        except NoRecordsYet:  # the first record will make the tables
+            return
+        with store:
+            store.check_head()
 
     def _prepare_pg(self, create: bool) -> None:
         with self.pg.transaction():
@@ -199,7 +197,7 @@ class PostgresStore(RecordStore):
                     )
                 return
             if not create:
-                raise UsageError(
+                raise NoRecordsYet(
                     f"no pain-sdm records in {self.where} (it has no records table); records are stored by "
                     "`pain-sdm evaluate --record`, the interview, or `pain-sdm records copy`"
                 )
