@@ -268,7 +268,9 @@ def test_a_number_out_of_range_is_refused_with_the_range(aid: DecisionAid) -> No
     assert parse_number(age, " 45 ") == 45
     assert parse_number(age, "?") == UNKNOWN
     months = aid.questionnaire.questions["pain_duration_months"]
-    assert parse_number(months, "0.5") == 0.5
+    assert parse_number(months, "4.5") == 4.5, "part of a month may be given"
+    with pytest.raises(AnswerRejected, match=r"^0\.5 is out of range\. Please give a number from 3 to 1200 months"):
+        parse_number(months, "0.5")  # under 3 months is given in weeks
     relief = aid.questionnaire.questions["esi_last_relief_percent"]
     assert parse_number(relief, "50%") == 50, "a percentage may be typed with its sign"
     with pytest.raises(AnswerRejected, match="from 0% to 100%"):
@@ -426,27 +428,44 @@ def defined_question_ids() -> list[str]:
 
 
 def test_every_question_is_asked_when_every_skip_condition_opens(aid: DecisionAid, tmp_path: Path) -> None:
-    script = {
-        **CLOSE,
-        "conditions": [Reject([UNKNOWN, "sciatica"], list(aid.questionnaire.questions["conditions"].values))],
-    }
-    run = interview(aid, tmp_path / "s.json", script, opening_everything)
-    assert run.code == 0
+    """Two walks open every skip condition between them: some questions exclude each other (the weeks or
+    the months of the pain; the baclofen test judged by tone for spasticity, other trials by relief)."""
+    conditions = list(aid.questionnaire.questions["conditions"].values)
+    first = interview(
+        aid,
+        tmp_path / "first.json",
+        {**CLOSE, "conditions": [Reject([UNKNOWN, "sciatica"], conditions)], "pain_duration_unit": ["weeks"]},
+        opening_everything,
+    )
+    others = [c for c in conditions if c != "spasticity"]
+    second = interview(
+        aid,
+        tmp_path / "second.json",
+        {**CLOSE, "conditions": [others], "pain_duration_unit": ["months"]},
+        opening_everything,
+    )
+    assert first.code == second.code == 0
     defined = defined_question_ids()
     assert len(defined) > 60 and "oral_baclofen_failed" in defined and "surgery_outcome" in defined
-    assert sorted(run.questions_asked) == sorted(defined), "each question of the definition asked exactly once"
-    assert run.asker.rejected["conditions"], "'Not sure' ticked with a condition is refused"
-    assert run.session is not None
-    assert run.session.answers["conditions"] == list(aid.questionnaire.questions["conditions"].values)
-    assert run.session.answers["patient_label"] == "about patient_label"
+    for run in (first, second):
+        assert len(run.questions_asked) == len(set(run.questions_asked)), "no question asked twice"
+    assert {"pain_duration_weeks", "itp_trial_tone_change"} <= set(first.questions_asked)
+    assert {"pain_duration_months", "itp_trial_relief_percent"} <= set(second.questions_asked)
+    assert sorted(set(first.questions_asked) | set(second.questions_asked)) == sorted(defined)
+    assert first.asker.rejected["conditions"], "'Not sure' ticked with a condition is refused"
+    assert first.session is not None
+    assert first.session.answers["conditions"] == conditions
+    assert first.session.answers["patient_label"] == "about patient_label"
 
 
 def test_skip_conditions_that_stay_closed_skip_their_questions(aid: DecisionAid, tmp_path: Path) -> None:
     run = interview(aid, tmp_path / "s.json", CLOSE, closing_everything)
     assert run.code == 0
     unconditional = [q.id for q in aid.questionnaire.questions.values() if q.ask_if is None]
-    assert run.questions_asked == unconditional
-    multiple = [q for q in aid.questionnaire.questions.values() if q.type == "multiple"]
+    # Every answer to the duration's unit opens one follow-up (the first, "weeks", opens the weeks).
+    weeks = unconditional.index("pain_duration_unit") + 1
+    assert run.questions_asked == [*unconditional[:weeks], "pain_duration_weeks", *unconditional[weeks:]]
+    multiple = [q for q in aid.questionnaire.questions.values() if q.type == "multiple" and q.id in run.questions_asked]
     assert run.screen.count("You chose: none") == len(multiple), "a ticked-nothing answer is said in words"
 
 

@@ -41,6 +41,13 @@ def test_the_migrated_answers_mean_what_the_old_ones_said(aid: DecisionAid) -> N
     assert result.option("facet_joint_injection").status == "after_prerequisite"  # 6 weeks is not yet chronic
 
 
+def test_an_unknown_duration_unit_is_the_same_as_none() -> None:
+    """Three-valued truth: "unknown" means not answered, so a CSV's empty cell and `unknown` read alike."""
+    for answers in ({"pain_duration_months": 9}, {"pain_duration_months": 9, "pain_duration_unit": "unknown"}):
+        assert migrate(answers).answers["pain_duration_unit"] == "months"
+    assert migrate({"pain_duration_months": 9, "pain_duration_unit": "weeks"}).notes == []
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_answers_in_todays_schema_are_read_unchanged(example: Path) -> None:
     data = yaml.safe_load(example.read_text())

@@ -151,7 +151,23 @@ class QuestionaryAsker:
         return self.width or shutil.get_terminal_size((100, 40)).columns
 
     @staticmethod
-    def _ask(question: Any) -> Any:
+    def _ask(question: Any, choice: bool = False) -> Any:
+        """`question`'s answer; Ctrl-C and Ctrl-D end the interview (the draft is kept).
+
+        A text prompt ends on Ctrl-D by itself (when its line is empty); a choice prompt
+        (`choice`) ignores Ctrl-D, so it is bound here to end it the same way.
+        """
+        if choice:
+            from prompt_toolkit.key_binding import KeyBindings, merge_key_bindings
+
+            end = KeyBindings()
+
+            @end.add("c-d", eager=True)
+            def _end_of_input(event: Any) -> None:
+                event.app.exit(exception=EOFError)
+
+            application = question.application
+            application.key_bindings = merge_key_bindings([application.key_bindings, end])
         try:
             return question.unsafe_ask()
         except KeyboardInterrupt:
@@ -181,7 +197,7 @@ class QuestionaryAsker:
         else:  # the hint, then the answer, go on the next line
             text = wrap_message(message, columns) + "\n "
         prompt = questionary.select(text, choices=options, default=default, **self.prompt_options)
-        return str(self._ask(prompt))
+        return str(self._ask(prompt, choice=True))
 
     def checkbox(
         self, key: str, message: str, choices: Sequence[Choice], checked: Sequence[str], validate: Validator
@@ -196,7 +212,7 @@ class QuestionaryAsker:
             instruction=CHECKBOX_HINT,
             **self.prompt_options,
         )
-        return list(self._ask(prompt))
+        return list(self._ask(prompt, choice=True))
 
     def text(self, key: str, message: str, default: str, validate: Validator, instruction: str = "") -> str:
         import questionary

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import AnswersError
+from engine.model.questionnaire import UNKNOWN
 
 ANSWERS_VERSION = 2
 VERSION_KEY = "answers_version"
@@ -39,14 +40,14 @@ class Migration:
 
 def _antiplatelet(answers: dict[str, Any], notes: list[str]) -> None:
     value = answers.get("antiplatelet")
-    if isinstance(value, str) and value != "unknown":
+    if isinstance(value, str) and value != UNKNOWN:
         answers["antiplatelet"] = [] if value == "none" else [value]
         notes.append(f"antiplatelet: '{value}' read as the list {answers['antiplatelet']} (one choice in schema 1)")
 
 
 def _duration(answers: dict[str, Any], notes: list[str]) -> None:
-    if "pain_duration_unit" in answers or "pain_duration_weeks" in answers:
-        return
+    if any(answers.get(key, UNKNOWN) != UNKNOWN for key in ("pain_duration_unit", "pain_duration_weeks")):
+        return  # a schema-2 duration (an unknown answer is the same as none: the months are schema 1's)
     months = answers.get("pain_duration_months")
     if isinstance(months, bool) or not isinstance(months, int | float):
         return
