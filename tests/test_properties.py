@@ -2,8 +2,8 @@
 
 The engine never crashes; conservative care is always there and always open; every option
 has a status and at least one reason; the status is the most restrictive of its reasons';
-an option open after prerequisites names its next steps, and only it or a deferral has any; a red flag means urgent assessment
-and no procedure open. Stored records keep these answers exactly.
+an option open after prerequisites names its next steps, and only it or a deferral has any;
+a red flag means urgent assessment and no procedure open. Stored records keep these answers exactly.
 """
 
 from __future__ import annotations
