@@ -128,6 +128,68 @@ def test_yaml_boolean_in_a_knowledge_text_field_gets_the_hint(data: tuple[Path, 
     assert "got True" in message and "quote it" in message
 
 
+# --- 2. rule parameters are checked as literal values are ----------------------------------------
+
+PNS_MONTHS = "    unit: months\n    default: 3\n    sources: [bcbs-fl-mp-623]"
+
+
+def test_a_parameter_outside_the_range_of_the_answer_it_is_compared_with_is_refused(data: tuple[Path, Path]) -> None:
+    message = load_error(data, "parameters.yaml", PNS_MONTHS, PNS_MONTHS.replace("default: 3", "default: -3"))
+    assert "parameters.yaml, parameter pns_min_pain_months, field `default`" in message
+    assert "-3 is outside the range 3-1200 months of `pain_duration_months`" in message
+    assert "give a value from 3 to 1200" in message
+
+
+def test_a_profile_value_of_a_parameter_is_range_checked_naming_the_profile(data: tuple[Path, Path]) -> None:
+    message = load_error(data, "parameters.yaml", "profiles: {us-commercial: 2}", "profiles: {us-commercial: 14}")
+    assert "parameter esi_min_pain_weeks, field `profiles.us-commercial`" in message
+    assert "14 is outside the range 0-13 weeks of `pain_duration_weeks`" in message
+
+
+@pytest.mark.parametrize(
+    ("written", "says"),
+    [
+        (".nan", "expected a finite number (NaN and infinities cannot be thresholds); got nan"),
+        (".inf", "expected a finite number (NaN and infinities cannot be thresholds); got inf"),
+        ("-.inf", "expected a finite number (NaN and infinities cannot be thresholds); got -inf"),
+        ("1e300", "expected a number; got '1e300'"),  # YAML 1.1 reads an exponent without a point as text
+        ("yes", "expected a number; got True (in YAML a bare yes"),
+    ],
+)
+def test_a_parameter_that_is_not_a_finite_number_is_refused_at_load(
+    data: tuple[Path, Path], written: str, says: str
+) -> None:
+    message = load_error(data, "parameters.yaml", PNS_MONTHS, PNS_MONTHS.replace("default: 3", f"default: {written}"))
+    assert "parameter pns_min_pain_months, field `default`" in message
+    assert says in message
+
+
+def test_a_huge_parameter_is_refused_by_the_cli_with_exit_2_not_an_engine_failure(data: tuple[Path, Path]) -> None:
+    rules, knowledge = data
+    edit(rules / "parameters.yaml", "profiles: {us-commercial: 2}", "profiles: {us-commercial: 1.0e+300}")
+    out = run_cli("evaluate", str(SCIATICA), "--rules", str(rules), "--knowledge", str(knowledge))
+    assert out.returncode == 2, out.stderr
+    assert "parameter esi_min_pain_weeks, field `profiles.us-commercial`: 1e+300 is outside the range" in out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""
+
+
+@pytest.mark.parametrize("written", [".nan", ".inf", "1.0e+300"])
+def test_a_rule_value_that_is_not_a_finite_number_in_range_is_refused(data: tuple[Path, Path], written: str) -> None:
+    atom = '        - {fact: pain_duration_months, op: ">=", %s}'
+    message = load_error(data, "20-options.yaml", atom % "param: pns_min_pain_months", atom % f"value: {written}")
+    assert "field `when: pain_duration_months`" in message
+    assert re.search(r"expected a finite number in months|outside the question's range", message), message
+
+
+@pytest.mark.parametrize("written", [".nan", ".inf", "-.inf", "1.0e+300", "1e300", "٤٦"])
+def test_an_answer_that_is_not_a_finite_number_in_range_is_refused(tmp_path: Path, written: str) -> None:
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(f"pain_intensity: 7\nage_years: {written}\n")
+    out = run_cli("evaluate", str(answers))
+    assert out.returncode == 2, out.stderr
+    assert "answers.yaml, field `age_years`: expected a whole number from 0 to 120" in out.stderr
+
+
 # --- fuzz: answer files that could lose what was entered ------------------------------------------
 
 KEYS = st.sampled_from(["red_flags", "pain_intensity", "age_years", "answers", "format"])

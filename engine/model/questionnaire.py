@@ -7,6 +7,7 @@ that the rule loader checks every rule against.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping
 from functools import cached_property
 from pathlib import Path
@@ -218,6 +219,8 @@ def atom_problems(
     if kind == "number":
         if not isinstance(value, int | float):
             return [(f"expected a number in {question.unit}, such as `3`; got {value!r}", "schema")]
+        if not math.isfinite(value):
+            return [(f"expected a finite number in {question.unit}, such as `3`; got {value!r}", "schema")]
         if question.min is not None and question.max is not None and not question.min <= value <= question.max:
             return [
                 (f"{value} is outside the question's range {question.min}-{question.max} {question.unit}", "schema")

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import re
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, model_validator
+from pydantic_core import PydanticCustomError
 
 from engine.errors import Problem, RulebookError, UsageError
 from engine.model import invariants as invariant_model
@@ -127,14 +129,26 @@ class RuleFile(Strict):
     )
 
 
+def finite_number(value: object) -> int | float:
+    """A threshold as written: an int or float, never a boolean, text, NaN or an infinity."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("number", "expected a number")
+    if not math.isfinite(value):
+        raise PydanticCustomError("number", "expected a finite number (NaN and infinities cannot be thresholds)")
+    return value
+
+
+Threshold = Annotated[int | float, PlainValidator(finite_number)]
+
+
 class Parameter(Strict):
     """A named threshold, with its value in each profile and where it comes from."""
 
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", examples=["rfa_block_relief_percent"])
     description: str
     unit: str
-    default: int | float
-    profiles: dict[str, int | float] = {}
+    default: Threshold = Field(examples=[3])
+    profiles: dict[str, Threshold] = {}
     sources: list[str] = Field(min_length=1)
     criteria: list[str] = []
     confidence: Literal["confirmed", "unconfirmed"] = "confirmed"
@@ -335,6 +349,7 @@ def load_rulebook(rules_dir: Path, knowledge: Knowledge, questionnaire: Question
         file, entry = file_of.get(rule.id, str(rules_dir)), f"rule {rule.id}"
         for atom in rule.when.atoms():
             _check_atom(atom, (file, entry), questionnaire, derived, parameters, problems)
+    _check_parameter_ranges(rules, questionnaire, parameters, list(profiles), str(param_path), problems)
     _check_cycles(rules, derived, file_of, problems)
     checked = _Checker(questionnaire, derived, parameters, knowledge, problems)
     required = checked.requirements(requirements)
@@ -457,6 +472,40 @@ def _check_refs(
                     "unknown-reference",
                 )
             )
+
+
+def _check_parameter_ranges(
+    rules: list[Rule],
+    questionnaire: Questionnaire,
+    parameters: dict[str, Parameter],
+    profiles: list[str],
+    file: str,
+    problems: list[Problem],
+) -> None:
+    """Each parameter's value, in every profile a rule reads it in, lies in the range of the answer it is compared with.
+
+    A literal value is checked the same way (`atom_problems`); a value outside the range could
+    never be met or always is, and one the engine cannot read never reaches it.
+    """
+    found: set[tuple[str, str]] = set()
+    for rule in rules:
+        for atom in rule.when.atoms():
+            question = questionnaire.questions.get(atom.fact or "")
+            param = parameters.get(atom.param or "")
+            if question is None or param is None or question.min is None or question.max is None:
+                continue
+            for profile in rule.profiles or profiles:
+                value = param.value(profile)
+                field = f"profiles.{profile}" if profile in param.profiles else "default"
+                if question.min <= value <= question.max or (param.id, field) in found:
+                    continue
+                found.add((param.id, field))
+                message = (
+                    f"{value} is outside the range {question.min}-{question.max} {question.unit} of "
+                    f"`{atom.fact}`, which rule {rule.id} compares it with; give a value from "
+                    f"{question.min} to {question.max}"
+                )
+                problems.append(Problem(file, f"parameter {param.id}", field, message, "schema"))
 
 
 def derived_depth(rules: list[Rule], derived: dict[str, str]) -> dict[str, int]:
