@@ -190,6 +190,52 @@ def test_an_answer_that_is_not_a_finite_number_in_range_is_refused(tmp_path: Pat
     assert "answers.yaml, field `age_years`: expected a whole number from 0 to 120" in out.stderr
 
 
+# --- 2. no question is read under a key the engine uses, or under another question's key -----------
+
+
+def rename_question(data: tuple[Path, Path], old: str, new: str) -> None:
+    """Rename a question everywhere the copied rules and knowledge name it."""
+    for path in [*data[0].rglob("*.yaml"), *data[1].rglob("*.yaml")]:
+        text = path.read_text()
+        if re.search(rf"\b{old}\b", text):
+            path.write_text(re.sub(rf"\b{old}\b", new, text))
+
+
+@pytest.mark.parametrize(
+    ("key", "owner"),
+    [
+        ("t", "the rule engine's key for a fact's kind"),
+        ("id", "the rule engine's key for a fact's id"),
+        ("sid", "durable_rules' key for the session id"),
+        ("answers_version", "the key of an answers file's schema version"),
+    ],
+)
+def test_a_question_id_that_is_a_reserved_key_is_refused(data: tuple[Path, Path], key: str, owner: str) -> None:
+    rename_question(data, "systemic_infection", key)
+    with pytest.raises(DataFileError) as caught:
+        DecisionAid.load(*data)
+    assert f"questionnaire.yaml, question {key}, field `id`: `{key}` is {owner}" in str(caught.value)
+
+
+def test_a_question_read_under_another_questions_option_key_is_refused(data: tuple[Path, Path]) -> None:
+    """`red_flags__new_weakness` and option `new_weakness` of `red_flags` differ only in the separator."""
+    rename_question(data, "systemic_infection", "red_flags__new_weakness")
+    with pytest.raises(DataFileError) as caught:
+        DecisionAid.load(*data)
+    message = str(caught.value)
+    assert "question red_flags__new_weakness, field `id`" in message
+    assert "the key of option `new_weakness` of question red_flags" in message
+
+
+def test_a_reserved_question_id_stops_the_cli_with_exit_2(data: tuple[Path, Path], tmp_path: Path) -> None:
+    rename_question(data, "systemic_infection", "sid")
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("pain_intensity: 7\nsid: 'yes'\n")
+    out = run_cli("evaluate", str(answers), "--rules", str(data[0]), "--knowledge", str(data[1]))
+    assert out.returncode == 2, out.stderr
+    assert "question sid, field `id`" in out.stderr and out.stdout == ""
+
+
 # --- fuzz: answer files that could lose what was entered ------------------------------------------
 
 KEYS = st.sampled_from(["red_flags", "pain_intensity", "age_years", "answers", "format"])

@@ -54,6 +54,7 @@ AcceptableCheck = Literal[
 ]
 NeverAccepted = Literal[
     "engine-failure",
+    "engine-key",
     "internal-disagreement",
     "stale-acceptance",
     "acceptance-of-error",

@@ -7,6 +7,8 @@ Loading (a rulebook that does not load is reported, not raised):
 - `unknown-reference` (error): an unknown fact, parameter, profile, source, criterion or step.
   Each load problem carries its finding name from where it is raised (`Problem.code`).
 - `duplicate-id` (error), `derived-cycle` (error): ids used twice; derived facts in a cycle.
+- `engine-key` (error): a question read under a key durable_rules or an answers file uses itself
+  (`t`, `id`, `sid`, `answers`, `answers_version`), or under another question's key.
 - `missing-source` (error for an active rule, warning for a draft): a rule cites no source.
 
 Upkeep:

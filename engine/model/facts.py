@@ -10,11 +10,50 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.errors import Problem
+from engine.model.migration import VERSION_KEY
 from engine.model.questionnaire import UNKNOWN, Questionnaire
 
 PATIENT = "patient"
 DERIVED = "derived"
 SEP = "__"
+
+RESERVED_KEYS = {
+    "t": "the rule engine's key for a fact's kind",
+    "id": "the rule engine's key for a fact's id",
+    "sid": "durable_rules' key for the session id",
+    "answers": "the key of an answers file's `answers:` mapping",
+    VERSION_KEY: "the key of an answers file's schema version",
+}
+"""Keys that pain-sdm or durable_rules use themselves: no question may be read under one of them."""
+
+
+def engine_key_problems(questionnaire: Questionnaire, file: str) -> list[Problem]:
+    """Questions whose keys in the patient fact would be a reserved key, or another question's key.
+
+    A multiple-choice question `q` with option `o` is read under `q__o`, so a question named
+    `pain__axial` and the option `axial` of `pain` would be one key: the engine would read one
+    answer for both, and it and the independent evaluator would silently disagree.
+    """
+    problems: list[Problem] = []
+    owner: dict[str, str] = {}
+    for qid, question in questionnaire.questions.items():
+        if question.type == "multiple":
+            keys = [(f"{qid}{SEP}{o}", f"option `{o}` of question {qid}") for o in question.values]
+        else:
+            keys = [(qid, f"question {qid}")]
+        for key, what in keys:
+            if key in RESERVED_KEYS:
+                message = f"`{key}` is {RESERVED_KEYS[key]}; give the question another id"
+                problems.append(Problem(file, f"question {qid}", "id", message, "engine-key"))
+            elif key in owner:
+                message = (
+                    f"the rule engine reads {what} under the key `{key}`, the key of {owner[key]}; "
+                    "rename one of them so no key stands for two answers"
+                )
+                problems.append(Problem(file, f"question {qid}", "id", message, "engine-key"))
+            owner.setdefault(key, what)
+    return problems
 
 
 def known(value: Any) -> Any:

@@ -22,6 +22,7 @@ from pydantic_core import PydanticCustomError
 from engine.errors import Problem, RulebookError, UsageError
 from engine.model import invariants as invariant_model
 from engine.model.conditions import Condition
+from engine.model.facts import engine_key_problems
 from engine.model.invariants import Invariant, InvariantFile, Requirement
 from engine.model.knowledge import Knowledge, ProcedureId, Strict
 from engine.model.loading import load_file, read_bounded, validate
@@ -349,6 +350,7 @@ def load_rulebook(rules_dir: Path, knowledge: Knowledge, questionnaire: Question
         file, entry = file_of.get(rule.id, str(rules_dir)), f"rule {rule.id}"
         for atom in rule.when.atoms():
             _check_atom(atom, (file, entry), questionnaire, derived, parameters, problems)
+    problems += engine_key_problems(questionnaire, str(knowledge_dir / "questionnaire.yaml"))
     _check_parameter_ranges(rules, questionnaire, parameters, list(profiles), str(param_path), problems)
     _check_cycles(rules, derived, file_of, problems)
     checked = _Checker(questionnaire, derived, parameters, knowledge, problems)
