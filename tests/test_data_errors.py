@@ -215,9 +215,7 @@ RULE_CASES: list[tuple[str, Breaker, list[str]]] = [
     ),
     (
         "active_rule_without_source",
-        lambda r, k: edit(
-            r / "50-preferences.yaml", "sources: [nice-ng59, medscape-esi-contraindications]", "sources: []"
-        ),
+        lambda r, k: edit(r / "50-preferences.yaml", "sources: [nice-ng59]", "sources: []"),
         ["rule PREF-DECLINES-IMPLANTS", "`sources`", "needs at least one source"],
     ),
     (
