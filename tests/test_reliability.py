@@ -14,14 +14,17 @@ import stat
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import ROOT, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_data_errors import edit
+from test_engine_limits import derived_chain, dump
 
 from engine.errors import AnswersError, DataFileError
 from engine.evaluation.aid import DecisionAid
 from engine.evaluation.batch import cell_value
+from engine.model.rulebook import derived_depth
 
 SCIATICA = ROOT / "examples" / "sciatica.yaml"
 
@@ -234,6 +237,44 @@ def test_a_reserved_question_id_stops_the_cli_with_exit_2(data: tuple[Path, Path
     out = run_cli("evaluate", str(answers), "--rules", str(data[0]), "--knowledge", str(data[1]))
     assert out.returncode == 2, out.stderr
     assert "question sid, field `id`" in out.stderr and out.stdout == ""
+
+
+# --- 2. cycles among derived facts are found without recursion limits -----------------------------
+
+LONG_CHAIN = 10_000
+
+
+def test_a_long_acyclic_chain_of_derived_facts_loads_and_is_not_called_a_cycle(data: tuple[Path, Path]) -> None:
+    """Loading measured each chain by recursion: 1,100 links were reported as a recursion-depth "cycle".
+
+    The links are written last first, so no link's depth is known before the whole chain below it is walked.
+    """
+    derived_chain(data[0], LONG_CHAIN)
+    chain = data[0] / "15-chain.yaml"
+    written = yaml.safe_load(chain.read_text())
+    chain.write_text(dump({**written, "rules": written["rules"][::-1]}))
+    aid = DecisionAid.load(*data)
+    depth = derived_depth(aid.rulebook.rules, aid.rulebook.derived_facts)
+    assert depth[f"CHN-D{LONG_CHAIN - 1}"] == LONG_CHAIN - 1
+    assert depth["CHN-END"] == LONG_CHAIN
+
+
+def test_a_cycle_through_a_long_chain_is_reported_naming_its_rules(data: tuple[Path, Path]) -> None:
+    """The issue's 1,100 links, closed into a cycle: named as one, in reading order, shortened to its ends."""
+    rules, _ = data
+    links = 1_100
+    derived_chain(rules, links)
+    first = "fact: pain_intensity\n    op: '>='\n    value: 3"
+    edit(rules / "15-chain.yaml", first, f"fact: chain_{links - 1}\n    op: is_true")
+    with pytest.raises(DataFileError) as caught:
+        DecisionAid.load(*data)
+    message = str(caught.value)
+    assert (
+        "15-chain.yaml, rule CHN-D0, field `when`: derived facts depend on each other in a cycle of 1100 rules:"
+        in message
+    )
+    assert f"CHN-D0 -> CHN-D{links - 1} -> CHN-D{links - 2}" in message and "CHN-D1 -> CHN-D0" in message
+    assert len(message) < 500 and "recursion" not in message
 
 
 # --- fuzz: answer files that could lose what was entered ------------------------------------------

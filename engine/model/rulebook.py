@@ -510,24 +510,39 @@ def _check_parameter_ranges(
                 problems.append(Problem(file, f"parameter {param.id}", field, message, "schema"))
 
 
+class DerivedCycle(ValueError):
+    """Derived facts that depend on each other in a cycle: `trail` names the rules, the first again at the end."""
+
+    def __init__(self, trail: list[str]) -> None:
+        super().__init__(" -> ".join(trail))
+        self.trail = trail
+
+
 def derived_depth(rules: list[Rule], derived: dict[str, str]) -> dict[str, int]:
-    """Stratum of each rule: 1 + the deepest derived fact it reads (0 for answers only)."""
-    by_id = {r.id: r for r in rules}
+    """Stratum of each rule: 1 + the deepest derived fact it reads (0 for answers only).
+
+    A depth-first walk with its own stack, never Python's: a chain of any length is measured,
+    and a cycle raises `DerivedCycle` naming its rules.
+    """
+    reads = {r.id: [derived[a.fact] for a in r.when.atoms() if a.fact in derived] for r in rules}
     depth: dict[str, int] = {}
-
-    def visit(rule_id: str, trail: tuple[str, ...]) -> int:
-        if rule_id in depth:
-            return depth[rule_id]
-        if rule_id in trail:
-            raise RecursionError(" -> ".join((*trail, rule_id)))
-        rule = by_id[rule_id]
-        reads = [a.fact for a in rule.when.atoms() if a.fact in derived]
-        d = 1 + max((visit(derived[f], (*trail, rule_id)) for f in reads), default=-1)
-        depth[rule_id] = d
-        return d
-
-    for r in rules:
-        visit(r.id, ())
+    for root in reads:
+        if root in depth:
+            continue
+        path, on_path, pending = [root], {root}, [iter(reads[root])]
+        while pending:
+            child = next(pending[-1], None)
+            if child is None:
+                done = path.pop()
+                on_path.discard(done)
+                pending.pop()
+                depth[done] = 1 + max((depth[c] for c in reads[done]), default=-1)
+            elif child in on_path:
+                raise DerivedCycle([*path[path.index(child) :], child])
+            elif child not in depth:
+                path.append(child)
+                on_path.add(child)
+                pending.append(iter(reads[child]))
     return depth
 
 
@@ -535,14 +550,15 @@ def _check_cycles(rules: list[Rule], derived: dict[str, str], file_of: dict[str,
     live = [r for r in rules if r.status != "retired"]
     try:
         derived_depth(live, derived)
-    except RecursionError as exc:
-        first = str(exc).split(" -> ")[0]
+    except DerivedCycle as exc:
+        first, trail = exc.trail[0], exc.trail
+        shown = trail if len(trail) <= 12 else [*trail[:5], "...", *trail[-5:]]
         problems.append(
             Problem(
                 file_of.get(first, ""),
                 f"rule {first}",
                 "when",
-                f"derived facts depend on each other in a cycle: {exc}",
+                f"derived facts depend on each other in a cycle of {len(trail) - 1} rules: {' -> '.join(shown)}",
                 "derived-cycle",
             )
         )
