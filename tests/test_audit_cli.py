@@ -21,6 +21,7 @@ from conftest import ROOT, run_cli
 from engine.audit.coverage import load_cases
 from engine.evaluation.aid import DecisionAid
 from engine.model.knowledge import PROCEDURE_IDS
+from engine.presentation.explain import Wording
 
 SCIATICA = str(ROOT / "examples" / "sciatica.yaml")
 
@@ -117,7 +118,8 @@ def test_show_gives_if_then_parameters_per_profile_sources_and_criteria(aid: Dec
         assert f"{sid}: {source.title}. {source.publisher}, {source.year}." in out
     for cid in rule.criteria:
         assert cid in out
-    assert " ".join(rule.explanation.split()) in " ".join(out.split())
+    filled = Wording(aid).text(rule.explanation, rule.profiles)  # each {parameter} as its value, named
+    assert " ".join(filled.split()) in " ".join(out.split())
 
 
 def test_show_names_questions_in_words_and_marks_unconfirmed_figures(aid: DecisionAid) -> None:

@@ -8,6 +8,7 @@ the derived facts it reads). So when a profile changes a threshold, no text keep
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import shutil
 from pathlib import Path
@@ -17,7 +18,9 @@ import yaml
 
 from engine.errors import RulebookError
 from engine.evaluation.aid import DecisionAid
-from engine.model.rulebook import Rule, fill_parameters
+from engine.model.rulebook import PLACEHOLDER, Rule, fill_parameters
+from engine.presentation.explain import Wording
+from engine.presentation.rulebook_doc import render_book, render_card, rule_card
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,3 +90,55 @@ def test_a_placeholder_must_name_a_parameter(tmp_path: Path) -> None:
     )
     with pytest.raises(RulebookError, match=r"`\{no_such_param\}` names no parameter"):
         DecisionAid.load(rules, ROOT / "knowledge")
+
+
+# ----------------------------------------------------------------- what reviewers see of the same texts
+
+
+def _rules_with_placeholders(aid: DecisionAid) -> list[Rule]:
+    return [r for r in aid.rulebook.rules if PLACEHOLDER.search(r.explanation + (r.then.caution or ""))]
+
+
+def test_some_rules_state_a_parameter_in_their_text(aid: DecisionAid) -> None:
+    assert len(_rules_with_placeholders(aid)) >= 5
+
+
+@pytest.mark.parametrize("fmt", ["card", "md", "html"])
+def test_rule_cards_and_the_rulebook_show_values_never_raw_placeholders(aid: DecisionAid, fmt: str) -> None:
+    """`rules show`, `rules book` (Markdown and HTML) fill each `{parameter}` and name it."""
+    rules = _rules_with_placeholders(aid)
+    shown = (
+        {r.id: render_card(rule_card(aid, r)) for r in rules}
+        if fmt == "card"
+        else {"book": str(render_book(aid, fmt, dt.date(2026, 12, 3)))}  # type: ignore[arg-type]
+    )
+    if fmt == "md":  # Markdown escapes its markup characters: compare the text a reader sees
+        shown = {where: text.replace("\\", "") for where, text in shown.items()}
+    for where, text in shown.items():
+        raw = sorted(set(PLACEHOLDER.findall(text)) & set(aid.rulebook.parameters))
+        assert not raw, f"{where} shows raw placeholders {raw}"
+    for r in rules:
+        text = shown[r.id] if fmt == "card" else shown["book"]
+        for pid in PLACEHOLDER.findall(r.explanation + (r.then.caution or "")):
+            values = {aid.rulebook.parameters[pid].value(p) for p in r.profiles or aid.rulebook.profiles}
+            one = f"{next(iter(values)):g} [{pid}" if len(values) == 1 else f"[{pid}: "
+            assert one in text, f"{r.id}: `{{{pid}}}` should read {one!r}"
+
+
+def test_a_card_gives_each_profiles_value_where_they_differ_and_only_the_rules_profiles(aid: DecisionAid) -> None:
+    wording = Wording(aid)
+    text = "by {mbb_positive_percent}% or more"
+    every = {p: aid.rulebook.parameters["mbb_positive_percent"].value(p) for p in aid.rulebook.profiles}
+    assert len(set(every.values())) > 1, "the example needs a parameter that differs by profile"
+    listed = wording.text(text)
+    for profile, value in every.items():
+        assert f"{profile} {value:g}" in listed
+    assert wording.text(text, ["us-medicare"]) == f"by {every['us-medicare']:g} [mbb_positive_percent]% or more"
+    assert Wording(aid, "consensus").text(text) == f"by {every['consensus']:g} [mbb_positive_percent]% or more"
+
+
+def test_explain_states_the_chosen_profiles_value(aid: DecisionAid) -> None:
+    rule = aid.rulebook.rule("DER-CONS-WEEKS")
+    for profile in ("us-medicare", "us-commercial"):
+        weeks = aid.rulebook.parameters["conservative_min_weeks"].value(profile)
+        assert f"{weeks:g} [conservative_min_weeks]" in Wording(aid, profile).text(rule.explanation)

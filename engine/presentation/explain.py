@@ -12,7 +12,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,7 @@ from engine.evaluation.evaluator import AtomResult, RuleResult
 from engine.evaluation.result import FALLBACK_ID, Finding, Result
 from engine.model.conditions import OP_WORDS, Condition, Truth
 from engine.model.knowledge import PROCEDURE_IDS
-from engine.model.rulebook import Rule, Then
+from engine.model.rulebook import PLACEHOLDER, Rule, Then
 from engine.model.status import OPEN_STATUSES
 from engine.presentation.report import fact_value
 
@@ -63,16 +64,47 @@ class Wording:
             return f'"{value}"'
         return f'"{question.label_of(str(value))}" ({value})'
 
-    def parameter(self, pid: str) -> str:
+    def _values(self, pid: str, profiles: Sequence[str] = ()) -> tuple[dict[str, int | float], str]:
+        """The parameter's value in the chosen profile (else in `profiles`, else in every profile),
+        and its UNCONFIRMED mark."""
         param = self.aid.rulebook.parameters[pid]
         mark = " UNCONFIRMED" if param.confidence != "confirmed" else ""
         if self.profile is not None:
-            return f"{_number(param.value(self.profile))} {param.unit} ({pid}{mark})"
-        values = {p: param.value(p) for p in self.aid.rulebook.profiles}
+            return {self.profile: param.value(self.profile)}, mark
+        return {p: param.value(p) for p in profiles or self.aid.rulebook.profiles}, mark
+
+    def parameter(self, pid: str) -> str:
+        values, mark = self._values(pid)
+        unit = self.aid.rulebook.parameters[pid].unit
+        if self.profile is not None:
+            return f"{_number(values[self.profile])} {unit} ({pid}{mark})"
         if len(set(values.values())) == 1:
-            return f"{_number(param.default)} {param.unit} ({pid}, every profile{mark})"
+            return f"{_number(next(iter(values.values())))} {unit} ({pid}, every profile{mark})"
         listed = ", ".join(f"{p} {_number(v)}" for p, v in values.items())
-        return f"{pid} {param.unit} ({listed}{mark})"
+        return f"{pid} {unit} ({listed}{mark})"
+
+    def text(self, text: str, profiles: Sequence[str] = ()) -> str:
+        """A rule's patient text for a reviewer: each `{parameter}` as its value, naming the parameter.
+
+        The one place rule texts are filled for reviewers (rule cards, the rulebook, explain); the
+        patient sees `fill_parameters` with the chosen profile's values. One value (in the chosen
+        profile, or the same in every profile) reads `80 [mbb_positive_percent]`; values that differ
+        by profile read `[mbb_positive_percent: us-medicare 80, consensus 50]`, so no raw
+        placeholder is ever shown. `profiles` limits the values to the profiles a rule applies in.
+        """
+
+        def one(match: re.Match[str]) -> str:
+            pid = match.group(1)
+            values, mark = self._values(pid, profiles)
+            if len(set(values.values())) == 1:
+                return f"{_number(next(iter(values.values())))} [{pid}{mark}]"
+            return f"[{pid}: " + ", ".join(f"{p} {_number(v)}" for p, v in values.items()) + f"{mark}]"
+
+        return PLACEHOLDER.sub(one, text)
+
+    def conclusion(self, then: Then, profiles: Sequence[str] = ()) -> str:
+        """What a rule concludes, in words, its texts filled by `text`."""
+        return conclusion(then, lambda text: self.text(text, profiles))
 
     def operand(self, atom: Condition) -> str:
         if atom.param is not None:
@@ -116,12 +148,13 @@ class Wording:
             lines = self.lines(part, 0)
             out.append(f"{'IF ' if i == 0 else 'AND'}  {lines[0]}")
             out += [f"       {line}" for line in lines[1:]]
-        out.append(f"THEN {conclusion(rule.then)}")
+        out.append(f"THEN {self.conclusion(rule.then, rule.profiles)}")
         return "\n".join(out)
 
 
-def conclusion(then: Then) -> str:
-    """What a rule concludes, in words."""
+def conclusion(then: Then, fill: Callable[[str], str] = str) -> str:
+    """What a rule concludes, in words; `fill` renders its texts (as written, by default: `rules diff`
+    compares what the rule file says)."""
     procedures = ", ".join(then.procedures)
     if then.derive is not None:
         return f"derived fact {then.derive} is true (false when the condition is false, unknown when it is unknown)"
@@ -129,9 +162,9 @@ def conclusion(then: Then) -> str:
     if then.status is not None:
         parts.append(f"{procedures}: status {then.status}")
         if then.steps:
-            parts.append("after: " + "; ".join(f"{s.text} ({s.id})" for s in then.steps))
+            parts.append("after: " + "; ".join(f"{fill(s.text)} ({s.id})" for s in then.steps))
     if then.caution is not None:
-        parts.append(f"caution for {procedures}: {then.caution}")
+        parts.append(f"caution for {procedures}: {fill(then.caution)}")
     if then.declined:
         parts.append(f"{procedures}: marked as declined by the patient")
     if then.urgent_assessment:

@@ -22,7 +22,7 @@ from engine.model.invariants import Invariant
 from engine.model.knowledge import PROCEDURE_IDS, Criterion
 from engine.model.rulebook import Rule
 from engine.model.status import STATUSES
-from engine.presentation.explain import Wording, conclusion
+from engine.presentation.explain import Wording
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -152,8 +152,8 @@ def rule_card(aid: DecisionAid, rule: Rule) -> RuleCard:
         profiles=list(rule.profiles) or ["every profile"],
         aliases=list(rule.aliases),
         if_then=wording.if_then(rule),
-        conclusion=conclusion(rule.then),
-        explanation=rule.explanation,
+        conclusion=wording.conclusion(rule.then, rule.profiles),
+        explanation=wording.text(rule.explanation, rule.profiles),
         purpose=" ".join(rule.purpose.split()),
         facts=[FactRow(f, wording.describe_fact(f)) for f in facts],
         parameters=[parameter_row(aid, p) for p in params],
