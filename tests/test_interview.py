@@ -547,6 +547,21 @@ def test_deleting_the_session_at_the_end_leaves_no_file(aid: DecisionAid, tmp_pa
     assert run.code == 0 and not path.exists()
 
 
+def test_a_closing_text_over_its_limit_is_refused_at_the_prompt_and_asked_again(
+    aid: DecisionAid, tmp_path: Path
+) -> None:
+    path = tmp_path / "s.json"
+    patient = example("sciatica.yaml")
+    script = {**CLOSE, "clinician": [Reject("A" * 201, "Dr A. Example")], "ottawa_others": [Reject("x" * 20_001, "")]}
+    script |= {"ottawa_when": ["weeks"], "ottawa_stage": ["considering"], "ottawa_role": ["shared"]}
+    script |= {"ottawa_pressure": ["no"], "ottawa_next_step": [""]}
+    run = interview(aid, path, {**script, **sure("yes", "no", "yes", "yes")}, from_answers(patient))
+    assert run.code == 0
+    assert run.asker.rejected["clinician"] == ["Please keep this to 200 characters or fewer (it has 201)."]
+    assert run.asker.rejected["ottawa_others"] == ["Please keep this to 20,000 characters or fewer (it has 20,001)."]
+    assert run.session is not None and run.session.clinician == "Dr A. Example"
+
+
 def test_the_printable_summary_is_offered_at_the_close(
     aid: DecisionAid, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

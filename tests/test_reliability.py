@@ -24,6 +24,7 @@ from test_engine_limits import derived_chain, dump
 from engine.errors import AnswersError, DataFileError
 from engine.evaluation.aid import DecisionAid
 from engine.evaluation.batch import cell_value
+from engine.interview.session import Session
 from engine.model.rulebook import derived_depth
 
 SCIATICA = ROOT / "examples" / "sciatica.yaml"
@@ -275,6 +276,88 @@ def test_a_cycle_through_a_long_chain_is_reported_naming_its_rules(data: tuple[P
     )
     assert f"CHN-D0 -> CHN-D{links - 1} -> CHN-D{links - 2}" in message and "CHN-D1 -> CHN-D0" in message
     assert len(message) < 500 and "recursion" not in message
+
+
+# --- 6. text written by users and reviewers is text in Markdown, never markup or a link --------------
+
+LINK = "[click here](javascript:alert(1))"
+TAG = "<script>alert(1)</script>"
+LIVE_MARKUP = re.compile(r"(?<!\\)\]\(|<script|<img|(?<!\\)!\[")
+"""A Markdown link or image, or an HTML tag, that would survive a Markdown render."""
+
+
+def session_file(tmp_path: Path, **fields: str) -> Path:
+    answers = yaml.safe_load(SCIATICA.read_text())
+    path = tmp_path / "session.json"
+    path.write_text(json.dumps(Session(answers=answers, **fields).model_dump(mode="json")))
+    return path
+
+
+def test_session_notes_and_label_in_the_markdown_summary_are_text_with_their_line_breaks(tmp_path: Path) -> None:
+    notes = f"Call back in two weeks.\n{LINK}\n- not a list\n\nSecond paragraph {TAG}"
+    session = session_file(tmp_path, notes=notes, decision=f"Think it over\n{LINK}", clinician=f"Dr {LINK}")
+    out = tmp_path / "summary.md"
+    done = run_cli("summary", str(session), "-o", str(out), "--patient-label", f"AB {LINK}")
+    assert done.returncode == 0, done.stderr
+    md = out.read_text()
+    assert not LIVE_MARKUP.search(md), LIVE_MARKUP.search(md)
+    assert "Call back in two weeks.  \n\\[click here\\]\\(javascript:alert\\(1\\)\\)  \n\\- not a list\n\n" in md
+    assert "Second paragraph &lt;script&gt;alert\\(1\\)&lt;/script&gt;" in md
+    assert "**Decision noted:** Think it over  \n\\[click here\\]" in md
+    assert "- For: AB \\[click here\\]" in md and "- Clinician: Dr \\[click here\\]" in md
+
+
+@pytest.mark.parametrize(("field", "limit"), [("notes", 20_000), ("decision", 20_000), ("clinician", 200)])
+def test_a_session_text_over_its_limit_is_refused_and_nothing_is_written(
+    tmp_path: Path, field: str, limit: int
+) -> None:
+    """A 3 MB note took 74 s to print as PDF; now a session holds no more than the records store keeps."""
+    session = tmp_path / "session.json"
+    data = json.loads(session_file(tmp_path).read_text())
+    session.write_text(json.dumps({**data, field: "x" * (limit + 1)}))
+    out = tmp_path / "summary.pdf"
+    done = run_cli("summary", str(session), "-o", str(out))
+    assert done.returncode == 2, done.stderr
+    assert f"session.json, field `{field}`: String should have at most {limit} characters" in done.stderr
+    assert not out.exists()
+
+
+def test_reviewer_text_in_evaluate_markdown_is_text(data: tuple[Path, Path]) -> None:
+    rules, knowledge = data
+    text = "You can always keep on with care that needs no procedure"
+    edit(rules / "20-options.yaml", text, f"{TAG} {LINK} {text}")
+    out = run_cli("evaluate", str(SCIATICA), "-f", "markdown", "--rules", str(rules), "--knowledge", str(knowledge))
+    assert out.returncode == 0, out.stderr
+    assert not LIVE_MARKUP.search(out.stdout), LIVE_MARKUP.search(out.stdout)
+    assert "- &lt;script&gt;alert\\(1\\)&lt;/script&gt; \\[click here\\]" in out.stdout
+    assert "\\[rule CC-ALWAYS v" in out.stdout, "ids keep their hyphens"
+    assert not re.search(r"(?<!\\)\[rule", out.stdout)
+    plain = run_cli("evaluate", str(SCIATICA), "--rules", str(rules), "--knowledge", str(knowledge))
+    assert f"{TAG} {LINK}" in plain.stdout, "plain text is shown as written"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        "ftp://example.org/x",
+        "https://example.org/a><script>alert(1)</script>",
+        'https://example.org/a" onmouseover="alert(1)',
+        "https://example.org/a b",
+        "https://",
+        "//example.org/x",
+    ],
+)
+def test_a_source_address_that_is_not_a_plain_web_address_is_refused(data: tuple[Path, Path], url: str) -> None:
+    address = "url: https://www.nice.org.uk/guidance/ng59"
+    assert address in (data[1] / "sources/guidelines.yaml").read_text()
+    message = load_error(data, "knowledge/sources/guidelines.yaml", address, f"url: {json.dumps(url)}")
+    assert "guidelines.yaml, source nice-ng59, field `url`: expected an http:// or https:// address" in message
+
+
+def test_a_source_address_with_rfc_3986_characters_still_loads(aid: DecisionAid) -> None:
+    doi = aid.knowledge.sources["krames-1997"].url
+    assert doi == "https://doi.org/10.1016/S0885-3924(97)00166-8"
 
 
 # --- fuzz: answer files that could lose what was entered ------------------------------------------

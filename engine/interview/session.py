@@ -18,6 +18,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from engine.errors import AnswersError
 from engine.model.loading import problems_from, read_data
 from engine.output import write_atomic
+from engine.records.store import MAX_LABEL, MAX_TEXT
+
+TEXT_LIMITS = {
+    "decision": MAX_TEXT,
+    "notes": MAX_TEXT,
+    "clinician": MAX_LABEL,
+    "others": MAX_TEXT,
+    "next_step": MAX_TEXT,
+}
+"""The most characters of each free text a session keeps (as the records store keeps them)."""
 
 SESSION_FORMAT = "pain-sdm/session/1"
 
@@ -88,8 +98,8 @@ class OttawaGuide(BaseModel):
     stage: Literal["not_started", "considering", "close", "made"]
     role: Literal["myself", "shared", "clinician"]
     pressure: Literal["no", "yes"]
-    others: str = ""
-    next_step: str = ""
+    others: str = Field(default="", max_length=TEXT_LIMITS["others"])
+    next_step: str = Field(default="", max_length=TEXT_LIMITS["next_step"])
 
 
 def _now() -> dt.datetime:
@@ -108,11 +118,17 @@ class Session(BaseModel):
     leaning: str | None = None
     sure: SureResult | None = None
     ottawa: OttawaGuide | None = None
-    clinician: str = ""
-    notes: str = ""
-    decision: str = ""
+    clinician: str = Field(default="", max_length=TEXT_LIMITS["clinician"])
+    notes: str = Field(default="", max_length=TEXT_LIMITS["notes"])
+    decision: str = Field(default="", max_length=TEXT_LIMITS["decision"])
     record_id: int | None = Field(default=None, description="the records-database record this session was stored as")
     record_of: str = Field(default="", description="digest of what that record holds: a re-run stores no copy")
+
+
+def too_long(raw: str, limit: int) -> str | None:
+    """What to tell someone whose free text is longer than a session keeps; None when it fits."""
+    length = len(raw.strip())
+    return f"Please keep this to {limit:,} characters or fewer (it has {length:,})." if length > limit else None
 
 
 def load_session(path: Path) -> Session:

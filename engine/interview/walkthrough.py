@@ -41,12 +41,14 @@ from engine.interview.session import (
     OTTAWA_CHOICES,
     OTTAWA_TEXTS,
     SURE_ITEMS,
+    TEXT_LIMITS,
     OttawaGuide,
     Session,
     SureResult,
     load_session,
     record_digest,
     save_session,
+    too_long,
 )
 from engine.model.conditions import Condition, Truth
 from engine.model.facts import known
@@ -628,6 +630,11 @@ class Interview:
         self.session.sure = SureResult(**items)
         self.save()
 
+    @staticmethod
+    def _fits(key: str) -> Validator:
+        """The check for one free text of the session: at most its limit (TEXT_LIMITS), with a clear message."""
+        return lambda raw: too_long(raw, TEXT_LIMITS[key])
+
     def ask_ottawa(self) -> None:
         """The Ottawa Personal Decision Guide's other items: timing, stage, role, others, pressure, next step."""
         chosen = {
@@ -635,7 +642,7 @@ class Interview:
             for key, (prompt, choices) in OTTAWA_CHOICES.items()
         }
         typed = {
-            key: self.asker.text(f"ottawa_{key}", prompt, "", lambda _: None, "(enter to skip)").strip()
+            key: self.asker.text(f"ottawa_{key}", prompt, "", self._fits(key), "(enter to skip)").strip()
             for key, prompt in OTTAWA_TEXTS.items()
         }
         self.session.ottawa = OttawaGuide.model_validate({**chosen, **typed})
@@ -660,7 +667,7 @@ class Interview:
         for key, message in CLOSING_TEXTS.items():
             current = getattr(self.session, key)
             setattr(
-                self.session, key, self.asker.text(key, message, current, lambda _: None, "(enter to skip)").strip()
+                self.session, key, self.asker.text(key, message, current, self._fits(key), "(enter to skip)").strip()
             )
             self.save()
         self.offer_summary()

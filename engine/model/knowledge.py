@@ -8,10 +8,12 @@ so a reviewer's typo is reported with the file and entry it is in.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from engine.errors import KnowledgeError, Problem
 from engine.model.loading import load_file
@@ -73,6 +75,13 @@ NOT_FOR_PATIENTS: frozenset[str] = frozenset({"news", "ai_summary", "internal"})
 AI-generated summaries and the project's own material (the seed article, the register)."""
 
 
+WEB_ADDRESS = re.compile(
+    r"https?://[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d{1,5})?(?:[/?#][A-Za-z0-9\-._~!$&'()*+,;=:@%/?#]*)?"
+)
+"""A source's address: http(s), a host name, then URL characters only (RFC 3986), never a space, a double quote,
+an angle or square bracket, a backslash or a backtick, so it cannot end a `<...>` link or an HTML attribute early."""
+
+
 class Source(Strict):
     """A publication that rules and knowledge cite by id."""
 
@@ -80,10 +89,22 @@ class Source(Strict):
     title: str = Field(min_length=3)
     publisher: str = Field(min_length=2, examples=["NICE"])
     year: int = Field(ge=1950, le=2100, examples=[2016])
-    url: str = Field(default="", pattern=r"^(https?://\S+)?$", examples=["https://www.nice.org.uk/guidance/ng59"])
+    url: str = Field(default="", examples=["https://www.nice.org.uk/guidance/ng59"])
     kind: SourceKind = Field(examples=["guideline"])
     checked: dt.date = Field(examples=["2026-12-02"], description="when the entry was last checked against the source")
     note: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _web_address(cls, url: str) -> str:
+        """An http(s) address, or none: no other scheme (`javascript:`), and nothing that can end a link early."""
+        if url and not WEB_ADDRESS.fullmatch(url):
+            raise PydanticCustomError(
+                "url",
+                "expected an http:// or https:// address with a host, in URL characters only (no spaces, "
+                "double quotes, angle or square brackets, backslashes or backticks: %-encode them, e.g. %20)",
+            )
+        return url
 
     @property
     def for_patients(self) -> bool:

@@ -19,14 +19,31 @@ from engine.errors import UsageError
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|>~-])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#!|>~])")
+_LINE_START = re.compile(r"^(?:\d+[.)](?=\s|$)|[-+=])")
+"""What is markup only at the start of a line: a list bullet or number, a rule or heading underline."""
 
 
 def md_escape(text: object) -> str:
-    """Plain text made safe for Markdown: no HTML tags, no Markdown markup, one line."""
+    """Plain text made safe for Markdown: no HTML tags, no Markdown markup, one line.
+
+    Every character Markdown reads as markup is escaped, so no text becomes a link, an image, a
+    heading, code or HTML; `-`, `+`, `=` and a number's `.` or `)` only where they would start a
+    list or a rule (ids such as `ESI-CAND` stay as they are written).
+    """
     value = " ".join(str(text).split())
     value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MD_SPECIAL.sub(r"\\\1", value)
+    return _LINE_START.sub(lambda m: f"{m.group()[:-1]}\\{m.group()[-1]}", _MD_SPECIAL.sub(r"\\\1", value))
+
+
+def md_escape_lines(text: object) -> str:
+    """Text of several lines (a note) made safe for Markdown as `md_escape` makes one line, its line breaks kept.
+
+    Each line is escaped on its own; lines end in a hard break, and a blank line still parts paragraphs.
+    """
+    paragraphs = re.split(r"\n\s*\n", str(text).strip())
+    lines = ([md_escape(line) for line in p.splitlines() if line.strip()] for p in paragraphs)
+    return "\n\n".join("  \n".join(group) for group in lines if group)
 
 
 @functools.cache
@@ -43,6 +60,7 @@ def environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters["md"] = md_escape
+    env.filters["md_lines"] = md_escape_lines
     return env
 
 
