@@ -605,7 +605,9 @@ def fhir_response(
     """The answers as a FHIR R4 QuestionnaireResponse (JSON) to pain-sdm's Questionnaire."""
     from engine.fhir.response import response_json
     from engine.presentation.summary import read_input
+    from engine.records.store import MAX_LABEL, checked_text
 
+    checked_text(patient_label, "patient label", MAX_LABEL)
     aid = load_aid(rules, knowledge)
     answers, _session = read_input(aid, source)
     emit(response_json(aid, answers, patient_label=patient_label), output, force)
@@ -626,7 +628,9 @@ def fhir_bundle(
     """A FHIR R4 Bundle: the QuestionnaireResponse, the evaluation (GuidanceResponse) and the summary PDF."""
     from engine.fhir.bundle import bundle_json
     from engine.presentation.summary import read_input
+    from engine.records.store import MAX_LABEL, checked_text
 
+    checked_text(patient_label, "patient label", MAX_LABEL)
     aid = load_aid(rules, knowledge)
     answers, session = read_input(aid, source)
     text = bundle_json(aid, answers, session=session, profile=profile, patient_label=patient_label, paper=paper.value)

@@ -360,6 +360,18 @@ def test_a_source_address_with_rfc_3986_characters_still_loads(aid: DecisionAid)
     assert doi == "https://doi.org/10.1016/S0885-3924(97)00166-8"
 
 
+@pytest.mark.parametrize("command", ["response", "bundle"])
+@pytest.mark.parametrize(
+    ("label", "says"),
+    [("x" * 201, "the patient label is too long (201 characters; at most 200)"), ("a\x01b", "control characters")],
+)
+def test_a_fhir_patient_label_is_bounded_like_every_other(tmp_path: Path, command: str, label: str, says: str) -> None:
+    out = tmp_path / "out.json"
+    done = run_cli("fhir", command, str(SCIATICA), "--patient-label", label, "-o", str(out))
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr and not out.exists()
+
+
 # --- fuzz: answer files that could lose what was entered ------------------------------------------
 
 KEYS = st.sampled_from(["red_flags", "pain_intensity", "age_years", "answers", "format"])
