@@ -43,8 +43,8 @@ from engine.presentation.summary import (
 pypdf = pytest.importorskip("pypdf")
 pytest.importorskip("weasyprint")
 
-TYPICAL = ("sciatica", "stenosis-claudication", "crps-declines-implants", "red-flags")
-"""Examples with at most two options to discuss in detail: these must print on 4 pages or fewer."""
+TYPICAL = ("sciatica", "stenosis-claudication", "crps-declines-implants", "red-flags", "cancer-pain", "facet-back-pain")
+"""Examples with at most three options to discuss in detail: these must print on 4 pages or fewer."""
 GOLDEN = (
     "ESI-03_after_prerequisite_with_3_weeks_of_therapy",
     "GEN-03_bleeding_disorder_defers",
@@ -351,23 +351,65 @@ def test_page_size_page_numbers_and_patient_label_on_every_page(rendered: dict[s
 
 @pytest.mark.parametrize("paper", list(PAGE_POINTS))
 def test_page_counts_stay_within_bounds(rendered: dict[str, Rendered], paper: str) -> None:
-    """Typical cases (current care and one more option in detail) print on 4 pages; each further option adds one."""
+    """Cases with current care and up to two more options in detail print on 4 pages; each further option adds one."""
     counts = {name: len(pypdf.PdfReader(io.BytesIO(r.pdf[paper])).pages) for name, r in rendered.items()}
     for name, count in counts.items():
         detailed = len(rendered[name].summary.detailed)
-        limit = 4 + max(0, detailed - 2)
+        limit = 4 + max(0, detailed - 3)
         assert count <= limit, f"{name} on {paper}: {count} pages (limit {limit}; {detailed} options in detail)"
     for name in TYPICAL:
-        assert len(rendered[name].summary.detailed) <= 2, f"{name} is no longer a typical case"
+        assert len(rendered[name].summary.detailed) <= 3, f"{name} is no longer a typical case"
         assert counts[name] <= 4, f"{name} on {paper}: {counts[name]} pages"
+    assert max(len(r.summary.detailed) for r in rendered.values()) > 3, "one example has four options in detail"
 
 
-def test_body_text_is_at_least_11pt_and_cells_wrap() -> None:
+TIMES_X_HEIGHT = 0.448
+"""Times New Roman's x-height in em: the face behind the 12pt that plain-language print guides ask for."""
+
+
+def test_text_reads_at_least_as_large_as_12pt_times_and_cells_wrap() -> None:
+    """No size below 10pt, and the face's x-height at the smallest size is at least that of 12pt Times."""
+    from fontTools.pens.boundsPen import BoundsPen  # type: ignore[import-untyped]
+    from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
+
     css = (ROOT / "engine/presentation/templates/summary/print.css").read_text()
     sizes = [float(v) for v in re.findall(r"font(?:-size)?:\s*([\d.]+)pt", css)]
-    assert sizes and min(sizes) >= 11, sizes
+    assert sizes and min(sizes) >= 10, sizes
     assert not re.search(r"font(?:-size)?:\s*[\d.]+(px|em|rem|%)", css), "sizes are given in pt only"
     assert "table-layout: fixed" in css and "overflow-wrap: break-word" in css
+    family = re.search(r'html \{ font: [\d.]+pt/[\d.]+ "([^"]+)"', css)
+    assert family, "the page names its face first"
+    path = subprocess.run(["fc-match", "-f", "%{file}", family.group(1)], capture_output=True, text=True, check=True)
+    font = TTFont(path.stdout)
+    assert family.group(1) in font["name"].getDebugName(4), f"{family.group(1)} is installed, not a stand-in"
+    pen = BoundsPen(font.getGlyphSet())
+    font.getGlyphSet()[font.getBestCmap()[ord("x")]].draw(pen)
+    x_height = pen.bounds[3] / font["head"].unitsPerEm
+    assert min(sizes) * x_height >= 12 * TIMES_X_HEIGHT, (family.group(1), x_height)
+
+
+def test_no_table_row_is_split_across_pages(aid: DecisionAid) -> None:
+    """Each row of the grid, the values table and the answers stays whole on one page (a repeated header aside)."""
+    import weasyprint
+
+    for name in ("failed-back-surgery", "cancer-pain", "sciatica"):
+        answers, session = read_input(aid, ROOT / f"examples/{name}.yaml")
+        for paper in PAGE_POINTS:
+            page_html = render_summary(build_summary(aid, answers, session=session, paper=paper), "html")
+            assert isinstance(page_html, str)
+            pages_of: dict[int, set[int]] = {}
+            for number, page in enumerate(weasyprint.HTML(string=page_html).render().pages):
+                stack: list[Any] = [page._page_box]
+                while stack:
+                    box = stack.pop()
+                    children = getattr(box, "children", None) or []
+                    if type(box).__name__ == "TableRowGroupBox" and box.element.tag == "thead":
+                        continue  # the header row repeats on each page a table runs onto, by design
+                    if type(box).__name__ == "TableRowBox":
+                        pages_of.setdefault(id(box.element), set()).add(number)
+                    stack.extend(children)
+            split = [pages for pages in pages_of.values() if len(pages) > 1]
+            assert len(pages_of) > 10 and not split, f"{name} on {paper}: rows split across pages {split}"
 
 
 def test_no_table_cell_is_clipped_even_with_long_unbroken_text(aid: DecisionAid) -> None:

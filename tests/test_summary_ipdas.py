@@ -19,6 +19,7 @@ import pytest
 import yaml
 from conftest import EXAMPLES, ROOT, run_cli
 from markdown_it import MarkdownIt
+from test_golden import CASES, case_answers
 from test_readability import grade  # noqa: F401  (the offline textstat fixture)
 from test_summary import Rendered
 from test_web_browser import AXE, DESKTOP, PHONE, SHOTS, browser  # noqa: F401  (the browser fixture)
@@ -34,6 +35,7 @@ from engine.presentation.summary import (
     OPTION_GRID_COLUMNS,
     STATUS_LABELS,
     build_summary,
+    first_sentence,
     patient_text,
     read_input,
     render_summary,
@@ -208,6 +210,22 @@ def test_page_1_is_the_option_grid_with_patients_questions_as_rows(printed: dict
                 assert o.short_name in first
             for o in grid.others:
                 assert f"{o.name}: {o.status_label.lower()}" in first, f"{name}: {o.name} named with its status"
+
+
+def test_each_grid_cell_says_two_sentences_at_most_and_keeps_a_serious_risk(aid: DecisionAid) -> None:
+    """A figure counts as a sentence; the risks row still names a grave harm where the option has one."""
+    patients = [read_input(aid, path)[0] for path in EXAMPLES]
+    patients += [aid.parse_answers(case_answers(case), case["id"]) for case in CASES]
+    for answers in patients:
+        s = build_summary(aid, answers, today=TODAY)
+        for row in s.option_grid.rows:
+            for option, cell in zip(s.option_grid.columns, row.cells, strict=True):
+                sentences = re.findall(r"[^.!?]+[.!?](?=\s|$)", cell)
+                assert 1 <= len(sentences) <= 2, f"{option.name}, {row.question!r}: {cell!r}"
+        risks = s.option_grid.rows[GRID_QUESTIONS.index("What are the risks?")]
+        for option, cell in zip(s.option_grid.columns, risks.cells, strict=True):
+            serious = [first_sentence(r.text) for r in aid.knowledge.procedures[option.procedure].risks if r.serious]
+            assert not serious or any(text in cell for text in serious), f"{option.name}: {cell!r}"
 
 
 def test_page_1_counts_statuses_the_way_its_table_shows_them(printed: dict[str, Rendered]) -> None:

@@ -406,10 +406,20 @@ SHORT_SENTENCE = 40
 """A first sentence shorter than this many characters ('It varies.') says too little on its own in a grid cell."""
 
 
-def grid_sentences(text: str) -> str:
-    """One sentence for a grid cell, or two when the first is too short to say much."""
+GRID_SENTENCES = 2
+"""A grid cell says at most this many sentences; a figure shown in it counts as one."""
+
+
+def grid_sentences(text: str, room: int = GRID_SENTENCES) -> str:
+    """One sentence for a grid cell, or two when the first is too short to say much.
+
+    With room for one sentence only (a figure takes the other), a too-short first sentence
+    ('It varies.') gives way to the one after it.
+    """
     parts = re.split(r"(?<=[.!?])\s+", " ".join(text.split()), maxsplit=2)
-    return " ".join(parts[:2]) if len(parts[0]) < SHORT_SENTENCE and len(parts) > 1 else parts[0]
+    if len(parts[0]) >= SHORT_SENTENCE or len(parts) == 1:
+        return parts[0]
+    return " ".join(parts[:2]) if room > 1 else parts[1]
 
 
 def _question_text(prompt: str) -> str:
@@ -591,7 +601,10 @@ def _option_view(
         key_benefit=key_benefit,
         key_harm=all_harm_figures[0] if all_harm_figures else None,
         natural_course=natural,
-        main_risks=[_risk_view(aid, r, conditions) for r in main_points(proc).risks],
+        main_risks=[
+            _risk_view(aid, r, conditions)
+            for r in main_points(proc, GRID_SENTENCES - (1 if all_harm_figures else 0)).risks
+        ],
         benefit_count=len(proc.benefits),
         risk_count=len(proc.risks),
         relief=" ".join(proc.relief_duration.split()),
@@ -702,12 +715,15 @@ def _sources(aid: DecisionAid, result: Result, shown: set[str]) -> list[SourceVi
 
 
 def _likely(view: OptionView) -> str:
+    """The key benefit's figure, if any, and how long relief lasts: two sentences at most."""
     figure = view.key_benefit
-    figure_text = f"{figure.sentence} " if figure else ""
-    return f"{figure_text}{view.relief_short}"
+    if figure is None:
+        return view.relief_short
+    return f"{figure.sentence} {grid_sentences(view.relief, GRID_SENTENCES - 1)}"
 
 
 def _risks_cell(view: OptionView) -> str:
+    """The key harm's figure, if any, and the main risks (a serious one never left out): two sentences at most."""
     harm = f"{view.key_harm.sentence} " if view.key_harm else ""
     words = " ".join(f"{FREQUENCY_LABELS[r.frequency]}: {first_sentence(r.text)}" for r in view.main_risks)
     return f"{harm}{words}"
