@@ -20,6 +20,8 @@ from conftest import EXAMPLES, threshold_answers
 from engine.audit.verify import verify
 from engine.evaluation import compiler
 from engine.evaluation.aid import DecisionAid
+from engine.evaluation.inference import DurableEngine
+from engine.evaluation.python_engine import PythonEngine
 from engine.model.facts import flatten
 
 REVIEWED = dt.date(2026, 11, 24)
@@ -48,6 +50,7 @@ def multiply_option_rules(aid: DecisionAid, rules_dir: Path, copies: int) -> int
         if question is not None and question.type == "number" and node["op"] in ("<", "<=", ">", ">=", "==", "!="):
             base = params[node.pop("param")].default if "param" in node else node["value"]
             step = k if question.integer else k * 0.25
+            assert question.max is not None and isinstance(base, int | float)
             node["value"] = min(question.max, base + step)
         for child in [*(node.get("all") or []), *(node.get("any") or []), *([node["not"]] if "not" in node else [])]:
             shift(child, k)
@@ -101,16 +104,22 @@ def derived_chain(rules_dir: Path, depth: int) -> None:
 
 
 def agreement(aid: DecisionAid, patients: int, seed: int = 13) -> int:
-    """Run examples and generated patients on durable_rules and on the independent evaluator; they must agree."""
+    """Run examples and generated patients on durable_rules, the Python engine and the independent evaluator.
+
+    durable_rules and the evaluator fire the same rules; the Python engine fires exactly what durable does.
+    """
     rng = random.Random(seed)
     checked = 0
     for profile in aid.rulebook.profiles:
-        engine, evaluator = aid.engine(profile), aid.evaluator(profile)
+        engine, evaluator = DurableEngine(aid.compiled(profile), aid.questionnaire), aid.evaluator(profile)
+        python = PythonEngine(aid.compiled(profile), aid.questionnaire)
         sets = [aid.read_answers(e).model_dump() for e in EXAMPLES]
         sets += [aid.parse_answers(threshold_answers(aid, rng)).model_dump() for _ in range(patients)]
         for answers in sets:
-            durable = {f.key for f in engine.run(flatten(answers, aid.questionnaire))}
-            assert durable == {f.key for f in evaluator.firings(answers)}, (profile, answers)
+            fact = flatten(answers, aid.questionnaire)
+            durable = engine.run(fact)
+            assert {f.key for f in durable} == {f.key for f in evaluator.firings(answers)}, (profile, answers)
+            assert python.run(fact) == durable, (profile, answers)
             checked += 1
     return checked
 
@@ -132,8 +141,10 @@ def test_a_deep_chain_of_derived_facts_runs(data: tuple[Path, Path], depth: int)
     derived_chain(rules, depth)
     deep = DecisionAid.load(rules, knowledge)
     answers = deep.parse_answers({"pain_intensity": 5})
-    fired = {f.rule_id for f in deep.engine("consensus").run(flatten(answers.model_dump(), deep.questionnaire))}
-    assert {f"CHN-D{depth - 1}", "CHN-END"} <= fired
+    fact = flatten(answers.model_dump(), deep.questionnaire)
+    durable = DurableEngine(deep.compiled("consensus"), deep.questionnaire).run(fact)
+    assert {f"CHN-D{depth - 1}", "CHN-END"} <= {f.rule_id for f in durable}
+    assert PythonEngine(deep.compiled("consensus"), deep.questionnaire).run(fact) == durable
 
 
 def test_verify_reports_a_chain_the_engine_cannot_register_as_an_error(

@@ -1,4 +1,8 @@
-"""`rules verify` runs the compiled rulebook on durable_rules: a rulebook that verifies also runs.
+"""`rules verify` runs the compiled rulebook on the rule engines: a rulebook that verifies also runs.
+
+It runs on every engine that loads here: durable_rules (the engine `evaluate` uses wherever it
+loads) and the Python engine (used where durable_rules cannot load). Each is held to the
+independent evaluator, and the Python engine to durable_rules firing for firing (order and facts).
 
 The logic checks stand on the independent evaluator, which has no limits; durable_rules has some
 (see the README, "Engine limits"): a fixed stack of 64 pending alpha-network tests (error 303,
@@ -13,14 +17,16 @@ from __future__ import annotations
 
 import random
 import re
+import sys
 from collections.abc import Iterable
 from typing import Any
 
 from engine.audit.acceptances import FindingName
 from engine.errors import EngineError
 from engine.evaluation.compiler import compile_rulebook
+from engine.evaluation.engines import DURABLE, PYTHON, RuleEngine, durable_version, engine_label, make_engine
 from engine.evaluation.evaluator import Evaluator
-from engine.evaluation.inference import DurableEngine
+from engine.evaluation.firing import Firing
 from engine.model.facts import flatten
 from engine.model.questionnaire import Questionnaire
 from engine.model.rulebook import Rulebook, derived_depth
@@ -114,69 +120,111 @@ def dense(answer_sets: Iterable[dict[str, Any]], questionnaire: Questionnaire) -
     return out
 
 
+def engines_here() -> list[str]:
+    """The engines `rules verify` runs: durable_rules where it loads, and always the Python engine."""
+    return [DURABLE, PYTHON] if durable_version() is not None else [PYTHON]
+
+
+def engines_run() -> str:
+    """What the engine check ran on, as `rules verify` reports it."""
+    if durable_version() is None:
+        return (
+            f"{engine_label(PYTHON)} only: durable_rules does not load on Python "
+            f"{sys.version_info.major}.{sys.version_info.minor}"
+        )
+    return f"{engine_label(DURABLE)} (the engine `evaluate` uses) and {engine_label(PYTHON)}, firing for firing"
+
+
 def engine_findings(
     rulebook: Rulebook, questionnaire: Questionnaire, profile: str, answer_sets: Iterable[dict[str, Any]]
 ) -> tuple[list[Any], int]:
-    """Error findings for one profile's compiled ruleset on these answer sets; and how many were run."""
+    """Error findings for one profile's compiled ruleset on these answer sets, on every engine here; and the count."""
     rng = random.Random(NEAR_THRESHOLDS)  # noqa: S311 - a fixed seed: the same answer sets every run
     targets = rule_targets(rulebook)
     answer_sets = [*answer_sets, *(near_thresholds(questionnaire, targets, rng) for _ in range(NEAR_THRESHOLDS))]
     from engine.audit.verify import AuditFinding
 
     rules = rulebook.active_rules(profile)
-    try:
-        engine = DurableEngine(compile_rulebook(rulebook, profile, questionnaire), questionnaire)
-    except EngineError as exc:
-        depth = derived_depth(rules, rulebook.derived_facts)
-        deepest = max(depth.values(), default=0)
-        involved = [rid for rid, d in depth.items() if d == deepest]
-        message = (
-            f"the compiled rulebook cannot be registered on the rule engine: {_limit(str(exc))}; every evaluation "
-            f"would fail (exit 3). Derived facts chain {deepest} deep; the rules at the end of the chain: "
-            f"{_named(involved)}"
-        )
-        return [AuditFinding(NAME, "error", profile, message, (profile,))], 0
+    compiled = compile_rulebook(rulebook, profile, questionnaire)
+    engines: dict[str, RuleEngine] = {}
+    findings: list[AuditFinding] = []
+    for choice in engines_here():
+        try:
+            engines[choice] = make_engine(choice, compiled, questionnaire)
+        except EngineError as exc:
+            depth = derived_depth(rules, rulebook.derived_facts)
+            deepest = max(depth.values(), default=0)
+            involved = [rid for rid, d in depth.items() if d == deepest]
+            message = (
+                f"the compiled rulebook cannot be registered on {engine_label(choice)}: {_limit(str(exc))}; every "
+                f"evaluation would fail (exit 3). Derived facts chain {deepest} deep; the rules at the end of the "
+                f"chain: {_named(involved)}"
+            )
+            findings.append(AuditFinding(NAME, "error", profile, message, (profile,)))
+    if not engines:
+        return findings, 0
     evaluator = Evaluator(rulebook, profile)
-    failures: dict[str, tuple[set[str], dict[str, Any], int]] = {}
+    failures: dict[tuple[str, str], tuple[set[str], dict[str, Any], int]] = {}
     disagreements: list[AuditFinding] = []
     ran = 0
     for answers in answer_sets:
         ran += 1
         expected = evaluator.firings(answers)
-        try:
-            found = engine.run(flatten(answers, questionnaire))
-        except EngineError as exc:
-            limit = _limit(str(exc))
-            held = {f.rule_id for f in expected}
-            seen = failures.get(limit)
-            failures[limit] = (
-                held | (seen[0] if seen else set()),
-                seen[1] if seen else answers,
-                (seen[2] if seen else 0) + 1,
-            )
+        fact = flatten(answers, questionnaire)
+        found: dict[str, list[Firing]] = {}
+        for choice, engine in engines.items():
+            try:
+                found[choice] = engine.run(fact)
+            except EngineError as exc:
+                key = (choice, _limit(str(exc)))
+                held = {f.rule_id for f in expected}
+                seen = failures.get(key)
+                failures[key] = (
+                    held | (seen[0] if seen else set()),
+                    seen[1] if seen else answers,
+                    (seen[2] if seen else 0) + 1,
+                )
+        if len(disagreements) >= 3:
             continue
-        if {f.key for f in found} != {f.key for f in expected} and len(disagreements) < 3:
-            differ = {f.key for f in found} ^ {f.key for f in expected}
+        for choice, firings in found.items():
+            differ = {f.key for f in firings} ^ {f.key for f in expected}
+            if differ:
+                disagreements.append(
+                    AuditFinding(
+                        NAME,
+                        "error",
+                        profile,
+                        f"{engine_label(choice)} and the independent evaluator disagree on rules "
+                        f"{_named(k[0] for k in differ)}",
+                        (profile,),
+                        answers,
+                    )
+                )
+        if len(found) == 2 and found[DURABLE] != found[PYTHON]:
+            differ_ids = {f.rule_id for f in found[DURABLE]} ^ {f.rule_id for f in found[PYTHON]}
+            order = not differ_ids
             disagreements.append(
                 AuditFinding(
                     NAME,
                     "error",
                     profile,
-                    f"durable_rules and the independent evaluator disagree on rules {_named(k[0] for k in differ)}",
+                    "the Python engine and durable_rules "
+                    + ("fire the same rules in another order or with other facts" if order else "fire other rules: ")
+                    + ("" if order else _named(differ_ids)),
                     (profile,),
                     answers,
                 )
             )
-    findings = [
+    findings += [
         AuditFinding(
             NAME,
             "error",
             profile,
-            f"the rule engine fails on {count} of the answer sets checked: {limit}; `evaluate` exits 3 for such "
-            f"a patient. The rules that hold for them: {_named(held)}",
+            f"{engine_label(choice)} fails on {count} of the answer sets checked: {limit}; `evaluate` exits 3 for "
+            f"such a patient. The rules that hold for them: {_named(held)}",
             (profile,),
             example,
         )
-        for limit, (held, example, count) in failures.items()
+        for (choice, limit), (held, example, count) in failures.items()
     ]
     return findings + disagreements, ran

@@ -99,7 +99,7 @@ from engine.audit.answer_space import (
     hashable,
     truth_of,
 )
-from engine.audit.engine_check import dense, engine_findings
+from engine.audit.engine_check import dense, engine_findings, engines_run
 from engine.errors import DataFileError
 from engine.evaluation.evaluator import Evaluator, RuleResult
 from engine.model import status as status_model
@@ -712,13 +712,10 @@ def _product(facts: list[str], values: dict[str, list[Any]]) -> Iterator[dict[st
         yield {f: as_answer(v) for f, v in zip(facts, combo, strict=True)}
 
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
 def example_patients(questionnaire: Questionnaire) -> tuple[list[dict[str, Any]], list[AuditFinding]]:
-    """The example patients of the source checkout (examples/*.yaml), as baselines; none when installed."""
+    """The example patients shipped with the rules (examples/*.yaml of a checkout), as baselines."""
     out, skipped = [], []
-    for path in sorted(EXAMPLES.glob("*.yaml")):
+    for path in sorted(data_dir("examples").glob("*.yaml")):
         try:
             data = read_data(path)
             answers = questionnaire.answers_model.model_validate(migrate(data, path.name).answers).model_dump()
@@ -833,7 +830,7 @@ def verify(
         sample = [*examples, *dense(examples, questionnaire), *audit.engine_sample]
         on_engine, ran = engine_findings(rulebook, questionnaire, name, sample)
         findings += on_engine
-        enumerated.append(_describe(audit) + f"; {ran} of them also run on durable_rules (the engine `evaluate` uses)")
+        enumerated.append(_describe(audit) + f"; {ran} of them also run on {engines_run()}")
     findings += _never_fires_findings(active_in, fires_in, rulebook)
     findings += _reach_findings(reached, unnamed, profiles)
     checked = accept(_merge(findings), acceptances, every_profile=profile is None)

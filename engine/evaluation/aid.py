@@ -14,10 +14,10 @@ from pydantic import BaseModel
 
 from engine.errors import AnswersError, Problem
 from engine.evaluation.compiler import CompiledRuleset, compile_rulebook
-from engine.evaluation.engines import PerThread
+from engine.evaluation.engines import PerThread, RuleEngine, chosen_engine, engine_label, make_engine
 from engine.evaluation.evaluator import Evaluator
 from engine.evaluation.firing import Firing
-from engine.evaluation.inference import DurableEngine, Patient, PatientEncoder
+from engine.evaluation.inference import Patient, PatientEncoder
 from engine.evaluation.result import FALLBACK_ID, ProfileDifference, Result, ResultBuilder, bears_on, criteria_held
 from engine.model import parse_cache
 from engine.model.knowledge import Knowledge, load_knowledge
@@ -41,21 +41,34 @@ class DecisionAid:
     """
 
     def __init__(
-        self, knowledge: Knowledge, questionnaire: Questionnaire, rulebook: Rulebook, values: dict[str, Value]
+        self,
+        knowledge: Knowledge,
+        questionnaire: Questionnaire,
+        rulebook: Rulebook,
+        values: dict[str, Value],
+        engine: str | None = None,
     ) -> None:
         self.knowledge = knowledge
         self.questionnaire = questionnaire
         self.rulebook = rulebook
         self.values = values
+        self.engine_choice = chosen_engine(engine)
+        self.engine_name = engine_label(self.engine_choice)
+        """The engine every result of this aid names: durable_rules where it loads (see engines.py)."""
         self._compiled: dict[str, CompiledRuleset] = {}
-        self._engines = PerThread(lambda profile: DurableEngine(self.compiled(profile), self.questionnaire))
+        self._engines = PerThread(lambda p: make_engine(self.engine_choice, self.compiled(p), self.questionnaire))
         self._builders: dict[str, ResultBuilder] = {}
         self._lock = threading.Lock()  # threads that ask at once compile a profile once
         self._encoder: PatientEncoder | None = None
 
     @classmethod
-    def load(cls, rules_dir: Path | None = None, knowledge_dir: Path | None = None) -> DecisionAid:
-        """Load and validate every data file; raises a `DataFileError` naming each problem."""
+    def load(
+        cls, rules_dir: Path | None = None, knowledge_dir: Path | None = None, engine: str | None = None
+    ) -> DecisionAid:
+        """Load and validate every data file; raises a `DataFileError` naming each problem.
+
+        `engine` is auto, durable_rules or python (default: `PAIN_SDM_ENGINE`, else auto).
+        """
         kdir = data_dir("knowledge", knowledge_dir)
         rdir = data_dir("rules", rules_dir)
         with parse_cache.using(content_hash({"rules": rdir, "knowledge": kdir})):
@@ -63,7 +76,7 @@ class DecisionAid:
             questionnaire = load_questionnaire(kdir / "questionnaire.yaml", knowledge.conditions, knowledge.treatments)
             rulebook = load_rulebook(rdir, knowledge, questionnaire, kdir)
             values = load_values(kdir / "values.yaml", questionnaire)
-        return cls(knowledge, questionnaire, rulebook, values)
+        return cls(knowledge, questionnaire, rulebook, values, engine)
 
     @property
     def answers_model(self) -> type[BaseModel]:
@@ -121,7 +134,7 @@ class DecisionAid:
                     self._compiled[profile] = compile_rulebook(self.rulebook, profile, self.questionnaire)
         return self._compiled[profile]
 
-    def engine(self, profile: str) -> DurableEngine:
+    def engine(self, profile: str) -> RuleEngine:
         """The calling thread's engine for `profile` (made on its first use in this thread)."""
         return self._engines.get(profile)
 
@@ -136,14 +149,14 @@ class DecisionAid:
         return Evaluator(self.rulebook, self.rulebook.check_profile(profile))
 
     def evaluate(self, answers: BaseModel, profile: str | None = None, compare_profiles: bool = True) -> Result:
-        """Evaluate one patient on durable_rules; optionally note where other profiles differ.
+        """Evaluate one patient on the chosen engine; optionally note where other profiles differ.
 
         The patient's fact is written once for every profile. Other profiles are compared at the
         level of firings (statuses and the rules behind them): no result is built for them.
         """
         chosen = self.rulebook.check_profile(profile)
         patient = self.patient(answers)
-        result = self.builder(chosen).build(self.engine(chosen).run_patient(patient))
+        result = self.builder(chosen).build(self.engine(chosen).run_patient(patient), self.engine_name)
         if not compare_profiles:
             return result
         mine = {o.procedure: (o.status, frozenset(f.rule_id for f in o.reasons)) for o in result.options}
@@ -175,7 +188,7 @@ class DecisionAid:
     def summarize(self, answers: BaseModel, profile: str | None = None) -> dict[str, Any]:
         """`result.summary(self.evaluate(answers, profile, compare_profiles=False))`, several times faster."""
         chosen = self.rulebook.check_profile(profile)
-        return self.builder(chosen).summarize(self._firings(answers, chosen))
+        return self.builder(chosen).summarize(self._firings(answers, chosen), self.engine_name)
 
     def _firings(self, answers: BaseModel, profile: str) -> list[Firing]:
         return self.engine(profile).run_patient(self.patient(answers))

@@ -201,6 +201,8 @@ class _Run:
 class DurableEngine:
     """Runs one compiled ruleset on durable_rules, one patient at a time."""
 
+    name = "durable_rules"
+
     def __init__(self, compiled: CompiledRuleset, questionnaire: Questionnaire) -> None:
         self._compiled = compiled
         self._questionnaire = questionnaire

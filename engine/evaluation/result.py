@@ -21,6 +21,8 @@ from engine.model.status import FALLBACK_STATUS, Status, StatusField
 
 SCHEMA = "pain-sdm/result/1"
 SUMMARY_SCHEMA = "pain-sdm/result-summary/1"
+EARLIER_ENGINE = "durable_rules 2.0.28"
+"""The engine behind every result stored before results named their engine."""
 
 FALLBACK_ID = "FALLBACK"
 FALLBACK_SET = frozenset({FALLBACK_ID})
@@ -82,6 +84,11 @@ class ProfileDifference(Model):
 class Result(Model):
     schema_: str = Field(SCHEMA, alias="schema", description="the result's schema and version")
     rulebook_version: str
+    engine: str = Field(
+        EARLIER_ENGINE,
+        description="the rule engine that produced the result, with its version (e.g. `durable_rules 2.0.28`); "
+        "results stored before results named it were all made by durable_rules 2.0.28",
+    )
     profile: str
     urgent_assessment: bool
     urgent_reasons: list[Finding] = []
@@ -250,12 +257,13 @@ class ResultBuilder:
         derived = [f for f in in_order if f.kind == "derived"]
         return Resolution(trace, options, urgent, derived, disagreements)
 
-    def build(self, firings: list[Firing]) -> Result:
-        """The result of one patient's firings."""
+    def build(self, firings: list[Firing], engine: str) -> Result:
+        """The result of one patient's firings, made by `engine` (its name and version)."""
         found = self._resolve([self.finding(f) for f in firings])
         names = self.knowledge.procedures
         return Result(
             rulebook_version=self.rulebook.version,
+            engine=engine,
             profile=self.profile,
             urgent_assessment=bool(found.urgent),
             urgent_reasons=found.urgent,
@@ -300,10 +308,10 @@ class ResultBuilder:
         """`criteria_held` of these firings' findings, without building them."""
         return criteria_held(self._template(f) for f in firings)
 
-    def summarize(self, firings: list[Firing]) -> dict[str, Any]:
-        """`summary(self.build(firings))`, without building the evidence records (much faster)."""
+    def summarize(self, firings: list[Firing], engine: str) -> dict[str, Any]:
+        """`summary(self.build(firings, engine))`, without building the evidence records (much faster)."""
         found = self._resolve([self._template(f) for f in firings])
-        return _summary(self.rulebook.version, self.profile, found, [])
+        return _summary(self.rulebook.version, engine, self.profile, found, [])
 
 
 @dataclass(frozen=True)
@@ -336,16 +344,19 @@ def summary(result: Result) -> dict[str, Any]:
         ResolvedOption(o.procedure, o.status, o.reasons, o.cautions, o.next_steps, o.declined) for o in result.options
     ]
     found = Resolution(result.trace, options, result.urgent_reasons, result.derived, result.disagreements)
-    return _summary(result.rulebook_version, result.profile, found, result.profile_differences)
+    return _summary(result.rulebook_version, result.engine, result.profile, found, result.profile_differences)
 
 
-def _summary(version: str, profile: str, found: Resolution, differences: list[ProfileDifference]) -> dict[str, Any]:
+def _summary(
+    version: str, engine: str, profile: str, found: Resolution, differences: list[ProfileDifference]
+) -> dict[str, Any]:
     def ids(findings: list[Finding]) -> list[str]:
         return [f.rule_id for f in findings]
 
     return {
         "schema": SUMMARY_SCHEMA,
         "rulebook_version": version,
+        "engine": engine,
         "profile": profile,
         "urgent_assessment": bool(found.urgent),
         "urgent_reasons": ids(found.urgent),

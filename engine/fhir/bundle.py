@@ -78,6 +78,7 @@ def result_parameters(result: Result, answers: str) -> Parameters:
     head = [
         ParametersParameter(name="questionnaireResponse", valueReference=Reference(reference=answers)),
         ParametersParameter(name="rulebookVersion", valueString=result.rulebook_version),
+        ParametersParameter(name="engine", valueString=result.engine),
         ParametersParameter(name="profile", valueString=result.profile),
         ParametersParameter(name="urgentAssessment", valueBoolean=result.urgent_assessment),
         *(_rule("urgentReason", f) for f in result.urgent_reasons),

@@ -223,8 +223,8 @@ def explain(result: Result, aid: DecisionAid, answers: BaseModel | None = None) 
         results, _ = aid.evaluator(result.profile).evaluate_rules(answers.model_dump())
         evaluated = {r.rule.id: r for r in results}
     lines = [
-        f"Trace under {profile.name} ({result.profile}), rulebook version {result.rulebook_version}: "
-        f"{len(result.trace)} rule firings, in the order they fired.",
+        f"Trace under {profile.name} ({result.profile}), rulebook version {result.rulebook_version}, "
+        f"on {result.engine}: {len(result.trace)} rule firings, in the order they fired.",
         "",
     ]
     for n, f in enumerate(result.trace, 1):

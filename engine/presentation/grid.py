@@ -224,7 +224,12 @@ def render_results(console: Console, aid: DecisionAid, result: Result, answers: 
     profile = aid.rulebook.profiles[result.profile]
     console.rule("Options to discuss")
     console.print(DISCLAIMER)
-    console.print(Text(f"Guideline profile: {profile.name}. Rulebook version {result.rulebook_version}.", "dim"))
+    console.print(
+        Text(
+            f"Guideline profile: {profile.name}. Rulebook version {result.rulebook_version}. Engine: {result.engine}.",
+            "dim",
+        )
+    )
     if result.urgent_assessment:
         urgent = [Text(f"- {f.text}") for f in result.urgent_reasons]
         console.print(Panel(Group(*urgent), title="Urgent assessment needed", border_style="bold red"))

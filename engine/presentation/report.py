@@ -101,7 +101,10 @@ def render(result: Result, aid: DecisionAid, fmt: Literal["text", "markdown"]) -
         "",
         DISCLAIMER,
         "",
-        esc(f"Guideline profile: {profile.name} ({result.profile}). Rulebook version: {result.rulebook_version}."),
+        esc(
+            f"Guideline profile: {profile.name} ({result.profile}). Rulebook version: {result.rulebook_version}. "
+            f"Engine: {result.engine}."
+        ),
         "",
     ]
     if result.urgent_assessment:

@@ -1,0 +1,162 @@
+"""The second rule engine: the compiled ruleset run in plain Python, where durable_rules cannot load.
+
+durable_rules 2.0.28, its last release, does not import on Python 3.13 or later (its C module
+calls `PyEval_CallObject`, which 3.13 removed). This engine runs the very ruleset the compiler
+writes for durable_rules (the same JSON conditions, the same branches, the same priorities), so
+a rulebook means the same on both: a branch fires when its patient tests hold and its joined
+derived facts have the wanted values; lower priorities fire first, and within a priority the
+ruleset's own order; a rule fires once (its first branch that holds), and a derived rule asserts
+its fact once. The tests hold its firings, in order and with their facts, equal to durable's on
+the golden cases and on generated patients, wherever both run.
+
+It is not the independent check: `engine.evaluation.evaluator` reads the rule files without the
+compiler, and both engines are held to agree with it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import EngineError
+from engine.evaluation.compiler import Branch, CompiledRuleset
+from engine.evaluation.firing import Firing
+from engine.evaluation.inference import Patient
+from engine.model.facts import unflatten
+from engine.model.questionnaire import Questionnaire
+
+Facts = dict[str, Any]
+Test = Callable[[Facts], bool]
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "$lt": lambda a, b: a < b,
+    "$lte": lambda a, b: a <= b,
+    "$gt": lambda a, b: a > b,
+    "$gte": lambda a, b: a >= b,
+    "$neq": lambda a, b: a != b,
+}
+
+
+def _comparable(actual: Any, operand: Any) -> bool:
+    """durable compares numbers with numbers and strings with strings; any other pair never matches."""
+    number = (int, float)
+    if isinstance(actual, bool) or isinstance(operand, bool):
+        return isinstance(actual, bool) and isinstance(operand, bool)
+    return (isinstance(actual, number) and isinstance(operand, number)) or type(actual) is type(operand)
+
+
+def compile_test(expression: dict[str, Any]) -> Test:
+    """A function of the patient's flat fact that holds exactly when durable's expression would.
+
+    Only what the compiler writes is understood; anything else is refused (an `EngineError`), so a
+    change to the compiler cannot silently mean something else here.
+    """
+    if len(expression) != 1:
+        return _all([compile_test({key: value}) for key, value in expression.items()])
+    ((key, value),) = expression.items()
+    if key == "$and":
+        return _all([compile_test(term) for term in value])
+    if key == "$or":
+        tests = [compile_test(term) for term in value]
+        return lambda facts: any(test(facts) for test in tests)
+    if key in ("$ex", "$nex"):
+        ((name, _),) = value.items()
+        present = key == "$ex"
+        return lambda facts: (name in facts) == present
+    if key in _COMPARE:
+        ((name, operand),) = value.items()
+        compare = _COMPARE[key]
+
+        def compared(facts: Facts) -> bool:
+            if name not in facts:
+                return False
+            actual = facts[name]
+            return _comparable(actual, operand) and compare(actual, operand)
+
+        return compared
+    if key.startswith("$"):
+        raise EngineError(f"the Python engine does not know the operator {key} (the compiler wrote something new)")
+
+    def equal(facts: Facts) -> bool:
+        return key in facts and _comparable(facts[key], value) and facts[key] == value
+
+    return equal
+
+
+def _all(tests: list[Test]) -> Test:
+    return lambda facts: all(test(facts) for test in tests)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One compiled branch, ready to run: its patient test and the derived facts it joins on."""
+
+    name: str
+    branch: Branch
+    patient: Test
+    joins: tuple[tuple[str, bool], ...]
+
+
+def _joins(terms: list[dict[str, Any]]) -> tuple[tuple[str, bool], ...]:
+    found = []
+    for term in terms:
+        ((_, expr),) = term.items()
+        parts = {k: v for part in expr["$and"] for k, v in part.items()}
+        found.append((parts["name"], parts["value"]))
+    return tuple(found)
+
+
+class PythonEngine:
+    """Runs one compiled ruleset in Python, one patient at a time: the same interface as `DurableEngine`."""
+
+    name = "pain-sdm Python engine"
+
+    def __init__(self, compiled: CompiledRuleset, questionnaire: Questionnaire) -> None:
+        self._questionnaire = questionnaire
+        self._thread = threading.get_ident()
+        ordered = sorted(enumerate(compiled.definition.items()), key=lambda item: (item[1][1]["pri"], item[0]))
+        self._steps = []
+        for _, (name, body) in ordered:
+            first, *joins = body["all"]
+            ((_, expression),) = first.items()
+            self._steps.append(_Step(name, compiled.branches[name], compile_test(expression), _joins(joins)))
+
+    def run(self, patient: dict[str, Any]) -> list[Firing]:
+        """Evaluate one patient's flattened fact (see `flatten`); return the firings in the order they fire."""
+        fact = {k: v for k, v in patient.items() if k != "sid"}
+        return self._evaluate(fact, lambda fact_id: unflatten(fact, fact_id, self._questionnaire))
+
+    def run_patient(self, patient: Patient) -> list[Firing]:
+        """Evaluate one patient (see `PatientEncoder`); return the firings in the order they fire."""
+        if threading.get_ident() != self._thread:
+            raise EngineError("a rule engine was used from a second thread; use one engine per thread or process")
+        return self._evaluate(json.loads("{" + patient.text + "}"), patient.fact)
+
+    def _evaluate(self, facts: Facts, read: Callable[[str], Any]) -> list[Firing]:
+        derived: dict[str, bool] = {}
+        fired: set[str] = set()
+        answers: dict[str, Any] = {}
+        firings = []
+        for step in self._steps:
+            branch = step.branch
+            rule_id = branch.rule.id
+            if rule_id in fired or not all(derived.get(name) is value for name, value in step.joins):
+                continue
+            if not step.patient(facts):
+                continue
+            fired.add(rule_id)
+            found: dict[str, Any] = {}
+            for fact in branch.answer_facts:
+                if fact not in answers:
+                    answers[fact] = read(fact)
+                found[fact] = answers[fact]
+            for name, value in step.joins:
+                found[name] = value
+            firings.append(Firing(rule_id, branch.holds, branch.index, found))
+            derive = branch.rule.then.derive
+            if derive is not None and derive not in derived:
+                derived[derive] = branch.holds
+        return firings
