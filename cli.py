@@ -438,7 +438,8 @@ def rules_coverage(
     knowledge: KnowledgeOpt = None,
 ) -> None:
     """Run the golden cases and report how often each rule fired, and which rules never fired."""
-    from engine.audit.coverage import coverage, load_cases, render_coverage
+    from engine.audit.coverage import coverage, render_coverage
+    from engine.audit.golden import load_cases
 
     aid = load_aid(rules, knowledge)
     report = coverage(aid, load_cases(cases, examples))
@@ -461,7 +462,7 @@ def rules_diff(
     knowledge: KnowledgeOpt = None,
 ) -> None:
     """Show rules added, removed and changed (field by field), and the golden cases whose outcome changes."""
-    from engine.audit.coverage import load_cases
+    from engine.audit.golden import load_cases
     from engine.audit.rulediff import render_diff
     from engine.audit.rulediff import rules_diff as compare
 

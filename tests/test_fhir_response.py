@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import EXAMPLES, run_cli
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
-from test_golden import CASES, case_answers
+from test_golden import CASES
 
 from engine.errors import AnswersError
 from engine.evaluation.aid import DecisionAid
@@ -31,7 +31,7 @@ def items(response: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {i["linkId"]: i for group in response["item"] for i in group["item"]}
 
 
-ANSWER_SETS = [(p.stem, yaml.safe_load(p.read_text())) for p in EXAMPLES] + [(c["id"], case_answers(c)) for c in CASES]
+ANSWER_SETS = [(p.stem, yaml.safe_load(p.read_text())) for p in EXAMPLES] + [(c.id, c.answers) for c in CASES]
 
 
 @pytest.mark.parametrize(("name", "answers"), ANSWER_SETS, ids=[n for n, _ in ANSWER_SETS])

@@ -8,88 +8,66 @@ example patient (`base:`) and the answers it changes, or gives all its answers.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
+from engine.audit.golden import GoldenCase, load_cases
+from engine.errors import DataFileError
 from engine.evaluation.aid import DecisionAid
 from engine.model.knowledge import PROCEDURE_IDS
 from engine.model.status import STATUSES
 
-GOLDEN = Path(__file__).parent / "golden"
-EXAMPLES = Path(__file__).parent.parent / "examples"
-
-
-def load_cases() -> list[dict[str, Any]]:
-    cases = []
-    for path in sorted(GOLDEN.glob("*.yaml")):
-        for case in yaml.safe_load(path.read_text())["cases"]:
-            case["file"] = path.name
-            cases.append(case)
-    return cases
-
-
 CASES = load_cases()
-
-
-def case_answers(case: dict[str, Any]) -> dict[str, Any]:
-    answers: dict[str, Any] = {}
-    if "base" in case:
-        answers.update(yaml.safe_load((EXAMPLES / f"{case['base']}.yaml").read_text()))
-    answers.update(case.get("answers", {}))
-    for key in case.get("remove", []):
-        answers.pop(key, None)
-    return answers
+"""Every golden case, read by the loader `rules coverage` and `rules diff` use (engine/audit/golden.py)."""
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" in metafunc.fixturenames:
-        metafunc.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+        metafunc.parametrize("case", CASES, ids=[c.id for c in CASES])
 
 
-def test_case(aid: DecisionAid, case: dict[str, Any]) -> None:
-    answers = aid.parse_answers(case_answers(case), case["id"])
-    result = aid.evaluate(answers, case.get("profile"), compare_profiles=False)
-    expect = case["expect"]
-    if "urgent_assessment" in expect:
-        assert result.urgent_assessment is expect["urgent_assessment"]
-    for pid, status in expect.get("statuses", {}).items():
+def test_case(aid: DecisionAid, case: GoldenCase) -> None:
+    answers = aid.parse_answers(case.answers, case.id)
+    result = aid.evaluate(answers, case.profile, compare_profiles=False)
+    expect = case.expect
+    if expect.urgent_assessment is not None:
+        assert result.urgent_assessment is expect.urgent_assessment
+    for pid, status in expect.statuses.items():
         assert result.option(pid).status == status, f"{pid}: {[r.rule_id for r in result.option(pid).reasons]}"
-    for pid, rule_ids in expect.get("reasons", {}).items():
+    for pid, rule_ids in expect.reasons.items():
         assert sorted(r.rule_id for r in result.option(pid).reasons) == sorted(rule_ids)
-    for pid, rule_ids in expect.get("cautions", {}).items():
+    for pid, rule_ids in expect.cautions.items():
         assert sorted(c.rule_id for c in result.option(pid).cautions) == sorted(rule_ids)
-    for pid, step_ids in expect.get("next_steps", {}).items():
+    for pid, step_ids in expect.next_steps.items():
         assert [s.id for s in result.option(pid).next_steps] == step_ids
-    for pid in expect.get("declined", []):
+    for pid in expect.declined:
         assert result.option(pid).declined is not None
-    for pid, profiles in expect.get("differs_under", {}).items():
-        full = aid.evaluate(answers, case.get("profile"))
+    for pid, profiles in expect.differs_under.items():
+        full = aid.evaluate(answers, case.profile)
         found = {d.profile: d.status for d in full.profile_differences if d.procedure == pid}
         assert found == profiles
-    for pid, by_profile in expect.get("profile_differences", {}).items():
-        full = aid.evaluate(answers, case.get("profile"))
+    for pid, by_profile in expect.profile_differences.items():
+        full = aid.evaluate(answers, case.profile)
         diffs = {d.profile: d for d in full.profile_differences if d.procedure == pid}
         for other, want in by_profile.items():
             assert other in diffs, f"{pid}: no difference under {other}"
             diff = diffs[other]
-            assert diff.status == want["status"]
-            assert set(want.get("rules", [])) <= set(diff.rules), diff.rules
-            assert set(want.get("parameters", [])) <= set(diff.parameters), diff.parameters
+            assert diff.status == want.status
+            assert set(want.rules) <= set(diff.rules), diff.rules
+            assert set(want.parameters) <= set(diff.parameters), diff.parameters
             assert diff.rules or diff.parameters, "a difference must name the rule or parameter behind it"
-    for pid, rule_ids in expect.get("unconfirmed", {}).items():
+    for pid, rule_ids in expect.unconfirmed.items():
         option = result.option(pid)
         marked = {f.rule_id for f in [*option.reasons, *option.cautions] if f.unconfirmed}
         assert set(rule_ids) <= marked, f"{pid}: marked unconfirmed: {sorted(marked)}"
     cited = {c for f in result.trace for c in f.criteria}
-    missing = set(case.get("criteria", [])) - cited
+    missing = set(case.criteria) - cited
     assert not missing, f"criteria named by the case but cited by no rule that fired: {sorted(missing)}"
 
 
-def test_case_agrees_with_independent_evaluator(aid: DecisionAid, case: dict[str, Any]) -> None:
-    answers = aid.parse_answers(case_answers(case), case["id"]).model_dump()
-    profile = aid.rulebook.check_profile(case.get("profile"))
+def test_case_agrees_with_independent_evaluator(aid: DecisionAid, case: GoldenCase) -> None:
+    answers = aid.parse_answers(case.answers, case.id).model_dump()
+    profile = aid.rulebook.check_profile(case.profile)
     from engine.model.facts import flatten
 
     durable = {f.key for f in aid.engine(profile).run(flatten(answers, aid.questionnaire))}
@@ -98,7 +76,7 @@ def test_case_agrees_with_independent_evaluator(aid: DecisionAid, case: dict[str
 
 
 def test_golden_cases_cover_every_procedure_and_status() -> None:
-    seen = {(pid, status) for c in CASES for pid, status in c["expect"].get("statuses", {}).items()}
+    seen = {(pid, status) for c in CASES for pid, status in c.expect.statuses.items()}
     for pid in PROCEDURE_IDS:
         statuses = {s for p, s in seen if p == pid}
         assert statuses, f"no golden case checks {pid}"
@@ -107,6 +85,22 @@ def test_golden_cases_cover_every_procedure_and_status() -> None:
     assert len(CASES) >= 20
 
 
+def test_every_golden_case_expects_something() -> None:
+    assert not [c.id for c in CASES if not c.expect.checks()]
+
+
+def test_a_misspelled_key_in_a_golden_case_is_an_error_naming_file_case_and_field(tmp_path: Path) -> None:
+    """A typo would otherwise make a case that asserts nothing, and passes."""
+    (tmp_path / "typo.yaml").write_text(
+        "cases:\n  - id: ESI-CAND_typo\n    base: sciatica\n"
+        "    expect:\n      statuse: {epidural_steroid_injection: candidate}\n"
+    )
+    with pytest.raises(DataFileError) as err:
+        load_cases(tmp_path)
+    message = str(err.value)
+    assert "typo.yaml" in message and "ESI-CAND_typo" in message and "statuse" in message, message
+
+
 def test_golden_case_ids_are_unique() -> None:
-    ids = [c["id"] for c in CASES]
+    ids = [c.id for c in CASES]
     assert len(ids) == len(set(ids))

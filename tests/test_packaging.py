@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
+
+from conftest import EXAMPLES, run_cli
+from test_golden import CASES
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def untimed(report: str) -> str:
+    """A verify report without its timing and without where its rule files lie."""
+    report = re.sub(r"in \S*/rules/accepted-findings\.yaml", "in rules/accepted-findings.yaml", report)
+    return re.sub(r" in [\d.]+ s$", "", report.strip())
 
 
 def test_wheel_carries_rules_knowledge_and_cli(wheel: Path) -> None:
@@ -52,6 +63,41 @@ def test_installed_wheel_finds_its_data_outside_the_checkout(installed: Path, tm
     assert '"schema": "pain-sdm/result/1"' in done.stdout
 
 
+def _installed_cli(installed: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import engine, cli;"
+        "assert engine.__file__.startswith(sys.argv[1]), engine.__file__;"
+        "sys.argv = ['pain-sdm', *sys.argv[2:]]; cli.main()"
+    )
+    command = [sys.executable, "-c", code, str(installed), *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_a_regular_install_audits_outside_the_checkout_as_a_checkout_does(installed: Path, tmp_path: Path) -> None:
+    """The golden cases and example patients ship with the rules: the reviewer commands need no checkout."""
+    data = installed / "engine/_data"
+    assert sorted(p.name for p in (data / "golden").glob("*.yaml")) == sorted(
+        p.name for p in (ROOT / "tests/golden").glob("*.yaml")
+    )
+    assert sorted(p.name for p in (data / "examples").glob("*.yaml")) == sorted(p.name for p in EXAMPLES)
+    coverage = _installed_cli(installed, tmp_path, "rules", "coverage")
+    assert coverage.returncode == 0, coverage.stderr
+    assert f"{len(CASES)} golden cases" in coverage.stdout
+    changed = tmp_path / "rules"
+    shutil.copytree(data / "rules", changed)
+    options = changed / "20-options.yaml"
+    options.write_text(options.read_text().replace("id: ESI-CAND\n", "id: ESI-CAND-RENAMED\n", 1))
+    diff = _installed_cli(installed, tmp_path, "rules", "diff", str(data / "rules"), str(changed))
+    assert diff.returncode == 0, diff.stderr
+    assert "ESI-CAND-RENAMED" in diff.stdout and f"Golden cases: {len(CASES)} run under both" in diff.stdout
+    verify = _installed_cli(installed, tmp_path, "rules", "verify", "--profile", "consensus")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    in_checkout = run_cli("rules", "verify", "--profile", "consensus")
+    assert untimed(verify.stdout) == untimed(in_checkout.stdout), "verify starts from the same example patients"
+    book = _installed_cli(installed, tmp_path, "rules", "book", "-o", str(tmp_path / "book.md"))
+    assert book.returncode == 0 and "Rulebook version" in (tmp_path / "book.md").read_text()
+
+
 def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one() -> None:
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"```sh\n(.*?)```", readme, re.S)
@@ -59,7 +105,7 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one() -> None:
     commands = [line for line in block.group(1).splitlines() if line.strip()]
     assert len(commands) == 2
     assert "pain-sdm evaluate examples/" in commands[0]
-    assert "pytest" in commands[1]
+    assert commands[1].endswith("scripts/check"), "the test command runs the check script (format, lint, types, tests)"
     assert commands[1] in (ROOT / ".ci/run").read_text()
 
 
@@ -70,7 +116,7 @@ def test_every_cli_command_has_help_and_is_in_the_readme() -> None:
 
     readme = (ROOT / "README.md").read_text()
     group = typer.main.get_command(cli.app)
-    stack = [((), group)]
+    stack: list[tuple[tuple[str, ...], Any]] = [((), group)]
     seen = []
     while stack:
         path, command = stack.pop()

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 import yaml
 from conftest import run_cli
-from test_golden import CASES, GOLDEN, case_answers
+from test_golden import CASES
 
+from engine.audit.golden import GoldenCase
 from engine.errors import RulebookError
 from engine.evaluation.aid import DecisionAid
 from engine.evaluation.result import Result
@@ -181,16 +182,16 @@ def test_the_not_encoded_list_is_current(aid: DecisionAid) -> None:
 
 
 @pytest.fixture(scope="module")
-def golden_results(aid: DecisionAid) -> list[tuple[dict[str, Any], Result]]:
+def golden_results(aid: DecisionAid) -> list[tuple[GoldenCase, Result]]:
     results = []
     for case in CASES:
-        answers = aid.parse_answers(case_answers(case), case["id"])
-        results.append((case, aid.evaluate(answers, case.get("profile"), compare_profiles=False)))
+        answers = aid.parse_answers(case.answers, case.id)
+        results.append((case, aid.evaluate(answers, case.profile, compare_profiles=False)))
     return results
 
 
 def test_every_active_rule_fires_in_a_golden_case(
-    aid: DecisionAid, golden_results: list[tuple[dict[str, Any], Result]]
+    aid: DecisionAid, golden_results: list[tuple[GoldenCase, Result]]
 ) -> None:
     fired = {f.rule_id for _, result in golden_results for f in result.trace if f.holds}
     never = sorted(r.id for r in aid.rulebook.rules if r.active and r.id not in fired)
@@ -198,7 +199,7 @@ def test_every_active_rule_fires_in_a_golden_case(
 
 
 def test_every_active_rule_is_silent_in_some_golden_case(
-    aid: DecisionAid, golden_results: list[tuple[dict[str, Any], Result]]
+    aid: DecisionAid, golden_results: list[tuple[GoldenCase, Result]]
 ) -> None:
     always = [
         r.id
@@ -213,24 +214,23 @@ def test_every_active_rule_is_silent_in_some_golden_case(
 @pytest.mark.parametrize("profile", ["consensus", "us-medicare", "uk-nice"])
 def test_every_after_prerequisite_option_lists_its_next_steps(aid: DecisionAid, profile: str) -> None:
     for case in CASES:
-        result = aid.evaluate(aid.parse_answers(case_answers(case), case["id"]), profile, compare_profiles=False)
+        result = aid.evaluate(aid.parse_answers(case.answers, case.id), profile, compare_profiles=False)
         for option in result.options:
             if option.status == "after_prerequisite":
-                assert option.next_steps, f"{case['id']} ({profile}): {option.procedure} has no next step"
+                assert option.next_steps, f"{case.id} ({profile}): {option.procedure} has no next step"
 
 
 @pytest.mark.parametrize("file", OWN_GOLDEN_FILES)
 def test_golden_cases_are_named_for_the_criteria_they_test(aid: DecisionAid, file: str) -> None:
-    cases = yaml.safe_load((GOLDEN / file).read_text())["cases"]
-    for case in cases:
-        named = re.findall(r"[A-Z]+-\d\d", case["id"])
-        assert named and case["id"].startswith(named[0]), f"{case['id']}: start the id with a criterion id"
-        for cid in [*named, *case.get("criteria", [])]:
-            assert cid in aid.knowledge.criteria, f"{case['id']}: unknown criterion {cid}"
+    for case in (c for c in CASES if c.file == file):
+        named = re.findall(r"[A-Z]+-\d\d", case.id)
+        assert named and case.id.startswith(named[0]), f"{case.id}: start the id with a criterion id"
+        for cid in [*named, *case.criteria]:
+            assert cid in aid.knowledge.criteria, f"{case.id}: unknown criterion {cid}"
 
 
 def test_at_least_forty_new_golden_cases() -> None:
-    assert sum(1 for c in CASES if c["file"] in OWN_GOLDEN_FILES) >= 40
+    assert sum(1 for c in CASES if c.file in OWN_GOLDEN_FILES) >= 40
 
 
 # ----------------------------------------------------------------- unconfirmed figures are marked

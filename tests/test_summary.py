@@ -21,10 +21,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import pypdf
 import pytest
 import yaml
 from conftest import EXAMPLES, ROOT, run_cli
-from test_golden import CASES, case_answers
+from test_golden import CASES
 
 from engine.errors import OutputError, UsageError
 from engine.evaluation.aid import DecisionAid
@@ -143,11 +144,11 @@ def rendered(aid: DecisionAid) -> dict[str, Rendered]:
 @pytest.fixture(scope="module")
 def golden_pdfs(aid: DecisionAid) -> dict[str, tuple[Summary, str]]:
     """A few golden cases: each summary and its A4 PDF's text."""
-    cases = {c["id"]: c for c in CASES}
+    cases = {c.id: c for c in CASES}
     out = {}
     for name in GOLDEN:
-        answers = aid.parse_answers(case_answers(cases[name]), name)
-        summary = build_summary(aid, answers, profile=cases[name].get("profile"), today=dt.date(2025, 1, 31))
+        answers = aid.parse_answers(cases[name].answers, name)
+        summary = build_summary(aid, answers, profile=cases[name].profile, today=dt.date(2025, 1, 31))
         pdf = render_summary(summary, "pdf")
         assert isinstance(pdf, bytes)
         out[name] = (summary, " ".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages))

@@ -1,73 +1,16 @@
-"""Golden cases as data, and how often each rule fires across them (`pain-sdm rules coverage`).
+"""How often each rule fires across the golden cases (`pain-sdm rules coverage`).
 
-A golden case file (tests/golden/*.yaml) holds `cases:`, each with an `id`, optional `base`
-(an example patient in examples/), `answers` that override it, `remove` (answers to drop,
-i.e. make unknown), an optional `profile`, and `expect`. The cases are run through the real
-engine (durable_rules); a rule's firings are counted from the trace.
+The cases (engine/audit/golden.py) are run through the real engine; a rule's firings are
+counted from the trace.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from engine.errors import DataFileError, Problem, UsageError
+from engine.audit.golden import GoldenCase
 from engine.evaluation.aid import DecisionAid
-from engine.model.loading import read_data
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def default_dir(kind: str, given: Path | None) -> Path:
-    """tests/golden or examples/ of the source checkout, unless a directory is given."""
-    path = given if given is not None else REPO / ("tests/golden" if kind == "cases" else "examples")
-    if not path.is_dir():
-        option = "--cases" if kind == "cases" else "--examples"
-        why = "is not a directory" if path.exists() else "does not exist"
-        raise UsageError(f"{kind} directory `{path}` {why}; give one with {option} DIR")
-    return path
-
-
-@dataclass(frozen=True)
-class GoldenCase:
-    id: str
-    file: str
-    profile: str | None
-    answers: dict[str, Any]
-    expect: dict[str, Any]
-
-
-def load_cases(cases_dir: Path | None = None, examples_dir: Path | None = None) -> list[GoldenCase]:
-    """Every case of every *.yaml file in the directory, with its answers resolved."""
-    cases_dir = default_dir("cases", cases_dir)
-    examples: Path | None = None
-    out: list[GoldenCase] = []
-    for path in sorted(cases_dir.glob("*.yaml")):
-        data = read_data(path)
-        if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
-            raise DataFileError(Problem(str(path), "", "cases", "expected a list of cases under `cases:`"))
-        for index, case in enumerate(data["cases"]):
-            entry = f"case {case.get('id', f'#{index + 1}')}" if isinstance(case, dict) else f"case #{index + 1}"
-            if not isinstance(case, dict) or not isinstance(case.get("id"), str):
-                raise DataFileError(Problem(str(path), entry, "id", "each case needs an `id` string"))
-            answers: dict[str, Any] = {}
-            if "base" in case:
-                examples = examples or default_dir("examples", examples_dir)
-                base = examples / f"{case['base']}.yaml"
-                if not base.is_file():
-                    raise DataFileError(Problem(str(path), entry, "base", f"no example `{base}`"))
-                loaded = read_data(base)
-                if not isinstance(loaded, dict):
-                    raise DataFileError(Problem(str(base), "", "", "expected a mapping of answers"))
-                answers.update(loaded)
-            answers.update(case.get("answers") or {})
-            for key in case.get("remove") or []:
-                answers.pop(key, None)
-            out.append(GoldenCase(case["id"], path.name, case.get("profile"), answers, case.get("expect") or {}))
-    if not out:
-        raise UsageError(f"no golden cases in `{cases_dir}` (expected *.yaml files with `cases:`)")
-    return out
 
 
 def case_outcome(aid: DecisionAid, case: GoldenCase) -> dict[str, Any]:

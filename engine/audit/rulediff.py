@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.audit.coverage import GoldenCase, case_outcome
+from engine.audit.coverage import case_outcome
+from engine.audit.golden import GoldenCase
 from engine.errors import DataFileError, PainSdmError, UsageError
 from engine.evaluation.aid import DecisionAid
 from engine.model.rulebook import Rule
