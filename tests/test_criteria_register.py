@@ -1,7 +1,8 @@
 """The criteria data must match the criteria register row for row.
 
-The register (shared/clinical/criteria.md) is the clinical source of truth; it sits
-outside the repository, so the tests that read it skip when it is absent.
+The register is the clinical source of truth. Its copy in the repository
+(docs/reference/criteria.md, see docs/reference/README.md) is what these tests read; they fail,
+never skip, when it is missing.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ KNOWLEDGE = ROOT / "knowledge"
 CRITERIA_PATH = KNOWLEDGE / "criteria.yaml"
 DISAGREEMENTS_PATH = KNOWLEDGE / "disagreements.yaml"
 SOURCE_PATHS = sorted((KNOWLEDGE / "sources").glob("*.yaml"))
-REGISTER_PATH = Path(__file__).parents[2] / "shared/clinical/criteria.md"
+REGISTER_PATH = ROOT / "docs/reference/criteria.md"
 
 ROW = re.compile(r"^\|\s*([A-Z]+-\d\d)\s*\|", re.MULTILINE)
 
@@ -31,8 +32,7 @@ def _load(path: Path) -> Any:
 
 def _register_rows() -> dict[str, str]:
     """Map each register id to the full text of its table row."""
-    if not REGISTER_PATH.exists():
-        pytest.skip(f"criteria register not found at {REGISTER_PATH}")
+    assert REGISTER_PATH.exists(), f"the criteria register's copy is missing: {REGISTER_PATH}"
     rows: dict[str, str] = {}
     for line in REGISTER_PATH.read_text(encoding="utf-8").splitlines():
         match = ROW.match(line)
@@ -124,8 +124,7 @@ def test_disagreements_name_known_criteria(disagreements: DisagreementFile, crit
 
 
 def test_one_disagreement_per_register_item(disagreements: DisagreementFile) -> None:
-    if not REGISTER_PATH.exists():
-        pytest.skip(f"criteria register not found at {REGISTER_PATH}")
+    assert REGISTER_PATH.exists(), f"the criteria register's copy is missing: {REGISTER_PATH}"
     text = REGISTER_PATH.read_text(encoding="utf-8")
     section = text.split("## Disagreements between sources", 1)[1]
     items = re.findall(r"^\d+\.\s", section, re.MULTILINE)

@@ -23,7 +23,7 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-Breaker = Callable[[Path, Path], None]
+Breaker = Callable[[Path, Path], object]
 
 KNOWLEDGE_CASES: list[tuple[str, Breaker, list[str]]] = [
     (

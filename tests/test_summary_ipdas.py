@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pypdf
 import pytest
 import yaml
 from conftest import EXAMPLES, ROOT, run_cli
@@ -29,11 +30,11 @@ from engine.evaluation.aid import DecisionAid
 from engine.interview.session import OttawaGuide, Session, SureResult
 from engine.model.knowledge import FIGURE_SOURCE_KINDS, FREQUENCY_BANDS, Risk, frequency_word, load_knowledge
 from engine.presentation.readability import reading_grade
+from engine.presentation.report import STATUS_LABELS
 from engine.presentation.summary import (
     DENOMINATOR,
     GRID_QUESTIONS,
     OPTION_GRID_COLUMNS,
-    STATUS_LABELS,
     build_summary,
     first_sentence,
     patient_text,
@@ -41,9 +42,6 @@ from engine.presentation.summary import (
     render_summary,
     shown_figures,
 )
-
-pypdf = pytest.importorskip("pypdf")
-pytest.importorskip("weasyprint")
 
 TODAY = dt.date(2025, 1, 31)
 PAPERS = ("a4", "letter")
@@ -272,9 +270,10 @@ def test_the_format_follows_the_file_suffix_and_a_contradiction_is_refused(tmp_p
 
 def test_the_pdf_is_tagged_with_language_and_title(printed: dict[str, Rendered]) -> None:
     reader = pypdf.PdfReader(io.BytesIO(printed["sciatica"].pdf["a4"]))
-    root = reader.trailer["/Root"]
+    root: Any = reader.trailer["/Root"]
     assert root["/MarkInfo"]["/Marked"] is True or root["/MarkInfo"]["/Marked"] == True  # noqa: E712
     assert "/StructTreeRoot" in root and str(root["/Lang"]).startswith("en")
+    assert reader.metadata is not None
     assert reader.metadata.title == "Your pain treatment options: a summary to discuss"
     assert b"pdfuaid" in reader.xmp_metadata.stream.get_data() if reader.xmp_metadata else False
 

@@ -515,7 +515,8 @@ def test_a_missing_invariants_file_is_an_error_not_an_unchecked_rulebook(tmp_pat
 def test_the_red_flag_invariant_covers_every_red_flag_choice(aid: DecisionAid) -> None:
     spec = aid.rulebook.invariant("safety-red-flag")
     assert spec is not None and spec.when is not None
-    assert set(spec.when.value or []) == set(aid.questionnaire.questions["red_flags"].values)
+    assert isinstance(spec.when.value, list)
+    assert set(spec.when.value) == set(aid.questionnaire.questions["red_flags"].values)
 
 
 # -- the checker's own faults are findings too ---------------------------------------------------
