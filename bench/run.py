@@ -50,6 +50,8 @@ from bench.report import README, RESULTS, write_readme  # noqa: E402
 from bench.scale import scaled_rulebook  # noqa: E402
 from engine.evaluation.aid import DecisionAid  # noqa: E402
 from engine.evaluation.batch import BatchOptions, run_batch  # noqa: E402
+from engine.evaluation.inference import DurableEngine  # noqa: E402
+from engine.evaluation.python_engine import PythonEngine  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "sciatica.yaml"
 MIB = 1024 * 1024
@@ -131,7 +133,8 @@ def per_case(aid: DecisionAid, args: argparse.Namespace) -> tuple[list[PathTimin
             outcomes.append((value, (result.statuses(), result.urgent_assessment)))
         agreed += check_agreement(floor, outcomes)
     floor = floors[profile]
-    engine, evaluator = aid.engine(profile), aid.evaluator(profile)
+    engine, evaluator = DurableEngine(aid.compiled(profile), aid.questionnaire), aid.evaluator(profile)
+    python_engine = PythonEngine(aid.compiled(profile), aid.questionnaire)
 
     def cli_json(i: int) -> str:
         result = aid.evaluate(aid.parse_answers(raw[i]), profile)
@@ -147,8 +150,12 @@ def per_case(aid: DecisionAid, args: argparse.Namespace) -> tuple[list[PathTimin
             "durable_rules as the adapter drives it: fact written + native run + actions",
             lambda i: engine.run_patient(aid.patient(parsed[i])),
         ),
+        "python-engine": (
+            "the Python engine (where durable_rules cannot load): fact written + the same compiled ruleset",
+            lambda i: python_engine.run_patient(aid.patient(parsed[i])),
+        ),
         "evaluate": (
-            "DecisionAid.evaluate, no profile comparison (engine + result)",
+            f"DecisionAid.evaluate, no profile comparison (engine + result; on {aid.engine_name})",
             lambda i: aid.evaluate(parsed[i], profile, compare_profiles=False),
         ),
         "evaluate+compare": (
@@ -353,6 +360,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
     out = [
         Target(18, "durable engine per case, x floor (CPU p50)", 40, "x", paths["engine"]["x_floor"]),
         Target(18, "independent evaluator (firings), x floor (CPU p50)", 6, "x", paths["evaluator"]["x_floor"]),
+        Target(19, "Python engine per case / durable engine (CPU p50)", 1.0, "x", ratio("python-engine", "engine")),
         Target(18, "evaluate with comparison / without (CPU p50)", 1.6, "x", ratio("evaluate+compare", "evaluate")),
         Target(18, "evaluate without comparison / engine alone (CPU p50)", 1.3, "x", ratio("evaluate", "engine")),
         Target(8, "evaluate per case p50 (CPU)", 0.5, "ms", paths["evaluate"]["cpu_p50_us"] / 1000),

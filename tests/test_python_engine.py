@@ -23,7 +23,7 @@ from engine.errors import EngineError, UsageError
 from engine.evaluation.aid import DecisionAid
 from engine.evaluation.engines import DURABLE, ENGINE_VARIABLE, PYTHON, chosen_engine, durable_version
 from engine.evaluation.inference import DurableEngine
-from engine.evaluation.python_engine import PythonEngine, compile_test
+from engine.evaluation.python_engine import PythonEngine, compile_test, condition_source
 
 BLOCK_DURABLE = textwrap.dedent(
     """
@@ -97,6 +97,14 @@ def test_every_example_gets_the_same_result_on_both_engines(aid: DecisionAid, py
 def test_the_python_engine_refuses_an_operator_the_compiler_never_writes() -> None:
     with pytest.raises(EngineError, match=r"does not know the operator \$regex"):
         compile_test({"$regex": {"pain_region": "neck.*"}})
+
+
+def test_a_rule_files_text_is_never_read_as_code() -> None:
+    """Names and operands are written as Python literals: a quote in either stays data."""
+    sneaky = "x') or __import__('os').system('true') or ('"
+    test = compile_test({sneaky: sneaky})
+    assert test({sneaky: sneaky}) and not test({"x": "x"})
+    assert repr(sneaky) in condition_source({"$neq": {"q": sneaky}})
 
 
 def test_the_python_engine_compares_like_durable() -> None:

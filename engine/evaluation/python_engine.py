@@ -31,63 +31,55 @@ from engine.model.questionnaire import Questionnaire
 Facts = dict[str, Any]
 Test = Callable[[Facts], bool]
 
-_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "$lt": lambda a, b: a < b,
-    "$lte": lambda a, b: a <= b,
-    "$gt": lambda a, b: a > b,
-    "$gte": lambda a, b: a >= b,
-    "$neq": lambda a, b: a != b,
+_OPERATORS = {"$lt": "<", "$lte": "<=", "$gt": ">", "$gte": ">=", "$neq": "!="}
+
+_KINDS = {
+    bool: "type({v}) is bool",
+    int: "type({v}) in _NUMBER",
+    float: "type({v}) in _NUMBER",
+    str: "type({v}) is str",
 }
+"""durable compares numbers with numbers, strings with strings, booleans with booleans; no other pair matches."""
 
 
-def _comparable(actual: Any, operand: Any) -> bool:
-    """durable compares numbers with numbers and strings with strings; any other pair never matches."""
-    number = (int, float)
-    if isinstance(actual, bool) or isinstance(operand, bool):
-        return isinstance(actual, bool) and isinstance(operand, bool)
-    return (isinstance(actual, number) and isinstance(operand, number)) or type(actual) is type(operand)
+def _compared(name: str, symbol: str, operand: Any) -> str:
+    """Python source for `fact <symbol> operand`, false when the fact is missing or of another kind."""
+    kind = _KINDS.get(type(operand))
+    if kind is None:
+        raise EngineError(f"the Python engine cannot compare with {operand!r} (the compiler wrote something new)")
+    value = f"f.get({name!r})"
+    return f"({kind.format(v=value)} and {value} {symbol} {operand!r})"
+
+
+def condition_source(expression: dict[str, Any]) -> str:
+    """Python source (over the patient's flat fact `f`) that holds exactly when durable's expression would.
+
+    Only what the compiler writes is understood; anything else is refused (an `EngineError`), so a
+    change to the compiler cannot silently mean something else here. Names and operands are written
+    with `repr`, so no text from a rule file is ever read as code.
+    """
+    parts = []
+    for key, value in expression.items():
+        if key in ("$and", "$or"):
+            joined = f" {key[1:]} ".join(condition_source(term) for term in value)
+            parts.append(f"({joined})" if value else ("True" if key == "$and" else "False"))
+        elif key in ("$ex", "$nex"):
+            ((name, _),) = value.items()
+            parts.append(f"({name!r} {'in' if key == '$ex' else 'not in'} f)")
+        elif key in _OPERATORS:
+            ((name, operand),) = value.items()
+            parts.append(_compared(name, _OPERATORS[key], operand))
+        elif key.startswith("$"):
+            raise EngineError(f"the Python engine does not know the operator {key} (the compiler wrote something new)")
+        else:
+            parts.append(_compared(key, "==", value))
+    return parts[0] if len(parts) == 1 else "(" + " and ".join(parts) + ")"
 
 
 def compile_test(expression: dict[str, Any]) -> Test:
-    """A function of the patient's flat fact that holds exactly when durable's expression would.
-
-    Only what the compiler writes is understood; anything else is refused (an `EngineError`), so a
-    change to the compiler cannot silently mean something else here.
-    """
-    if len(expression) != 1:
-        return _all([compile_test({key: value}) for key, value in expression.items()])
-    ((key, value),) = expression.items()
-    if key == "$and":
-        return _all([compile_test(term) for term in value])
-    if key == "$or":
-        tests = [compile_test(term) for term in value]
-        return lambda facts: any(test(facts) for test in tests)
-    if key in ("$ex", "$nex"):
-        ((name, _),) = value.items()
-        present = key == "$ex"
-        return lambda facts: (name in facts) == present
-    if key in _COMPARE:
-        ((name, operand),) = value.items()
-        compare = _COMPARE[key]
-
-        def compared(facts: Facts) -> bool:
-            if name not in facts:
-                return False
-            actual = facts[name]
-            return _comparable(actual, operand) and compare(actual, operand)
-
-        return compared
-    if key.startswith("$"):
-        raise EngineError(f"the Python engine does not know the operator {key} (the compiler wrote something new)")
-
-    def equal(facts: Facts) -> bool:
-        return key in facts and _comparable(facts[key], value) and facts[key] == value
-
-    return equal
-
-
-def _all(tests: list[Test]) -> Test:
-    return lambda facts: all(test(facts) for test in tests)
+    """A function of the patient's flat fact that holds exactly when durable's expression would."""
+    test: Test = eval(f"lambda f: {condition_source(expression)}", {"_NUMBER": (int, float)})  # noqa: S307 - see condition_source
+    return test
 
 
 @dataclass(frozen=True)
