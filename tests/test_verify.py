@@ -544,11 +544,10 @@ def test_example_patients_are_baselines_and_an_unreadable_one_is_skipped_and_sai
         assert found
         return int(found.group(1))
 
-    monkeypatch.setattr(verify_module, "EXAMPLES", tmp_path)
-    without = verify(FIXTURES / "base", today=TODAY)
+    without = verify(FIXTURES / "base", today=TODAY, examples_dir=tmp_path)
     shutil.copy(ROOT / "examples" / "sciatica.yaml", tmp_path / "good.yaml")
     (tmp_path / "bad.yaml").write_text("pain_duration_months: three\n")
-    report = verify(FIXTURES / "base", today=TODAY)
+    report = verify(FIXTURES / "base", today=TODAY, examples_dir=tmp_path)
     assert [f.subject for f in report.findings if f.name == "example-skipped"] == ["bad.yaml"]
     assert baselines(report) == baselines(without) + 1
 

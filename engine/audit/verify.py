@@ -712,10 +712,12 @@ def _product(facts: list[str], values: dict[str, list[Any]]) -> Iterator[dict[st
         yield {f: as_answer(v) for f, v in zip(facts, combo, strict=True)}
 
 
-def example_patients(questionnaire: Questionnaire) -> tuple[list[dict[str, Any]], list[AuditFinding]]:
-    """The example patients shipped with the rules (examples/*.yaml of a checkout), as baselines."""
+def example_patients(
+    questionnaire: Questionnaire, folder: Path | None = None
+) -> tuple[list[dict[str, Any]], list[AuditFinding]]:
+    """The example patients in `folder` (else those shipped with the rules), as baselines."""
     out, skipped = [], []
-    for path in sorted(data_dir("examples").glob("*.yaml")):
+    for path in sorted(data_dir("examples", folder).glob("*.yaml")):
         try:
             data = read_data(path)
             answers = questionnaire.answers_model.model_validate(migrate(data, path.name).answers).model_dump()
@@ -781,8 +783,11 @@ def verify(
     max_age_days: int = 365,
     profile: str | None = None,
     budget: int = SEARCH_BUDGET,
+    examples_dir: Path | None = None,
 ) -> VerifyReport:
     """Every check, over every profile (or one), with the reviewers' acceptances applied.
+
+    The searches start from the example patients (`examples_dir`, else those shipped with the rules).
 
     Never raises for a bad rulebook: that is a finding. A bad accepted-findings file raises
     RulebookError: acceptances that cannot be read cannot be trusted.
@@ -801,7 +806,7 @@ def verify(
         return VerifyReport(_merge(findings), [note], time.perf_counter() - start)
     findings = upkeep_findings(rulebook, today, max_age_days)
     checks = invariants(knowledge, rulebook)
-    examples, skipped = example_patients(questionnaire)
+    examples, skipped = example_patients(questionnaire, examples_dir)
     findings += skipped
     enumerated: list[str] = []
     active_in: dict[str, list[str]] = {}
