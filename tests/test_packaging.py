@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import EXAMPLES, run_cli
 from test_golden import CASES
 
@@ -90,12 +91,19 @@ def test_a_regular_install_audits_outside_the_checkout_as_a_checkout_does(instal
     diff = _installed_cli(installed, tmp_path, "rules", "diff", str(data / "rules"), str(changed))
     assert diff.returncode == 0, diff.stderr
     assert "ESI-CAND-RENAMED" in diff.stdout and f"Golden cases: {len(CASES)} run under both" in diff.stdout
+    book = _installed_cli(installed, tmp_path, "rules", "book", "-o", str(tmp_path / "book.md"))
+    assert book.returncode == 0 and "Rulebook version" in (tmp_path / "book.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_regular_install_verifies_outside_the_checkout_exactly_as_the_checkout_does(
+    installed: Path, tmp_path: Path
+) -> None:
+    """The same example patients, the same searches, the same findings (two full runs: CI's slow run)."""
     verify = _installed_cli(installed, tmp_path, "rules", "verify", "--profile", "consensus")
     assert verify.returncode == 0, verify.stdout + verify.stderr
     in_checkout = run_cli("rules", "verify", "--profile", "consensus")
     assert untimed(verify.stdout) == untimed(in_checkout.stdout), "verify starts from the same example patients"
-    book = _installed_cli(installed, tmp_path, "rules", "book", "-o", str(tmp_path / "book.md"))
-    assert book.returncode == 0 and "Rulebook version" in (tmp_path / "book.md").read_text()
 
 
 def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one() -> None:

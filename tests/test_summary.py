@@ -41,9 +41,6 @@ from engine.presentation.summary import (
     write_summary,
 )
 
-pypdf = pytest.importorskip("pypdf")
-pytest.importorskip("weasyprint")
-
 TYPICAL = ("sciatica", "stenosis-claudication", "crps-declines-implants", "red-flags", "cancer-pain", "facet-back-pain")
 """Examples with at most three options to discuss in detail: these must print on 4 pages or fewer."""
 GOLDEN = (

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from conftest import EXAMPLES, ROOT, run_cli
 from markdown_it import MarkdownIt
-from test_golden import CASES, case_answers
+from test_golden import CASES
 from test_readability import grade  # noqa: F401  (the offline textstat fixture)
 from test_summary import Rendered
 from test_web_browser import AXE, DESKTOP, PHONE, SHOTS, browser  # noqa: F401  (the browser fixture)
@@ -213,7 +213,7 @@ def test_page_1_is_the_option_grid_with_patients_questions_as_rows(printed: dict
 def test_each_grid_cell_says_two_sentences_at_most_and_keeps_a_serious_risk(aid: DecisionAid) -> None:
     """A figure counts as a sentence; the risks row still names a grave harm where the option has one."""
     patients = [read_input(aid, path)[0] for path in EXAMPLES]
-    patients += [aid.parse_answers(case_answers(case), case["id"]) for case in CASES]
+    patients += [aid.parse_answers(case.answers, case.id) for case in CASES]
     for answers in patients:
         s = build_summary(aid, answers, today=TODAY)
         for row in s.option_grid.rows:

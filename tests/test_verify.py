@@ -108,7 +108,8 @@ def test_every_finding_name_is_documented() -> None:
 # -- through the command line ------------------------------------------------------------------
 
 
-def test_the_real_rulebook_verifies_with_no_error_and_no_warning_in_under_60_seconds() -> None:
+def test_the_real_rulebook_verifies_with_no_error_and_no_warning() -> None:
+    """(How long it takes is measured by bench/run.py, never asserted by a test.)"""
     done = run_cli("rules", "verify", "--format", "json")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     report = json.loads(done.stdout)
@@ -116,7 +117,7 @@ def test_the_real_rulebook_verifies_with_no_error_and_no_warning_in_under_60_sec
     assert report["counts"]["warning"] == 0, [f for f in report["findings"] if f["severity"] == "warning"]
     accepted = [f for f in report["findings"] if f["accepted"]]
     assert accepted and all(f["severity"] == "info" and f["accepted"]["severity"] != "error" for f in accepted)
-    assert report["seconds"] < 60
+    assert report["seconds"] > 0
     checked = "\n".join(report["enumerated"])
     for invariant in ("safety-red-flag", "safety-infection", "safety-implant", "safety-conservative-care"):
         assert invariant in checked
