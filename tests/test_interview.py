@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -31,9 +33,13 @@ from engine.errors import AnswersError, UsageError
 from engine.evaluation.aid import DecisionAid
 from engine.interview.session import SURE_ITEMS, Session, load_session, save_session
 from engine.interview.walkthrough import (
+    CHANGE,
+    CHOOSE,
     DONE,
     EXIT_END_OF_INPUT,
     EXIT_INTERRUPTED,
+    NO_ANSWER,
+    PLEASE_CHOOSE,
     PROFILE_HELP,
     SURE_INTRO,
     UNDECIDED,
@@ -49,6 +55,7 @@ from engine.interview.walkthrough import (
     number_hint,
     parse_number,
     prepare,
+    progress,
     prune,
     review_title,
     wrap_message,
@@ -85,6 +92,8 @@ class PipeAsker(QuestionaryAsker):
         self.policy = policy
         self.asked: list[str] = []
         self.rejected: dict[str, list[str]] = {}
+        self.offered: dict[str, list[tuple[str, str | None]]] = {}
+        """For each select prompt, every time it was shown: its first choice's title and the preselected value."""
 
     def _next(self, key: str) -> Any:
         self.asked.append(key)
@@ -116,6 +125,7 @@ class PipeAsker(QuestionaryAsker):
 
     def select(self, key: str, message: str, choices: Sequence[Choice], default: str | None = None) -> str:
         action = self._next(key)
+        self.offered.setdefault(key, []).append((choices[0].title, default))
         if not self._special(action):
             values = [c.value for c in choices if not c.separator]
             start = values.index(default) if default is not None else 0
@@ -178,12 +188,13 @@ def interview(
     policy: Policy,
     session: Session | None = None,
     profile: str | None = None,
+    width: int = 400,
 ) -> Run:
     """Run one whole interview over a fresh pipe, as the command does; return what happened."""
     with create_pipe_input() as pipe_input:
         asker = PipeAsker(pipe_input, aid, script, policy)
         screen = io.StringIO()
-        console = Console(file=screen, width=400, color_system=None)
+        console = Console(file=screen, width=width, color_system=None)
         code = Interview(aid, asker, console, session or Session(), path, profile).run()
     saved = load_session(path) if path.exists() else None
     return Run(code, asker, screen.getvalue(), saved)
@@ -236,7 +247,9 @@ CLOSE = {"leaning": [UNDECIDED], **sure("yes", "yes", "yes", "yes"), "notes": ["
 CLOSE.update({"decision": [""], "clinician": [""]})
 CLOSE.update({"ottawa_when": ["weeks"], "ottawa_stage": ["considering"], "ottawa_role": ["shared"]})
 CLOSE.update({"ottawa_pressure": ["no"], "ottawa_others": [""], "ottawa_next_step": [""]})
-CLOSE.update({"keep_session": ["keep"], "review": [DONE], "profile": ["consensus"]})
+CLOSE.update({"keep_session": ["keep"], "review": [DONE], "profile": ["consensus"], "results": [DONE]})
+TRIALS = ["scs_trial_done", "itp_trial_done", "pns_trial_done"]
+"""The implant trial questions, asked only when the patient has not decided against any implanted device."""
 
 
 def answered(aid: DecisionAid, patient: dict[str, Any]) -> Session:
@@ -356,8 +369,11 @@ def test_answers_to_questions_that_no_longer_apply_are_dropped(aid: DecisionAid)
 def test_a_complete_interview_with_a_refused_value_an_edit_and_the_results(aid: DecisionAid, tmp_path: Path) -> None:
     patient = example("sciatica.yaml")
     new_intensity = (patient["pain_intensity"] + 1) % 11
+    expected = prune(aid.questionnaire, {**patient, "pain_intensity": new_intensity})
+    result = aid.evaluate(aid.parse_answers(expected), "uk-nice")
     script = {
         **CLOSE,
+        "results": [*(o.procedure for o in result.options), DONE],  # each option in detail, one at a time
         "age_years": [Reject(150, patient["age_years"])],
         "review": ["pain_intensity", DONE],
         "pain_intensity": [patient["pain_intensity"], new_intensity],
@@ -374,7 +390,6 @@ def test_a_complete_interview_with_a_refused_value_an_edit_and_the_results(aid: 
     assert run.code == 0
     assert run.asker.rejected["age_years"] == [parse_error(aid, "age_years", "150")]
     assert run.session is not None and run.session.complete
-    expected = prune(aid.questionnaire, {**patient, "pain_intensity": new_intensity})
     stored = {k: v for k, v in run.session.answers.items() if v not in (UNKNOWN, "")}
     assert stored == {k: v for k, v in expected.items() if v not in (UNKNOWN, "")}
     assert run.session.profile == "uk-nice"
@@ -387,7 +402,7 @@ def test_a_complete_interview_with_a_refused_value_an_edit_and_the_results(aid: 
     review_at = [i for i, k in enumerate(run.asker.asked) if k == "review"]
     assert run.asker.asked[review_at[0] + 1 : review_at[1]] == ["pain_intensity"]
 
-    result = aid.evaluate(aid.parse_answers(run.session.answers), "uk-nice")
+    assert aid.evaluate(aid.parse_answers(run.session.answers), "uk-nice").statuses() == result.statuses()
     screen = flat(run.screen)
     assert "UK NICE guidance" in screen
     for label in ROWS:
@@ -429,19 +444,25 @@ def defined_question_ids() -> list[str]:
 
 def test_every_question_is_asked_when_every_skip_condition_opens(aid: DecisionAid, tmp_path: Path) -> None:
     """Two walks open every skip condition between them: some questions exclude each other (the weeks or
-    the months of the pain; the baclofen test judged by tone for spasticity, other trials by relief)."""
+    the months of the pain; the baclofen test judged by tone for spasticity, other trials by relief). Not
+    declining implants opens the trial questions."""
     conditions = list(aid.questionnaire.questions["conditions"].values)
     first = interview(
         aid,
         tmp_path / "first.json",
-        {**CLOSE, "conditions": [Reject([UNKNOWN, "sciatica"], conditions)], "pain_duration_unit": ["weeks"]},
+        {
+            **CLOSE,
+            "conditions": [Reject([UNKNOWN, "sciatica"], conditions)],
+            "pain_duration_unit": ["weeks"],
+            "declines_implants": ["no"],
+        },
         opening_everything,
     )
     others = [c for c in conditions if c != "spasticity"]
     second = interview(
         aid,
         tmp_path / "second.json",
-        {**CLOSE, "conditions": [others], "pain_duration_unit": ["months"]},
+        {**CLOSE, "conditions": [others], "pain_duration_unit": ["months"], "declines_implants": ["no"]},
         opening_everything,
     )
     assert first.code == second.code == 0
@@ -461,10 +482,11 @@ def test_every_question_is_asked_when_every_skip_condition_opens(aid: DecisionAi
 def test_skip_conditions_that_stay_closed_skip_their_questions(aid: DecisionAid, tmp_path: Path) -> None:
     run = interview(aid, tmp_path / "s.json", CLOSE, closing_everything)
     assert run.code == 0
-    unconditional = [q.id for q in aid.questionnaire.questions.values() if q.ask_if is None]
-    # Every answer to the duration's unit opens one follow-up (the first, "weeks", opens the weeks).
-    weeks = unconditional.index("pain_duration_unit") + 1
-    assert run.questions_asked == [*unconditional[:weeks], "pain_duration_weeks", *unconditional[weeks:]]
+    # Every answer to the duration's unit opens one follow-up (the first, "weeks", opens the weeks), and
+    # "no" to declining implants opens the trial questions.
+    opened = {"pain_duration_weeks", *TRIALS}
+    expected = [q.id for q in aid.questionnaire.questions.values() if q.ask_if is None or q.id in opened]
+    assert run.questions_asked == expected
     multiple = [q for q in aid.questionnaire.questions.values() if q.type == "multiple" and q.id in run.questions_asked]
     assert run.screen.count("You chose: none") == len(multiple), "a ticked-nothing answer is said in words"
 
@@ -527,9 +549,130 @@ def test_the_end_of_input_saves_the_draft_and_a_resume_after_the_results_goes_on
 
     second = interview(aid, path, {**CLOSE, **sure("yes", "yes", "yes", "yes")}, from_answers(patient), first.session)
     assert second.code == 0
-    assert second.asker.asked[:4] == [f"sure_{k}" for k in SURE_ITEMS], "no question, review or leaning again"
+    # The review is offered (with 'Everything is right' preselected), then the results; no question or leaning.
+    assert second.asker.offered["review"] == [("Everything is right: show the options", DONE)]
+    assert second.asker.asked[:6] == ["review", "results", *(f"sure_{k}" for k in SURE_ITEMS)]
     assert second.session is not None and second.session.sure is not None and not second.session.sure.conflict
     assert "SURE score 4 of 4" in second.screen
+
+
+# --- The flow: progress, nothing chosen for the patient, implants, results, resume -----------------
+
+
+def test_each_question_says_question_n_of_m_counting_the_questions_that_apply(aid: DecisionAid, tmp_path: Path) -> None:
+    run = interview(aid, tmp_path / "s.json", CLOSE, closing_everything)
+    assert run.code == 0
+    shown = [(int(n), int(m)) for n, m in re.findall(r"Question (\d+) of (\d+)", run.screen)]
+    asked = len(run.questions_asked)
+    assert [n for n, _ in shown] == list(range(1, asked + 1)), "one count per question, in order"
+    assert all(n <= m for n, m in shown) and shown[-1] == (asked, asked)
+
+
+def test_the_count_grows_when_an_answer_opens_follow_up_questions(aid: DecisionAid) -> None:
+    questionnaire = aid.questionnaire
+    first = progress(questionnaire, {}, "patient_label")
+    assert (first.number, first.previous) == (1, None)
+    age = progress(questionnaire, {"patient_label": ""}, "age_years")
+    assert (age.number, age.previous) == (2, "patient_label")
+    without = progress(questionnaire, {"rfa_previous": "no"}, "rfa_previous")
+    with_ablation = progress(questionnaire, {"rfa_previous": "yes"}, "rfa_previous")
+    assert with_ablation.total == without.total + 3, "the three questions about the last ablation"
+    assert with_ablation.number == without.number
+
+
+def test_no_answer_is_chosen_for_the_patient_and_enter_at_once_asks_again(aid: DecisionAid, tmp_path: Path) -> None:
+    script = {
+        **CLOSE,
+        "cardiac_device": [NO_ANSWER, "no", "yes"],  # Enter at once, then "no"; changed to "yes" on review
+        "review": ["cardiac_device", DONE],
+        **sure("yes", "yes", "yes", "yes"),
+        "sure_understand": [NO_ANSWER, "yes"],
+    }
+    run = interview(aid, tmp_path / "s.json", script, closing_everything)
+    assert run.code == 0
+    questions = aid.questionnaire.questions
+    first_shown = {key: shown[0] for key, shown in run.asker.offered.items()}
+    chosen = [key for key in first_shown if key in questions or key.startswith(("sure_", "ottawa_"))]
+    safety = [q for q in run.questions_asked if questions[q].section == "safety" and questions[q].type == "yes_no"]
+    assert len(safety) >= 5 and set(safety) <= set(chosen)
+    for key in chosen:
+        assert first_shown[key] == (CHOOSE, NO_ANSWER), f"{key}: an answer is preselected"
+    assert run.asker.asked.count("cardiac_device") == 3 and run.screen.count(PLEASE_CHOOSE) == 2
+    assert run.asker.offered["cardiac_device"][-1] == ("Yes", "no"), "an answer being changed starts on itself"
+    assert run.session is not None and run.session.answers["cardiac_device"] == "yes"
+    assert run.session.sure is not None and run.session.sure.understand
+
+
+def test_declining_implants_is_asked_before_the_trial_questions_and_skips_them(
+    aid: DecisionAid, tmp_path: Path
+) -> None:
+    order = list(aid.questionnaire.questions)
+    assert all(order.index("declines_implants") < order.index(trial) for trial in TRIALS)
+    for answer, asked in (("yes", False), ("no", True), (UNKNOWN, True)):
+        upcoming = {q.id for q in missing(aid.questionnaire, {"declines_implants": answer})}
+        assert set(TRIALS) <= upcoming if asked else not set(TRIALS) & upcoming, answer
+
+    run = interview(aid, tmp_path / "s.json", {**CLOSE, "declines_implants": ["yes"]}, closing_everything)
+    assert run.code == 0 and "declines_implants" in run.questions_asked
+    assert not {q for q in run.questions_asked if "_trial_" in q}, "no trial question, nor its follow-ups"
+    assert run.session is not None
+    result = aid.evaluate(aid.parse_answers(run.session.answers))
+    implants = ["spinal_cord_stimulation", "intrathecal_pump", "peripheral_nerve_stimulation"]
+    assert all(result.option(pid).declined is not None for pid in implants)
+
+
+def test_the_results_show_one_option_at_a_time_with_a_way_back_to_change_an_answer(
+    aid: DecisionAid, tmp_path: Path
+) -> None:
+    patient = example("facet-back-pain.yaml")
+    session = answered(aid, patient)
+    result = aid.evaluate(aid.parse_answers(session.answers), "consensus")
+    assert not result.urgent_assessment
+    picked, other = result.options[0], result.options[-1]
+    other_reasons = {flat(r.text) for r in other.reasons} - {flat(r.text) for r in picked.reasons}
+    assert other_reasons
+    red_flag = aid.questionnaire.questions["red_flags"].values[0]
+    script = {
+        **CLOSE,
+        "results": [picked.procedure, CHANGE, DONE],
+        "review": [DONE, "red_flags", DONE],
+        "red_flags": [[red_flag]],
+    }
+    run = interview(aid, tmp_path / "s.json", script, from_answers(patient), session)
+    assert run.code == 0
+    _, first, again = run.screen.split(". Rulebook version ")  # once in each overview
+    assert all(flat(r.text) in flat(first) for r in picked.reasons), "the option asked for is shown in full"
+    assert not any(text in flat(run.screen) for text in other_reasons), "an option not asked for is not"
+    assert "Urgent assessment needed" not in first and "Urgent assessment needed" in again, "worked out again"
+    assert run.session is not None and run.session.answers["red_flags"] == [red_flag]
+
+
+def test_a_resume_after_the_results_offers_the_review_and_a_change_asks_the_leaning_and_sure_again(
+    aid: DecisionAid, tmp_path: Path
+) -> None:
+    patient = example("sciatica.yaml")
+    path = tmp_path / "s.json"
+    first = interview(aid, path, CLOSE, from_answers(patient), answered(aid, patient))
+    assert first.code == 0 and first.session is not None and first.session.complete
+    assert "To see the results again, or change an answer:" in first.screen
+
+    new_intensity = (patient["pain_intensity"] + 1) % 11
+    script = {**CLOSE, "review": ["pain_intensity", DONE], "pain_intensity": [new_intensity]}
+    second = interview(aid, path, script, from_answers(patient), first.session)
+    assert second.code == 0
+    assert second.asker.asked[:4] == ["review", "pain_intensity", "review", "results"]
+    assert {"leaning", *(f"sure_{k}" for k in SURE_ITEMS)} <= set(second.asker.asked)
+    assert second.session is not None and second.session.answers["pain_intensity"] == new_intensity
+
+
+def test_the_printed_resume_command_is_one_line_however_narrow_the_terminal(aid: DecisionAid, tmp_path: Path) -> None:
+    folder = tmp_path / "sessions kept by the pain clinic for this week"
+    folder.mkdir()
+    path = folder / "visit-with-a-rather-long-file-name.json"
+    run = interview(aid, path, {"patient_label": [INTERRUPT]}, closing_everything, width=40)
+    assert run.code == EXIT_INTERRUPTED
+    command = f"pain-sdm interview --resume {shlex.quote(str(path))}"
+    assert len(command) > 100 and command in run.screen.splitlines(), "whole, on a line of its own, quoted"
 
 
 def test_the_profile_given_on_the_command_line_is_preselected(aid: DecisionAid, tmp_path: Path) -> None:

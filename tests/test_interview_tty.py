@@ -45,8 +45,9 @@ class Terminal:
         script = f"cd {shlex.quote(str(self.cwd))} && {command}; echo $? > exit-code; sleep 600"
         self.tmux("new-session", "-d", "-s", "t", "-x", str(COLUMNS), "-y", "40", script)
 
-    def screen(self) -> str:
-        return self.tmux("capture-pane", "-p", "-t", "t", "-S", "-200")
+    def screen(self, joined: bool = False) -> str:
+        """What the terminal shows; `joined` joins the lines the terminal itself wrapped (as a copy would)."""
+        return self.tmux("capture-pane", "-p", *(["-J"] if joined else []), "-t", "t", "-S", "-200")
 
     def keys(self, *keys: str) -> None:
         self.tmux("send-keys", "-t", "t", *keys)
@@ -84,6 +85,7 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
 def test_ctrl_c_saves_the_draft_and_a_resume_asks_only_what_is_missing(terminal: Terminal, tmp_path: Path) -> None:
     terminal.start("interview", "--save", "draft.json")
     terminal.wait_text("A label for this discussion")
+    assert "Question 1 of" in terminal.screen()
     terminal.keys("AB", "Enter")
     terminal.wait_text("How old are you?")
     lines = terminal.screen().splitlines()
@@ -105,9 +107,12 @@ def test_ctrl_c_saves_the_draft_and_a_resume_asks_only_what_is_missing(terminal:
     assert "How old are you?" not in terminal.screen()
     terminal.keys("Down", "Down", "Space", "Enter")
     terminal.wait_text("Where is the main pain?")
-    terminal.keys("Down", "Enter")
+    terminal.wait_text("» (choose an answer)")  # nothing is chosen for the patient
+    terminal.keys("Down", "Down", "Enter")
     terminal.wait_text("Which best describes how the pain spreads?")
-    terminal.keys("Enter")
+    terminal.keys("Enter")  # on '(choose an answer)': asked again
+    terminal.wait_text("Please choose one of the answers")
+    terminal.keys("Down", "Enter")
     terminal.wait_text("How long have you had this pain?")
     terminal.keys("C-d")
     assert terminal.exit_code() == 1
@@ -115,3 +120,16 @@ def test_ctrl_c_saves_the_draft_and_a_resume_asks_only_what_is_missing(terminal:
     answers = load_session(tmp_path / "draft.json").answers
     expected = {"conditions": ["sciatica"], "pain_region": "neck", "pain_pattern": "axial"}
     assert answers == {"patient_label": "AB", "age_years": 45, **expected}
+
+
+def test_the_printed_resume_command_is_not_wrapped_in_a_narrow_terminal(terminal: Terminal, tmp_path: Path) -> None:
+    name = "session-for-the-visit-on-the-second-of-december-with-a-long-name.json"
+    terminal.start("interview", "--save", name)
+    terminal.wait_text("A label for this discussion")
+    terminal.keys("C-c")
+    assert terminal.exit_code() == 130
+    command = f"pain-sdm interview --resume {name}"
+    assert len(command) > COLUMNS
+    terminal.wait_text("To carry on where you left off, run:")
+    lines = [line.strip() for line in terminal.screen(joined=True).splitlines()]
+    assert command in lines, "the command is one line the terminal wraps, never broken by the program"

@@ -9,6 +9,11 @@ The walkthrough is split in two, so tests can drive every part of it:
 - the prompting, behind the `Asker` protocol. `QuestionaryAsker` asks with questionary, in a
   real terminal and in the tests (over prompt_toolkit pipe input).
 
+Nothing is chosen for the patient: a choice with no answer yet starts on '(choose an answer)',
+which is no answer. Each question says "Question N of M" (`progress`, shared with the web form).
+The results show the options at a glance, then one option at a time, as asked, with a way back to
+change any answer (the results are then worked out again).
+
 Nothing is lost: the draft session is saved after every answer. Ctrl-C or the end of input
 saves it and prints how to resume (`pain-sdm interview --resume FILE`); a resumed interview
 asks only what is missing. Answers whose question no longer applies (after an edit on the
@@ -20,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import shlex
 import shutil
 import textwrap
 from collections.abc import Callable, Sequence
@@ -54,7 +60,7 @@ from engine.model.conditions import Condition, Truth
 from engine.model.facts import known
 from engine.model.knowledge import PROCEDURE_IDS
 from engine.model.questionnaire import UNKNOWN, Question, Questionnaire
-from engine.presentation.grid import grouped, leaning_points, render_results
+from engine.presentation.grid import grouped, leaning_points, option_panel, render_overview
 from engine.presentation.report import STATUS_LABELS
 
 EXIT_INTERRUPTED = 130
@@ -67,6 +73,12 @@ CHECKBOX_HINT = "(space to tick or untick, enter when done; tick nothing for non
 NOT_SURE_WORDS = frozenset({"?", "not sure", "unknown", "don't know", "dont know"})
 NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 DONE = "__done__"
+NO_ANSWER = "__no_answer__"
+CHOOSE = "(choose an answer)"
+"""The first line of a choice list with no answer yet: the pointer starts here, so nothing is chosen for the
+patient (Enter on it asks again)."""
+PLEASE_CHOOSE = "Please choose one of the answers. Nothing is chosen for you."
+CHANGE = "__change__"
 UNDECIDED = "undecided"
 CLOSING_TEXTS = {
     "decision": "What did you decide together today, if anything? (optional)",
@@ -112,8 +124,8 @@ class Choice:
 
 class Asker(Protocol):
     """What the interview needs from a prompt library. `key` names the prompt (a question id, or
-    'review', 'profile', 'leaning', 'sure_<item>', 'decision', 'notes', 'clinician', 'summary', 'summary_file',
-    'keep_session').
+    'review', 'profile', 'results', 'leaning', 'sure_<item>', 'ottawa_<item>', 'decision', 'notes', 'clinician',
+    'summary', 'summary_file', 'keep_session').
     Each method raises `Interrupted` when the person stops or the input ends."""
 
     def select(self, key: str, message: str, choices: Sequence[Choice], default: str | None = None) -> str: ...
@@ -264,6 +276,23 @@ def applicable(questionnaire: Questionnaire, answers: dict[str, Any]) -> list[Qu
     """The questions that apply to these answers, in asking order."""
     kept = prune(questionnaire, answers)
     return [q for q in questionnaire.questions.values() if is_asked(q, kept)]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a question stands: "Question `number` of `total`", and the question asked before it."""
+
+    number: int
+    total: int
+    previous: str | None
+
+
+def progress(questionnaire: Questionnaire, answers: dict[str, Any], qid: str) -> Progress:
+    """A question's place among those that apply to the answers so far (the total grows when an answer opens
+    follow-up questions). The terminal walkthrough and the web form both show it."""
+    asked = [q.id for q in applicable(questionnaire, answers)]
+    index = asked.index(qid) if qid in asked else len(asked)
+    return Progress(index + 1, max(len(asked), index + 1), asked[index - 1] if 0 < index <= len(asked) else None)
 
 
 def missing(questionnaire: Questionnaire, answers: dict[str, Any]) -> list[Question]:
@@ -459,19 +488,25 @@ class Interview:
             self.save()
             why = "Stopped." if interrupted else "The input ended before the interview did."
             self.console.print(f"\n{why} Your answers so far are saved in {self.path}.")
-            self.console.print(f"To carry on where you left off, run: pain-sdm interview --resume {self.path}")
+            self.print_command("To carry on where you left off, run:", self.resume_command())
             return EXIT_INTERRUPTED if interrupted else EXIT_END_OF_INPUT
         return 0
+
+    def resume_command(self) -> str:
+        return f"pain-sdm interview --resume {shlex.quote(str(self.path))}"
+
+    def print_command(self, lead: str, command: str) -> None:
+        """`lead`, then `command` on a line of its own that is never wrapped, so it is copied whole."""
+        self.console.print(lead)
+        self.console.print(Text(command), soft_wrap=True)
 
     def _run(self) -> None:
         self._intro()
         self.ask_missing()
+        self.review()  # also when resumed after the results: 'Everything is right' is preselected
         if self.session.profile is None:
-            self.review()
             self.choose_profile()
-        answers = self.aid.parse_answers(self.session.answers, str(self.path))
-        result = self.aid.evaluate(answers, self.session.profile)
-        render_results(self.console, self.aid, result, self.session.answers)
+        answers, result = self.show_results()
         if self.session.leaning is None:
             self.ask_leaning(result)
         self.show_leaning(result)
@@ -521,6 +556,8 @@ class Interview:
 
     def ask(self, q: Question, current: Any = None) -> Any:
         """Ask one question (pre-filled with `current` when editing) and return a valid answer."""
+        place = progress(self.questionnaire, self.session.answers, q.id)
+        self.console.print(Text(f"Question {place.number} of {place.total}", style="dim"))
         if q.help:
             self.console.print(Text(q.help, style="dim"))
         if q.type == "number":
@@ -540,7 +577,17 @@ class Interview:
             skip = "(enter to skip)" if "optional" in q.prompt.lower() else "(optional; enter to skip)"
             raw = self.asker.text(q.id, q.prompt, current or "", rejection(lambda s: check_text(q, s)), skip)
             return check_text(q, raw)
-        return self.asker.select(q.id, q.prompt, choices_for(q), current)
+        return self.choose(q.id, q.prompt, choices_for(q), current)
+
+    def choose(self, key: str, message: str, choices: Sequence[Choice], current: str | None = None) -> str:
+        """One choice, with nothing chosen for the person: with no answer yet, the pointer starts on
+        '(choose an answer)', which is no answer (Enter there asks again). An answer given before is
+        preselected, to be kept or changed."""
+        if current is not None:
+            return self.asker.select(key, message, choices, current)
+        while (pick := self.asker.select(key, message, [Choice(CHOOSE, NO_ANSWER), *choices], NO_ANSWER)) == NO_ANSWER:
+            self.console.print(PLEASE_CHOOSE)
+        return pick
 
     # Review and profile
 
@@ -558,7 +605,12 @@ class Interview:
         return table
 
     def review(self) -> None:
-        """Show every answer; let any one be changed (then ask what the change opens) until all is right."""
+        """Show every answer; let any one be changed (then ask what the change opens) until all is right.
+
+        A change made after the results were shown (from the results, or when resumed) asks the
+        leaning and the SURE test again, since the options they were about may have changed.
+        """
+        before = dict(self.session.answers)
         self.console.print(self.review_table())  # in full once; the list below shows each change
         while True:
             choices = [Choice("Everything is right: show the options", DONE)]
@@ -572,6 +624,9 @@ class Interview:
                 choices.append(Choice(review_title(q, self.session.answers.get(q.id), self.console.width), q.id))
             pick = self.asker.select("review", "Choose an answer to change, or go on.", choices, DONE)
             if pick == DONE:
+                if self.session.answers != before and (self.session.leaning, self.session.sure) != (None, None):
+                    self.session.leaning, self.session.sure = None, None
+                    self.save()
                 return
             question = self.questionnaire.questions[pick]
             self._section = question.section  # no section heading between the list and the edited question
@@ -593,6 +648,31 @@ class Interview:
             )
         self.session.profile = chosen
         self.save()
+
+    # The results
+
+    def show_results(self) -> tuple[BaseModel, Result]:
+        """The results at a glance, then one option at a time, as asked; any answer can be changed from here
+        (the results are then worked out again and shown at once)."""
+        while True:
+            answers = self.aid.parse_answers(self.session.answers, str(self.path))
+            result = self.aid.evaluate(answers, self.session.profile)
+            render_overview(self.console, self.aid, result, self.session.answers)
+            choices = [Choice("Go on: which option you lean towards, and the SURE test", DONE)]
+            choices += [
+                Choice(f"See {o.name} in detail ({STATUS_LABELS[o.status].lower()})", o.procedure)
+                for _, options in grouped(result)
+                for o in options
+            ]
+            choices.append(Choice("Change an answer", CHANGE))
+            while (pick := self.asker.select("results", "What would you like to see?", choices, DONE)) not in (
+                DONE,
+                CHANGE,
+            ):
+                self.console.print(option_panel(self.aid, result, result.option(pick), self.session.answers))
+            if pick == DONE:
+                return answers, result
+            self.review()
 
     # After the results
 
@@ -626,7 +706,7 @@ class Interview:
         """The SURE test: four yes/no items, asked one by one."""
         yes_no = [Choice("Yes", "yes"), Choice("No", "no")]
         self.console.print(SURE_INTRO)
-        items = {key: self.asker.select(f"sure_{key}", item, yes_no) == "yes" for key, item in SURE_ITEMS.items()}
+        items = {key: self.choose(f"sure_{key}", item, yes_no) == "yes" for key, item in SURE_ITEMS.items()}
         self.session.sure = SureResult(**items)
         self.save()
 
@@ -638,7 +718,7 @@ class Interview:
     def ask_ottawa(self) -> None:
         """The Ottawa Personal Decision Guide's other items: timing, stage, role, others, pressure, next step."""
         chosen = {
-            key: self.asker.select(f"ottawa_{key}", prompt, [Choice(label, value) for value, label in choices.items()])
+            key: self.choose(f"ottawa_{key}", prompt, [Choice(label, value) for value, label in choices.items()])
             for key, (prompt, choices) in OTTAWA_CHOICES.items()
         }
         typed = {
@@ -683,7 +763,7 @@ class Interview:
             self.console.print(f"Deleted {self.path}.")
         else:
             self.console.print(f"The session is saved in {self.path}.")
-            self.console.print(f"To see the results again: pain-sdm interview --resume {self.path}")
+            self.print_command("To see the results again, or change an answer:", self.resume_command())
 
     def offer_summary(self) -> None:
         """Offer the printable summary (engine.presentation.summary), written from the saved session."""
@@ -705,7 +785,8 @@ class Interview:
             write_summary(self.aid, self.path, fmt, output, profile=self.session.profile)
         except PainSdmError as exc:
             self.console.print(f"The summary was not written: {exc}")
-            self.console.print(f"To try again later: pain-sdm summary {self.path} --format {fmt} -o {output}")
+            where, to = shlex.quote(str(self.path)), shlex.quote(str(output))
+            self.print_command("To try again later:", f"pain-sdm summary {where} --format {fmt} -o {to}")
             return
         self.console.print(f"Wrote the summary to {output}.")
 

@@ -10,6 +10,8 @@ answers, so the interview, and any other screen, show the same things:
   how it fits what the patient said matters, and how another guideline profile would differ.
 - `values_table`: how the options fit each value the patient called important.
 - `leaning_points`: points to discuss about the option the patient leans to.
+- `render_overview`: the results at a glance (the grid, values fit, disagreements); the
+  interview then shows one option's panel at a time.
 """
 
 from __future__ import annotations
@@ -219,8 +221,12 @@ def leaning_points(aid: DecisionAid, result: Result, answers: dict[str, Any], le
     return points
 
 
-def render_results(console: Console, aid: DecisionAid, result: Result, answers: dict[str, Any]) -> None:
-    """The whole results screen: disclaimer, urgent warning, grid, each option, values, disagreements."""
+def render_overview(console: Console, aid: DecisionAid, result: Result, answers: dict[str, Any]) -> None:
+    """The results at a glance: disclaimer, urgent warning, the grid, values fit and disagreements.
+
+    Each option's panel (`option_panel`: reasons, cautions, next steps) is shown one at a time,
+    when asked for, so the screen stays short.
+    """
     profile = aid.rulebook.profiles[result.profile]
     console.rule("Options to discuss")
     console.print(DISCLAIMER)
@@ -235,9 +241,6 @@ def render_results(console: Console, aid: DecisionAid, result: Result, answers: 
         console.print(Panel(Group(*urgent), title="Urgent assessment needed", border_style="bold red"))
     for table in option_grids(aid, result, console.width):
         console.print(table)
-    for _, options in grouped(result):
-        for option in options:
-            console.print(option_panel(aid, result, option, answers))
     fits = values_table(aid, result, answers)
     if fits is not None:
         console.print(fits)

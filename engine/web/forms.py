@@ -2,7 +2,7 @@
 
 Which question comes next, the progress ("question N of M") and how a posted field becomes a
 valid answer all reuse the terminal walkthrough's question flow (`applicable`, `missing`,
-`prune`, `parse_number`, `choices_answer`, `check_text`), so the two can never disagree.
+`prune`, `progress`, `parse_number`, `choices_answer`, `check_text`), so the two can never disagree.
 Templates only draw a `QuestionView`; no prompt, choice or skip condition is written in them.
 """
 
@@ -24,6 +24,7 @@ from engine.interview.walkthrough import (
     missing,
     number_default,
     parse_number,
+    progress,
     range_words,
 )
 from engine.model.questionnaire import UNKNOWN, Question, Questionnaire
@@ -84,8 +85,7 @@ def question_view(
     questionnaire: Questionnaire, answers: dict[str, Any], q: Question, error: str = "", typed: str | None = None
 ) -> QuestionView:
     """The form for `q`, filled with the current answer (if any); the progress counts the questions that apply."""
-    asked = [a.id for a in applicable(questionnaire, answers)]
-    index = asked.index(q.id) if q.id in asked else len(asked)
+    place = progress(questionnaire, answers, q.id)
     current = answers.get(q.id)
     choices: list[ChoiceView] = []
     text, hint, not_sure = "", "", current == UNKNOWN
@@ -116,9 +116,9 @@ def question_view(
         not_sure=not_sure,
         allow_unknown=q.allow_unknown and q.type != "text",
         max_length=q.max_length,
-        number=index + 1,
-        total=max(len(asked), index + 1),
-        previous=asked[index - 1] if 0 < index <= len(asked) else None,
+        number=place.number,
+        total=place.total,
+        previous=place.previous,
         error=error,
     )
 
