@@ -340,6 +340,19 @@ def test_reviewer_text_in_evaluate_markdown_is_text(data: tuple[Path, Path]) -> 
     assert f"{TAG} {LINK}" in plain.stdout, "plain text is shown as written"
 
 
+def test_reviewer_text_in_the_markdown_summary_is_text(data: tuple[Path, Path], tmp_path: Path) -> None:
+    """A rule's reason with markup in it prints as text in the Markdown summary, not as a link or HTML."""
+    rules, knowledge = data
+    text = "You can always keep on with care that needs no procedure"
+    edit(rules / "20-options.yaml", text, f"{TAG} {LINK} {text}")
+    out = tmp_path / "summary.md"
+    done = run_cli("summary", str(SCIATICA), "-o", str(out), "--rules", str(rules), "--knowledge", str(knowledge))
+    assert done.returncode == 0, done.stderr
+    md = out.read_text()
+    assert not LIVE_MARKUP.search(md), LIVE_MARKUP.search(md)
+    assert "&lt;script&gt;alert\\(1\\)&lt;/script&gt; \\[click here\\]\\(javascript:alert\\(1\\)\\)" in md
+
+
 @pytest.mark.parametrize(
     "url",
     [

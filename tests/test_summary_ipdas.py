@@ -20,6 +20,7 @@ import pytest
 import yaml
 from conftest import EXAMPLES, ROOT, run_cli
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 from test_golden import CASES
 from test_readability import grade  # noqa: F401  (the offline textstat fixture)
 from test_summary import Rendered
@@ -278,12 +279,17 @@ def test_the_pdf_is_tagged_with_language_and_title(printed: dict[str, Rendered])
     assert b"pdfuaid" in reader.xmp_metadata.stream.get_data() if reader.xmp_metadata else False
 
 
+def shown(inline: Token) -> str:
+    """An inline token's text as a reader sees it (escapes and entities resolved, marks dropped)."""
+    return "".join(child.content for child in inline.children or [] if child.type in ("text", "code_inline"))
+
+
 def test_markdown_lists_have_each_item_as_its_own_item(printed: dict[str, Rendered]) -> None:
     """Rendered with markdown-it: each caution, answer and risk is its own list item, none run together."""
     md = MarkdownIt("commonmark").enable("table")
     for name, p in printed.items():
         tokens = md.parse(p.md)
-        items = [flat(tokens[i + 2].content) for i, t in enumerate(tokens) if t.type == "list_item_open"]
+        items = [flat(shown(tokens[i + 2])) for i, t in enumerate(tokens) if t.type == "list_item_open"]
         for caution in p.summary.cautions:
             assert any(item.startswith(flat(caution.text)) for item in items), f"{name}: {caution.text[:50]}"
         for o in p.summary.detailed:
