@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -395,23 +397,40 @@ KEYS = st.sampled_from(["red_flags", "pain_intensity", "age_years", "answers", "
 VALUES = st.sampled_from(['["new_weakness"]', "[]", "5", '"unknown"', '{"pain_intensity": 5}'])
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(pairs=st.lists(st.tuples(KEYS, VALUES), min_size=1, max_size=5), as_json=st.booleans())
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    pairs=st.lists(st.tuples(KEYS, VALUES), min_size=1, max_size=5),
+    as_json=st.booleans(),
+    kind=st.sampled_from(["regular", "regular", "regular", "fifo", "device", "socket", "folder", "dangling_symlink"]),
+)
 def test_fuzz_no_answer_file_loses_an_answer_silently(
-    aid: DecisionAid, tmp_path: Path, pairs: list[tuple[str, str]], as_json: bool
+    aid: DecisionAid, tmp_path: Path, pairs: list[tuple[str, str]], as_json: bool, kind: str
 ) -> None:
-    """Whatever is read back holds every answer written, or the file is refused with a message."""
+    """Whatever is read back holds every answer written, or the file is refused at once with a message.
+
+    The files: duplicate keys, answers beside an `answers:` mapping, and (one time in about
+    three) no regular file at all: a FIFO, a device, a socket, a folder or a dangling symlink.
+    """
     if as_json:
         text = "{" + ",".join(f'"{k}": {v}' for k, v in pairs) + "}"
     else:
         text = "".join(f"{k}: {v}\n" for k, v in pairs)
-    path = tmp_path / ("fuzz.json" if as_json else "fuzz.yaml")
-    path.write_text(text)
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))
+    path = folder / ("fuzz.json" if as_json else "fuzz.yaml")
+    if kind == "regular":
+        path.write_text(text)
+    else:
+        _non_regular(kind, path)
     keys = [k for k, _ in pairs]
+    signal.alarm(10)  # a read that waits on a FIFO or reads /dev/zero for ever fails the test, never hangs it
     try:
         parsed = aid.read_answers(path).model_dump(exclude_unset=True)
-    except DataFileError:
+    except DataFileError as refused:
+        assert path.name in str(refused)
         return  # refused, with a message: nothing lost silently
+    finally:
+        signal.alarm(0)
+    assert kind == "regular", f"a {kind} was read as answers"
     assert len(set(keys)) == len(keys), "a duplicate key was accepted"
     given_here = dict(pairs)
     if "answers" in given_here and given_here["answers"].startswith("{"):
