@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.model.knowledge import CriteriaFile, DisagreementFile, SourceFile
+from engine.evaluation.aid import DecisionAid
+from engine.model.knowledge import CriteriaFile, Disagreement, DisagreementFile, SourceFile
 
 ROOT = Path(__file__).parents[1]
 KNOWLEDGE = ROOT / "knowledge"
@@ -129,3 +130,36 @@ def test_one_disagreement_per_register_item(disagreements: DisagreementFile) -> 
     section = text.split("## Disagreements between sources", 1)[1]
     items = re.findall(r"^\d+\.\s", section, re.MULTILINE)
     assert len(disagreements.disagreements) == len(items)
+
+
+NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.]*\d)")
+
+
+def unsupported_figures(aid: DecisionAid, dispute: Disagreement) -> list[str]:
+    """The numbers a disagreement states that none of its criteria (criterion, value) or sources states."""
+    criteria = (aid.knowledge.criteria[i] for i in dispute.criteria)
+    sources = (aid.knowledge.sources[i] for i in dispute.sources)
+    evidence = " ".join(
+        [
+            *(f"{c.topic} {c.criterion} {c.value}" for c in criteria),
+            *(f"{s.id} {s.title} {s.publisher} {s.year} {s.note or ''}" for s in sources),
+        ]
+    )
+    stated = " ".join([*dispute.positions, dispute.plain])
+    return sorted(set(NUMBER.findall(stated)) - set(NUMBER.findall(evidence)))
+
+
+def test_every_figure_a_disagreement_states_is_in_its_criteria_or_its_sources(aid: DecisionAid) -> None:
+    """A disagreement shows sources side by side: each number it states must be one they state.
+
+    A figure from another patient's case, or a mistyped threshold, fails here.
+    """
+    for dispute in aid.knowledge.disagreements.values():
+        assert not unsupported_figures(aid, dispute), f"{dispute.id}: in no criterion or source it cites"
+
+
+def test_a_figure_no_source_states_is_caught(aid: DecisionAid) -> None:
+    """The text this disagreement had until issue 12: another patient's 79%."""
+    dispute = aid.knowledge.disagreements["mbb-before-rfa"]
+    old = dispute.model_copy(update={"plain": "If the shot takes away 79% of your pain, rules differ."})
+    assert unsupported_figures(aid, old) == ["79"]
