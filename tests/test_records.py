@@ -364,6 +364,33 @@ def test_writers_at_the_same_time_each_get_their_own_place_in_the_chain(aid: Dec
         assert store.verify() == []
 
 
+def test_writers_that_check_the_chain_first_are_never_refused_by_each_other(aid: DecisionAid, db: Path) -> None:
+    """`store_record` verifies the whole chain before it appends: the check and the append are one
+    transaction, so a record another writer stores meanwhile never makes the chain look damaged (as
+    the web app's evaluation threads store at once). A verify beside them never sees damage either."""
+    from engine.records.store import store_record
+
+    answers, result = evaluated(aid, SCIATICA)
+    new = NewRecord(answers=answers.model_dump(mode="json"), result=result.to_json())
+    store_record(new, db)
+
+    def write(n: int) -> list[int]:
+        return [store_record(new, db).id for _ in range(n)]
+
+    def check(n: int) -> list[str]:
+        with RecordStore.open(db, create=False) as store:
+            return [problem for _ in range(n) for problem in store.verify()]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        writes = [pool.submit(write, 10) for _ in range(4)]
+        checks = [pool.submit(check, 10) for _ in range(2)]
+        ids = sorted(i for w in writes for i in w.result())
+        seen = [problem for c in checks for problem in c.result()]
+    assert ids == list(range(2, 42)) and seen == []
+    with RecordStore.open(db, create=False) as store:
+        assert store.verify() == []
+
+
 WRITER = """
 import json, sys
 sys.path.insert(0, {root!r})

@@ -363,3 +363,24 @@ def test_any_record_hashed_by_either_scheme_verifies(text: str, rid: int) -> Non
         except UnicodeEncodeError:
             assume(False)  # lone surrogates: never stored (checked_text refuses them)
         assert records.hash_scheme({"id": rid, **content, "prev_hash": GENESIS, "hash": digest}) is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    texts=st.lists(st.one_of(st.none(), st.text()), min_size=len(records._CONTENT), max_size=len(records._CONTENT)),
+    record_id=st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1),
+    prev=st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+)
+def test_a_record_s_hash_is_rfc_8785_whichever_writer_writes_it(
+    texts: list[str | None], record_id: int, prev: str
+) -> None:
+    """The record's object is written by the json module's encoder when RFC 8785 would write the same bytes
+    (text with any character, quotes, backslashes and control characters; null; safe integers)."""
+    body = {"id": record_id, **dict(zip(records._CONTENT, texts, strict=True)), "prev_hash": prev}
+    try:
+        expected = rfc8785.dumps(body)
+    except rfc8785.CanonicalizationError:  # a lone surrogate: neither writer can write it
+        with pytest.raises(UnicodeError):
+            records._scheme_bytes(body, records.HASH_SCHEME)
+        return
+    assert records._scheme_bytes(body, records.HASH_SCHEME) == expected

@@ -197,3 +197,47 @@ def test_reviewer_pages_rule_card_explain_why_not_and_records(aid: DecisionAid, 
     assert "Rules that could open spinal_cord_stimulation" in why
     records = clinician.get("/records").text
     assert "Chain intact: 1 record" in records and "Example A" in records
+
+
+def test_the_form_asks_about_declining_implants_before_the_trials_and_skips_them(
+    aid: DecisionAid, app: Any, clinician: Visitor
+) -> None:
+    trials = ["scs_trial_done", "itp_trial_done", "pns_trial_done"]
+    for declines, skipped in (("yes", True), ("no", False)):
+        _, link, _ = new_visit(clinician)
+        patient = Visitor(app)
+        patient.get(link)
+        asked = patient.answer_all(aid, {**example("sciatica"), "declines_implants": declines})
+        if skipped:
+            assert not set(trials) & set(asked), "a patient who declines implants is not asked about trials"
+        else:
+            assert all(asked.index("declines_implants") < asked.index(t) for t in trials)
+
+
+def test_every_connection_the_server_accepts_sends_without_delay() -> None:
+    """TCP_NODELAY on each accepted connection: a kept-alive page's body never waits for the browser's
+    delayed acknowledgement (about 40 ms a page)."""
+    import asyncio
+    import socket
+
+    from engine.web.app import listening_socket
+
+    async def accept_one() -> int:
+        accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                sock = transport.get_extra_info("socket")
+                accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listening_socket("127.0.0.1", 0))
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                return await asyncio.wait_for(accepted, 10)
+            finally:
+                writer.close()
+
+    assert asyncio.run(accept_one()) != 0

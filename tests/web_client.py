@@ -15,9 +15,10 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from engine.evaluation.aid import DecisionAid
-from engine.model.questionnaire import UNKNOWN, Question
+from engine.model.questionnaire import UNKNOWN
 from engine.web.app import WebConfig, create_app, visits_path
 from engine.web.auth import Accounts
+from engine.web.forms import form_fields
 
 LOCAL = "http://127.0.0.1"
 
@@ -25,19 +26,6 @@ LOCAL = "http://127.0.0.1"
 def make_app(aid: DecisionAid, folder: Path, accounts: Accounts | None = None, link_hours: float = 72) -> Starlette:
     db = folder / "records.sqlite3"
     return create_app(WebConfig(aid, db, visits_path(db), accounts, link_hours))
-
-
-def fields(q: Question, value: Any) -> dict[str, Any]:
-    """The form fields a person fills in to give `value` as the answer to `q`."""
-    if q.type == "text":
-        return {"answer": value or ""}
-    if value == UNKNOWN:
-        return {"not_sure": "yes"} if q.type in ("number", "multiple") else {"answer": UNKNOWN}
-    if q.type == "number":
-        return {"answer": str(value)}
-    if q.type == "multiple":
-        return {"answer": list(value)}
-    return {"answer": value}
 
 
 class Visitor:
@@ -77,7 +65,7 @@ class Visitor:
         while (qid := self.shown_question()) is not None:
             q = aid.questionnaire.questions[qid]
             value = answers.get(qid, "" if q.type == "text" else UNKNOWN)
-            response = self.post(action, {"question": qid, **fields(q, value)})
+            response = self.post(action, {"question": qid, **form_fields(q, value)})
             assert response.status_code == 200, (qid, response.status_code)
             asked.append(qid)
             assert len(asked) < 200, "the form never ended"

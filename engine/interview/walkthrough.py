@@ -250,32 +250,43 @@ class QuestionaryAsker:
 # --- The question flow -------------------------------------------------------------------------
 
 
+def known_facts(answers: dict[str, Any]) -> dict[str, Any]:
+    """The answers as a skip condition reads them: 'unknown' (not sure) as a missing value."""
+    return {fact: known(value) for fact, value in answers.items()}
+
+
 def condition_truth(condition: Condition, answers: dict[str, Any]) -> Truth:
     """A skip condition on the answers so far, in three-valued logic (a missing answer is unknown).
 
     Skip conditions take values only (the questionnaire's loader refuses a parameter).
     """
-    return condition.truth({fact: known(answers.get(fact, UNKNOWN)) for fact in answers})
+    return condition.truth(known_facts(answers))
+
+
+def _asked(question: Question, facts: dict[str, Any]) -> bool:
+    return question.ask_if is None or question.ask_if.truth(facts) is True
 
 
 def is_asked(question: Question, answers: dict[str, Any]) -> bool:
     """A question is asked when it has no skip condition, or its condition is true (not unknown)."""
-    return question.ask_if is None or condition_truth(question.ask_if, answers) is True
+    return _asked(question, known_facts(answers))
 
 
 def prune(questionnaire: Questionnaire, answers: dict[str, Any]) -> dict[str, Any]:
     """The answers whose question still applies, in asking order (a skip condition reads earlier answers only)."""
     kept: dict[str, Any] = {}
+    facts: dict[str, Any] = {}  # known_facts(kept), kept up as it grows
     for q in questionnaire.questions.values():
-        if q.id in answers and is_asked(q, kept):
+        if q.id in answers and _asked(q, facts):
             kept[q.id] = answers[q.id]
+            facts[q.id] = known(answers[q.id])
     return kept
 
 
 def applicable(questionnaire: Questionnaire, answers: dict[str, Any]) -> list[Question]:
     """The questions that apply to these answers, in asking order."""
-    kept = prune(questionnaire, answers)
-    return [q for q in questionnaire.questions.values() if is_asked(q, kept)]
+    facts = known_facts(prune(questionnaire, answers))
+    return [q for q in questionnaire.questions.values() if _asked(q, facts)]
 
 
 @dataclass(frozen=True)

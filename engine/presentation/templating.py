@@ -58,6 +58,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # templates ship with the package: compiled once, never checked on disk again
     )
     env.filters["md"] = md_escape
     env.filters["md_lines"] = md_escape_lines

@@ -236,6 +236,18 @@ class PostgresStore(RecordStore):
         except psycopg.Error as exc:
             raise OutputError(f"cannot write to the records database {self.where}: {_first_line(exc)}") from None
 
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """Reads that see the database at one moment: a REPEATABLE READ transaction (inside a write, that one)."""
+        from psycopg import pq
+
+        if self.pg.info.transaction_status != pq.TransactionStatus.IDLE:
+            yield
+            return
+        with self.pg.transaction():
+            self.pg.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            yield
+
     def _write(self, row: Mapping[str, Any]) -> None:
         self.pg.execute(_INSERT, dict(row))
         self.pg.execute("INSERT INTO record_heads (id, hash) VALUES (%s, %s)", (row["id"], row["hash"]))

@@ -155,6 +155,19 @@ def parse_answer(q: Question, form: FormData) -> Any:
     return picked[0]
 
 
+def form_fields(q: Question, value: Any) -> dict[str, Any]:
+    """The fields a person fills in on `q`'s page to give `value` (the inverse of `parse_answer`)."""
+    if q.type == "text":
+        return {"answer": value or ""}
+    if value == UNKNOWN:
+        return {NOT_SURE_FIELD: "yes"} if q.type in ("number", "multiple") else {"answer": UNKNOWN}
+    if q.type == "number":
+        return {"answer": str(value)}
+    if q.type == "multiple":
+        return {"answer": list(value)}
+    return {"answer": value}
+
+
 def answer_lines(questionnaire: Questionnaire, answers: dict[str, Any]) -> list[AnswerLine]:
     """Every question that applies with its answer in words, for the review lists."""
     titles = {s.id: s.title for s in questionnaire.sections}
