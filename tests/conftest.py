@@ -92,6 +92,17 @@ def run_cli(*args: str, input: str | None = None, cwd: Path | None = None) -> su
     )
 
 
+@pytest.fixture(scope="session")
+def printed_examples(aid: DecisionAid) -> dict[str, Any]:
+    """Every shipped example's summary as HTML, Markdown and PDF on A4 and Letter, made once per test process.
+
+    The summary tests read the same renders: printing 14 PDFs once instead of once per test file.
+    """
+    from test_summary import render_examples
+
+    return dict(render_examples(aid))
+
+
 def answer_strategy(q: Question) -> st.SearchStrategy[Any]:
     """Any valid answer to one question, 'unknown' included."""
     unknown = st.just("unknown")

@@ -63,6 +63,7 @@ from engine.interview.walkthrough import (
 from engine.model.questionnaire import UNKNOWN, Question
 from engine.model.values import option_fit
 from engine.presentation.grid import OUTWEIGHED, ROWS, leaning_points, option_grids, option_panel
+from engine.presentation.templating import md_escape
 
 DOWN, UP, ENTER, SPACE, CLEAR, CTRL_C = "\x1b[B", "\x1b[A", "\r", " ", "\x15", "\x03"
 
@@ -718,7 +719,7 @@ def test_the_printable_summary_is_offered_at_the_close(
     summary = (tmp_path / "summary.md").read_text()
     result = aid.evaluate(aid.parse_answers(example("stenosis-claudication.yaml")))
     for option in result.options:
-        assert option.name in summary
+        assert md_escape(option.name) in summary, "every option is named (as Markdown text)"
     assert f"Wrote the summary to {tmp_path / 'summary.md'}" in flat(run.screen)
     assert run.asker.rejected["summary_file"] == [f"{tmp_path / 'taken.md'} already exists; choose another name"]
     assert (tmp_path / "taken.md").read_text() == "", "an existing file is never overwritten"

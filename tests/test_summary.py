@@ -126,8 +126,8 @@ def html_text(page: str) -> str:
     return " ".join(parser.parts)
 
 
-@pytest.fixture(scope="module")
-def rendered(aid: DecisionAid) -> dict[str, Rendered]:
+def render_examples(aid: DecisionAid) -> dict[str, Rendered]:
+    """Every shipped example's summary as HTML, Markdown and PDF on A4 and Letter (conftest's `printed_examples`)."""
     out = {}
     for path in EXAMPLES:
         answers, session = read_input(aid, path)
@@ -137,6 +137,11 @@ def rendered(aid: DecisionAid) -> dict[str, Rendered]:
             pdf[paper] = render_summary(summary, "pdf")
         out[path.stem] = Rendered(summary, render_summary(summary, "html"), render_summary(summary, "md"), pdf)  # type: ignore[arg-type]
     return out
+
+
+@pytest.fixture(scope="module")
+def rendered(printed_examples: dict[str, Rendered]) -> dict[str, Rendered]:
+    return printed_examples
 
 
 @pytest.fixture(scope="module")

@@ -53,16 +53,9 @@ def flat(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def printed(aid: DecisionAid) -> dict[str, Rendered]:
-    out = {}
-    for path in EXAMPLES:
-        answers, session = read_input(aid, path)
-        pdf = {}
-        for paper in PAPERS:
-            s = build_summary(aid, answers, session=session, paper=paper, today=TODAY)
-            pdf[paper] = render_summary(s, "pdf")
-        out[path.stem] = Rendered(s, render_summary(s, "html"), render_summary(s, "md"), pdf)  # type: ignore[arg-type]
-    return out
+def printed(printed_examples: dict[str, Rendered]) -> dict[str, Rendered]:
+    """The examples' summaries, rendered once per test process for this file and tests/test_summary.py."""
+    return printed_examples
 
 
 # ---------------------------------------------------------------- figures in the knowledge base

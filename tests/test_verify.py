@@ -454,7 +454,7 @@ def test_verify_reads_the_implant_prerequisites_from_the_rule_file(tmp_path: Pat
     found = [f for f in safety(report, "safety-implant") if f.subject == "spinal_cord_stimulation"]
     assert found and "spinal_cord_stimulation is a candidate" in found[0].message
     assert found[0].example is not None and 50 <= found[0].example["scs_trial_relief_percent"] < 90
-    assert not safety(verify(ROOT / "rules", today=TODAY, profile="consensus"), "safety-implant")
+    # (the shipped rules keep the invariant: test_the_real_rulebook_verifies_with_no_error_and_no_warning)
 
 
 def test_a_new_invariant_in_the_file_is_proven_and_a_broken_one_is_named_by_its_id(tmp_path: Path) -> None:
