@@ -34,11 +34,14 @@ from engine.interview.session import Session, SureResult
 from engine.presentation.main_points import MAIN_ITEMS, main_points
 from engine.presentation.summary import (
     BRIEF_ITEMS,
+    SHORT_TITLE_WORDS,
     Summary,
     build_summary,
     first_sentence,
     read_input,
     render_summary,
+    short_publisher,
+    short_title,
     write_summary,
 )
 
@@ -176,9 +179,15 @@ def expected_snippets(s: Summary) -> list[str]:
     snippets += [o.name for o in s.option_grid.others] + [s.frequency_key]
     snippets += [c.text for c in s.cautions] + ([s.profile_note] if s.profile_note else [])
     snippets += [f"{d.topic}. {d.plain}" for d in s.disagreements]
-    snippets += [src.publisher for src in s.sources] + [title for src in s.sources for title, _ in src.works]
     snippets += [f"{line.question} {line.answer}" for line in s.situation + s.shaped_by]
     return snippets
+
+
+def source_snippets(s: Summary, short: bool) -> list[str]:
+    """Every work with its year: in full (the HTML and Markdown), or in short (the printed PDF)."""
+    if short:
+        return [f"{src.short_publisher}: {'; '.join(f'{t} ({y})' for t, y in src.short_works)}." for src in s.sources]
+    return [f"{src.publisher}: {'; '.join(f'{t} ({y})' for t, y in src.works)}." for src in s.sources]
 
 
 @pytest.mark.parametrize("example", [p.stem for p in EXAMPLES])
@@ -190,9 +199,60 @@ def test_html_pdf_and_markdown_say_the_same_things(rendered: dict[str, Rendered]
         "pdf a4": squash(r.pdf_body("a4")),
         "pdf letter": squash(r.pdf_body("letter")),
     }
-    for snippet in expected_snippets(r.summary):
-        for name, text in formats.items():
+    for name, text in formats.items():
+        for snippet in expected_snippets(r.summary) + source_snippets(r.summary, short=name.startswith("pdf")):
             assert squash(snippet) in text, f"{example}: {name} lacks {snippet!r}"
+
+
+def test_paper_lists_the_sources_in_short_and_the_screen_in_full(rendered: dict[str, Rendered]) -> None:
+    """The PDF gives each work as publisher, short title and year (and says so); the HTML on screen gives it whole."""
+    r = rendered["failed-back-surgery"]
+    body = squash(r.pdf_body("a4"))
+    assert squash(r.summary.short_sources_note) in body
+    full = [t for src in r.summary.sources for t, _ in src.works if short_title(t) != t]
+    assert len(full) > 10 and not [t for t in full if squash(t) in body], "long titles are cut short on paper"
+    page = html.unescape(r.html)
+    screen, short = page.index('class="sources screen-only"'), page.index('class="sources print-only"')
+    assert all(t in page[screen:short] for t in full) and "@media print { .screen-only { display: none; } }" in page
+    assert "@media screen { .print-only { display: none; } }" in page
+
+
+@pytest.mark.parametrize(
+    ("publisher", "short"),
+    [
+        ("National Institute for Health and Care Excellence (NICE)", "NICE"),
+        ("Centers for Medicare & Medicaid Services (CMS) - Noridian", "CMS - Noridian"),
+        ("Pain (Kumar K, Taylor RS, Jacques L, et al.)", "Pain, Kumar et al."),
+        ("Neuromodulation (Deer et al.)", "Neuromodulation, Deer et al."),
+        (
+            "Clinical Journal of Pain (van Wijk RM, Geurts JW, Wynne HJ, et al.)",
+            "Clinical Journal of Pain, van Wijk et al.",
+        ),
+        ("Journal of Pain Research (American Society of Pain and Neuroscience, ASPN)", "Journal of Pain Research"),
+        ("The BMJ (with MAGIC)", "The BMJ"),
+    ],
+)
+def test_a_publisher_in_short_keeps_its_acronym_or_first_author(publisher: str, short: str) -> None:
+    assert short_publisher(publisher) == short
+
+
+@pytest.mark.parametrize(
+    ("title", "short"),
+    [
+        (
+            "Chronic pain (primary and secondary) in over 16s: assessment of all chronic pain and management (NG193)",
+            "Chronic pain (NG193)",
+        ),
+        ("Local Coverage Determination L36850: Peripheral Nerve Blocks", "Local Coverage Determination L36850"),
+        (
+            "Spinal cord stimulation versus conventional medical management for neuropathic pain: a trial",
+            "Spinal cord stimulation versus conventional medical\u2026",
+        ),
+        ("Clinical guideline CG-SURG-79 (implantable infusion pumps)", "Clinical guideline CG-SURG-79"),
+    ],
+)
+def test_a_title_in_short_is_its_main_title_with_its_code_in_at_most_six_words(title: str, short: str) -> None:
+    assert short_title(title) == short and len(short.split()) <= SHORT_TITLE_WORDS + 1
 
 
 def test_every_option_appears_with_its_status_and_conservative_care_is_detailed(
@@ -353,18 +413,45 @@ def test_page_size_page_numbers_and_patient_label_on_every_page(rendered: dict[s
         assert "A discussion aid, not a prescription" in text
 
 
+@pytest.fixture(scope="module")
+def golden_pages(aid: DecisionAid) -> dict[str, dict[str, tuple[int, int]]]:
+    """The printed golden cases on each paper: (pages, options in detail)."""
+    cases = {c.id: c for c in CASES}
+    out: dict[str, dict[str, tuple[int, int]]] = {paper: {} for paper in PAGE_POINTS}
+    for name in GOLDEN:
+        answers = aid.parse_answers(cases[name].answers, name)
+        for paper in PAGE_POINTS:
+            summary = build_summary(aid, answers, profile=cases[name].profile, paper=paper, today=dt.date(2025, 1, 31))
+            pdf = render_summary(summary, "pdf")
+            assert isinstance(pdf, bytes)
+            out[paper][name] = (len(pypdf.PdfReader(io.BytesIO(pdf)).pages), len(summary.detailed))
+    return out
+
+
 @pytest.mark.parametrize("paper", list(PAGE_POINTS))
-def test_page_counts_stay_within_bounds(rendered: dict[str, Rendered], paper: str) -> None:
-    """Cases with current care and up to two more options in detail print on 4 pages; each further option adds one."""
-    counts = {name: len(pypdf.PdfReader(io.BytesIO(r.pdf[paper])).pages) for name, r in rendered.items()}
-    for name, count in counts.items():
-        detailed = len(rendered[name].summary.detailed)
+def test_page_counts_stay_within_bounds(
+    rendered: dict[str, Rendered], golden_pages: dict[str, dict[str, tuple[int, int]]], paper: str
+) -> None:
+    """Examples and printed golden cases with current care and up to two more options in detail print on 4
+    pages; each further option adds one."""
+    printed = {
+        name: (len(pypdf.PdfReader(io.BytesIO(r.pdf[paper])).pages), len(r.summary.detailed))
+        for name, r in rendered.items()
+    } | golden_pages[paper]
+    counts = {name: count for name, (count, _) in printed.items()}
+    for name, (count, detailed) in printed.items():
         limit = 4 + max(0, detailed - 3)
         assert count <= limit, f"{name} on {paper}: {count} pages (limit {limit}; {detailed} options in detail)"
     for name in TYPICAL:
         assert len(rendered[name].summary.detailed) <= 3, f"{name} is no longer a typical case"
         assert counts[name] <= 4, f"{name} on {paper}: {counts[name]} pages"
     assert max(len(r.summary.detailed) for r in rendered.values()) > 3, "one example has four options in detail"
+    column = list(PAGE_POINTS).index(paper)
+    stated = {
+        m[1]: (int(m[3 + column]), int(m[2]))
+        for m in re.finditer(r"^\| ([a-z-]+) \| (\d) \| (\d) \| (\d) \|$", (ROOT / "README.md").read_text(), re.M)
+    }
+    assert stated == {name: printed[name] for name in rendered}, "the README's table states each example's pages"
 
 
 TIMES_X_HEIGHT = 0.448
@@ -413,7 +500,9 @@ def test_no_table_row_is_split_across_pages(aid: DecisionAid) -> None:
                         pages_of.setdefault(id(box.element), set()).add(number)
                     stack.extend(children)
             split = [pages for pages in pages_of.values() if len(pages) > 1]
-            assert len(pages_of) > 10 and not split, f"{name} on {paper}: rows split across pages {split}"
+            rows = page_html.count("<tr") - page_html.count("<thead>")  # a header row repeats, by design
+            assert len(pages_of) == rows >= 8, f"{name} on {paper}: {len(pages_of)} of {rows} rows laid out"  # grid: 6
+            assert not split, f"{name} on {paper}: rows split across pages {split}"
 
 
 def test_no_table_cell_is_clipped_even_with_long_unbroken_text(aid: DecisionAid) -> None:

@@ -66,6 +66,8 @@ SURE_CONFLICT = (
     "Talk it through with your clinician before you decide."
 )
 SURE_CLEAR = "You answered 'yes' to all four questions."
+SHORT_SOURCES_NOTE = "Titles are cut short here. The web version of this summary gives each one in full."
+"""Printed under the short source list (the HTML on screen, the Markdown and `rules book` list them in full)."""
 BRIEF_NOTE = (
     "These options are not open now, or you said no to them. Each shows its main benefit and its main risk, "
     "or a rare but serious risk if it has one. Your clinician can go through the full lists with you."
@@ -75,7 +77,7 @@ OUTWEIGHED = "Also found, but the reason above comes first:"
 NO_VALUES_NOTE = (
     "You did not mark any of the listed values as important. You can still tell your clinician what matters most."
 )
-GRID_COLUMNS = 3
+GRID_COLUMNS = 4
 """At most this many options side by side in one table, so that no column gets too narrow to read."""
 BRIEF_ITEMS = 1
 """Options in short show this many main benefits and as many main risks (a serious risk never left out)."""
@@ -327,10 +329,51 @@ class DisagreementView:
 
 @dataclass(frozen=True)
 class SourceView:
-    """One publisher's works cited on the page, each as (title, year)."""
+    """One publisher's works cited on the page, each as (title, year); the printed page lists them in short."""
 
     publisher: str
     works: list[tuple[str, int]]
+
+    @property
+    def short_publisher(self) -> str:
+        return short_publisher(self.publisher)
+
+    @property
+    def short_works(self) -> list[tuple[str, int]]:
+        """Each work as (short title, year), in the order of `works`."""
+        return [(short_title(title), year) for title, year in self.works]
+
+
+SHORT_TITLE_WORDS = 6
+"""A short title keeps at most this many words of the main title (then an ellipsis), as a reference list does."""
+
+AUTHORS = re.compile(r"\(((?:[a-z]+ )*[A-Z][\w'-]+)(?: [A-Z]{1,3}\b| et al\.)[^)]*\)")
+"""An author list in parentheses ('(Kumar K, Taylor RS, et al.)', '(Deer et al.)'): its first surname is group 1."""
+
+
+def short_publisher(publisher: str) -> str:
+    """A publisher as a short reference list names it.
+
+    An acronym in parentheses stands for the name before it ('... Excellence (NICE)' is 'NICE'); an
+    author list becomes its first author ('Pain (Kumar K, ...)' is 'Pain, Kumar et al.'); any other
+    aside in parentheses is left out ('The BMJ (with MAGIC)' is 'The BMJ').
+    """
+    author = AUTHORS.search(publisher)
+    name = AUTHORS.sub("", publisher)
+    name = re.sub(r"^[^()/]*\(([A-Z][A-Z&]+)\)", r"\1", name)
+    name = " ".join(re.sub(r"\s*\([^)]*\)", "", name).split())
+    return f"{name}, {author.group(1)} et al." if author else name
+
+
+def short_title(title: str) -> str:
+    """A title's short form: its main title (before a colon or an aside), at most SHORT_TITLE_WORDS words,
+    with its document code ('Chronic pain (primary and secondary) in over 16s ... (NG193)': 'Chronic pain (NG193)')."""
+    code = re.search(r"\(([A-Z]{1,3}\d{2,}|[A-Z]{2}\d{6})\)", title)
+    main = re.split(r":\s|\s\(|\?\s|,\s|\s-\s", " ".join(title.split()), maxsplit=1)[0].rstrip(" .")
+    words = main.split()
+    if len(words) > SHORT_TITLE_WORDS:
+        main = " ".join(words[:SHORT_TITLE_WORDS]).rstrip(",;") + "\u2026"
+    return f"{main} ({code.group(1)})" if code and code.group(1) not in main else main
 
 
 @dataclass(frozen=True)
@@ -383,6 +426,7 @@ class Summary:
     frequency_key: str = FREQUENCY_KEY
     others_lead: str = OTHERS_LEAD
     brief_note: str = BRIEF_NOTE
+    short_sources_note: str = SHORT_SOURCES_NOTE
     same_reason: str = SAME_REASON
     outweighed_label: str = OUTWEIGHED
     no_values_note: str = NO_VALUES_NOTE
