@@ -148,17 +148,27 @@ def rendered(printed_examples: dict[str, Rendered]) -> dict[str, Rendered]:
 
 
 @pytest.fixture(scope="module")
-def golden_pdfs(aid: DecisionAid) -> dict[str, tuple[Summary, str]]:
-    """A few golden cases: each summary and its A4 PDF's text."""
+def golden_prints(aid: DecisionAid) -> dict[str, dict[str, tuple[Summary, bytes]]]:
+    """A few golden cases, printed on each paper: the summary and its PDF."""
     cases = {c.id: c for c in CASES}
-    out = {}
+    out: dict[str, dict[str, tuple[Summary, bytes]]] = {paper: {} for paper in PAGE_POINTS}
     for name in GOLDEN:
         answers = aid.parse_answers(cases[name].answers, name)
-        summary = build_summary(aid, answers, profile=cases[name].profile, today=dt.date(2025, 1, 31))
-        pdf = render_summary(summary, "pdf")
-        assert isinstance(pdf, bytes)
-        out[name] = (summary, " ".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages))
+        for paper in PAGE_POINTS:
+            summary = build_summary(aid, answers, profile=cases[name].profile, paper=paper, today=dt.date(2025, 1, 31))
+            pdf = render_summary(summary, "pdf")
+            assert isinstance(pdf, bytes)
+            out[paper][name] = (summary, pdf)
     return out
+
+
+@pytest.fixture(scope="module")
+def golden_pdfs(golden_prints: dict[str, dict[str, tuple[Summary, bytes]]]) -> dict[str, tuple[Summary, str]]:
+    """The golden cases: each summary and its A4 PDF's text."""
+    return {
+        name: (summary, " ".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(pdf)).pages))
+        for name, (summary, pdf) in golden_prints["a4"].items()
+    }
 
 
 def risk_line(s: Summary, risk: Any) -> str:
@@ -413,31 +423,19 @@ def test_page_size_page_numbers_and_patient_label_on_every_page(rendered: dict[s
         assert "A discussion aid, not a prescription" in text
 
 
-@pytest.fixture(scope="module")
-def golden_pages(aid: DecisionAid) -> dict[str, dict[str, tuple[int, int]]]:
-    """The printed golden cases on each paper: (pages, options in detail)."""
-    cases = {c.id: c for c in CASES}
-    out: dict[str, dict[str, tuple[int, int]]] = {paper: {} for paper in PAGE_POINTS}
-    for name in GOLDEN:
-        answers = aid.parse_answers(cases[name].answers, name)
-        for paper in PAGE_POINTS:
-            summary = build_summary(aid, answers, profile=cases[name].profile, paper=paper, today=dt.date(2025, 1, 31))
-            pdf = render_summary(summary, "pdf")
-            assert isinstance(pdf, bytes)
-            out[paper][name] = (len(pypdf.PdfReader(io.BytesIO(pdf)).pages), len(summary.detailed))
-    return out
-
-
 @pytest.mark.parametrize("paper", list(PAGE_POINTS))
 def test_page_counts_stay_within_bounds(
-    rendered: dict[str, Rendered], golden_pages: dict[str, dict[str, tuple[int, int]]], paper: str
+    rendered: dict[str, Rendered], golden_prints: dict[str, dict[str, tuple[Summary, bytes]]], paper: str
 ) -> None:
     """Examples and printed golden cases with current care and up to two more options in detail print on 4
     pages; each further option adds one."""
     printed = {
         name: (len(pypdf.PdfReader(io.BytesIO(r.pdf[paper])).pages), len(r.summary.detailed))
         for name, r in rendered.items()
-    } | golden_pages[paper]
+    } | {
+        name: (len(pypdf.PdfReader(io.BytesIO(pdf)).pages), len(summary.detailed))
+        for name, (summary, pdf) in golden_prints[paper].items()
+    }
     counts = {name: count for name, (count, _) in printed.items()}
     for name, (count, detailed) in printed.items():
         limit = 4 + max(0, detailed - 3)
