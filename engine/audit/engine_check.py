@@ -202,19 +202,13 @@ def engine_findings(
                 )
         if len(found) == 2 and found[DURABLE] != found[PYTHON]:
             differ_ids = {f.rule_id for f in found[DURABLE]} ^ {f.rule_id for f in found[PYTHON]}
-            order = not differ_ids
-            disagreements.append(
-                AuditFinding(
-                    NAME,
-                    "error",
-                    profile,
-                    "the Python engine and durable_rules "
-                    + ("fire the same rules in another order or with other facts" if order else "fire other rules: ")
-                    + ("" if order else _named(differ_ids)),
-                    (profile,),
-                    answers,
-                )
+            how = (
+                f"fire other rules: {_named(differ_ids)}"
+                if differ_ids
+                else "fire the same rules in another order or with other facts"
             )
+            message = f"the Python engine and durable_rules {how}"
+            disagreements.append(AuditFinding(NAME, "error", profile, message, (profile,), answers))
     findings += [
         AuditFinding(
             NAME,

@@ -119,6 +119,17 @@ def compile_rulebook(rulebook: Rulebook, profile: str, questionnaire: Questionna
     return CompiledRuleset(f"pain-sdm-{rulebook.version}-{profile}", definition, branches, params, top + 1000)
 
 
+def joined_facts(body: dict[str, Any]) -> tuple[tuple[str, bool], ...]:
+    """The derived facts a compiled rule joins on, with the value each must have (read by both engines)."""
+    found = []
+    for term in body["all"][1:]:
+        ((_, expr),) = term.items()
+        parts = {k: v for part in expr["$and"] for k, v in part.items()}
+        assert parts["t"] == DERIVED, f"unexpected join {expr}"
+        found.append((parts["name"], parts["value"]))
+    return tuple(found)
+
+
 FAN_OUT = 16
 """Siblings per level of the alpha network's bucket tree (see `_spread`)."""
 

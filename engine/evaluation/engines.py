@@ -53,8 +53,6 @@ class PerThread(Generic[EngineT]):
 class RuleEngine(Protocol):
     """What the decision aid needs of a rule engine: one compiled ruleset, run one patient at a time."""
 
-    name: str
-
     def run(self, patient: dict[str, Any]) -> list[Firing]: ...
 
     def run_patient(self, patient: Patient) -> list[Firing]: ...

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.errors import EngineError
-from engine.evaluation.compiler import Branch, CompiledRuleset
+from engine.evaluation.compiler import Branch, CompiledRuleset, joined_facts
 from engine.evaluation.firing import Firing
 from engine.model.facts import DERIVED, PATIENT, SEP, unflatten
 from engine.model.questionnaire import UNKNOWN, Questionnaire
@@ -84,11 +84,18 @@ class Patient:
     themselves, as `unflatten` would read them from the fact, only for the rules that fire.
     """
 
-    __slots__ = ("text", "_read")
+    __slots__ = ("text", "_read", "_flat")
 
     def __init__(self, text: str, read: Callable[[str], Any]) -> None:
         self.text = text
         self._read = read
+        self._flat: dict[str, Any] | None = None
+
+    def flat(self) -> dict[str, Any]:
+        """The fact as a mapping (for the Python engine), parsed once however many profiles read it."""
+        if self._flat is None:
+            self._flat = json.loads("{" + self.text + "}")
+        return self._flat
 
     def fact(self, fact_id: str) -> Any:
         return self._read(fact_id)
@@ -175,17 +182,6 @@ def _host_ruleset(name: str, definition: dict[str, Any]) -> tuple[Any, Any, Any]
     return host, durable_rules_engine, host.get_ruleset(name)._handle
 
 
-def _joined(body: dict[str, Any]) -> tuple[tuple[str, bool], ...]:
-    """The derived facts a compiled rule joins on, with the value each must have."""
-    found = []
-    for term in body["all"][1:]:
-        ((_, expr),) = term.items()
-        parts = {k: v for part in expr["$and"] for k, v in part.items()}
-        assert parts["t"] == DERIVED, f"unexpected join {expr}"
-        found.append((parts["name"], parts["value"]))
-    return tuple(found)
-
-
 class _Run:
     """The state of one patient's evaluation, shared with the actions."""
 
@@ -201,8 +197,6 @@ class _Run:
 class DurableEngine:
     """Runs one compiled ruleset on durable_rules, one patient at a time."""
 
-    name = "durable_rules"
-
     def __init__(self, compiled: CompiledRuleset, questionnaire: Questionnaire) -> None:
         self._compiled = compiled
         self._questionnaire = questionnaire
@@ -214,7 +208,7 @@ class DurableEngine:
         definition[ACCEPT_ANY] = {"all": [{"f": {"$ex": {"t": 1}}}, {"never": {"t": NEVER}}], "pri": last}
         definition[PATIENT_SEEN] = {"all": [{"p": {"t": PATIENT}}], "pri": last}
         self._actions: dict[str, Any] = {
-            name: self._action(branch, _joined(definition[name])) for name, branch in compiled.branches.items()
+            name: self._action(branch, joined_facts(definition[name])) for name, branch in compiled.branches.items()
         }
         self._actions[PATIENT_SEEN] = None
         try:

@@ -15,14 +15,13 @@ compiler, and both engines are held to agree with it.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import EngineError
-from engine.evaluation.compiler import Branch, CompiledRuleset
+from engine.evaluation.compiler import Branch, CompiledRuleset, joined_facts
 from engine.evaluation.firing import Firing
 from engine.evaluation.inference import Patient
 from engine.model.facts import unflatten
@@ -86,25 +85,13 @@ def compile_test(expression: dict[str, Any]) -> Test:
 class _Step:
     """One compiled branch, ready to run: its patient test and the derived facts it joins on."""
 
-    name: str
     branch: Branch
     patient: Test
     joins: tuple[tuple[str, bool], ...]
 
 
-def _joins(terms: list[dict[str, Any]]) -> tuple[tuple[str, bool], ...]:
-    found = []
-    for term in terms:
-        ((_, expr),) = term.items()
-        parts = {k: v for part in expr["$and"] for k, v in part.items()}
-        found.append((parts["name"], parts["value"]))
-    return tuple(found)
-
-
 class PythonEngine:
     """Runs one compiled ruleset in Python, one patient at a time: the same interface as `DurableEngine`."""
-
-    name = "pain-sdm Python engine"
 
     def __init__(self, compiled: CompiledRuleset, questionnaire: Questionnaire) -> None:
         self._questionnaire = questionnaire
@@ -112,9 +99,8 @@ class PythonEngine:
         ordered = sorted(enumerate(compiled.definition.items()), key=lambda item: (item[1][1]["pri"], item[0]))
         self._steps = []
         for _, (name, body) in ordered:
-            first, *joins = body["all"]
-            ((_, expression),) = first.items()
-            self._steps.append(_Step(name, compiled.branches[name], compile_test(expression), _joins(joins)))
+            ((_, expression),) = body["all"][0].items()
+            self._steps.append(_Step(compiled.branches[name], compile_test(expression), joined_facts(body)))
 
     def run(self, patient: dict[str, Any]) -> list[Firing]:
         """Evaluate one patient's flattened fact (see `flatten`); return the firings in the order they fire."""
@@ -125,7 +111,7 @@ class PythonEngine:
         """Evaluate one patient (see `PatientEncoder`); return the firings in the order they fire."""
         if threading.get_ident() != self._thread:
             raise EngineError("a rule engine was used from a second thread; use one engine per thread or process")
-        return self._evaluate(json.loads("{" + patient.text + "}"), patient.fact)
+        return self._evaluate(patient.flat(), patient.fact)
 
     def _evaluate(self, facts: Facts, read: Callable[[str], Any]) -> list[Firing]:
         derived: dict[str, bool] = {}
