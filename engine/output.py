@@ -1,7 +1,7 @@
 """Write output files safely: atomically (temporary file, then rename), never clobbering.
 
 An interrupted write (Ctrl-C, a crash) leaves either the old file or nothing: never a
-partial file. The temporary file is `.NAME.PID.XXXX.tmp` beside the output; one left by a
+partial file. The temporary file is `.NAME.PID.<random>.tmp` beside the output; one left by a
 writer killed with SIGKILL is removed by the next write to the same output. An existing file
 is overwritten only when the user said --force (OutputError, exit 1); a path that cannot be
 written at all (a folder, a missing folder, a device, pipe or socket, anything else that is
@@ -35,7 +35,7 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(path: Path, suffix: str = TEMPORARY) -> list[Path]:
-    """Remove what a killed writer to `path` left behind: `.NAME.PID.XXXX.tmp` files whose process is gone.
+    """Remove what a killed writer to `path` left behind: `.NAME.PID.<random>.tmp` files whose process is gone.
 
     A run killed with SIGKILL cannot clean up after itself; the next run to the same output
     does. A file of a writer still running (its PID alive) is left alone.

@@ -16,13 +16,17 @@ from .errors import UsageError
 CHECKOUT = {"rules": "rules", "knowledge": "knowledge", "golden": "tests/golden", "examples": "examples"}
 """Where each kind lives in a source checkout; in a wheel each is `engine/_data/<kind>`."""
 
+NAMED = {"golden": ("cases", "--cases")}
+"""How a kind is named to a user, and the option that gives it, where not by its own name."""
+
 
 def data_dir(kind: str, override: Path | None = None) -> Path:
     """The directory for `kind` (rules, knowledge, golden or examples)."""
+    name, option = NAMED.get(kind, (kind, f"--{kind}"))
     if override is not None:
         if not override.is_dir():
             why = "is not a directory" if override.exists() else "does not exist"
-            raise UsageError(f"{kind} directory `{override}` {why}")
+            raise UsageError(f"{name} directory `{override}` {why}; give one with {option} DIR")
         return override
     packaged = Path(str(resources.files("engine"))) / "_data" / kind
     if packaged.is_dir():
@@ -30,4 +34,4 @@ def data_dir(kind: str, override: Path | None = None) -> Path:
     checkout = Path(__file__).resolve().parent.parent / CHECKOUT[kind]
     if checkout.is_dir():
         return checkout
-    raise UsageError(f"cannot find the {kind}/ directory; reinstall pain-sdm or pass --{kind}")
+    raise UsageError(f"cannot find the {CHECKOUT[kind]}/ directory; reinstall pain-sdm or pass {option}")

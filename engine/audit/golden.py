@@ -82,28 +82,9 @@ class GoldenCase(Strict):
     expect: Expectation
 
 
-def cases_dir(given: Path | None = None) -> Path:
-    """The golden cases: `given`, else those shipped with the rules (tests/golden of a checkout)."""
-    return _directory("golden", given, "--cases")
-
-
-def examples_dir(given: Path | None = None) -> Path:
-    """The example patients: `given`, else those shipped with the rules (examples/ of a checkout)."""
-    return _directory("examples", given, "--examples")
-
-
-def _directory(kind: str, given: Path | None, option: str) -> Path:
-    if given is not None and not given.is_dir():
-        why = "is not a directory" if given.exists() else "does not exist"
-        raise UsageError(
-            f"{'cases' if kind == 'golden' else kind} directory `{given}` {why}; give one with {option} DIR"
-        )
-    return data_dir(kind, given)
-
-
 def load_cases(cases: Path | None = None, examples: Path | None = None) -> list[GoldenCase]:
     """Every case of every *.yaml file in the directory, validated, with its answers resolved."""
-    folder = cases_dir(cases)
+    folder = data_dir("golden", cases)  # the shipped golden cases (tests/golden of a checkout) unless given
     bases: dict[str, dict[str, Any]] = {}
     out: list[GoldenCase] = []
     for path in sorted(folder.glob("*.yaml")):
@@ -112,7 +93,7 @@ def load_cases(cases: Path | None = None, examples: Path | None = None) -> list[
             answers: dict[str, Any] = {}
             if case.base is not None:
                 if case.base not in bases:
-                    bases[case.base] = _example(examples_dir(examples), case.base, path, case.id)
+                    bases[case.base] = _example(data_dir("examples", examples), case.base, path, case.id)
                 answers.update(bases[case.base])
             answers.update(case.answers)
             for key in case.remove:
