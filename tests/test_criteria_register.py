@@ -124,6 +124,18 @@ def test_disagreements_name_known_criteria(disagreements: DisagreementFile, crit
     assert not unknown, f"disagreements name criteria not in criteria.yaml: {unknown}"
 
 
+def test_a_dispute_is_told_only_by_its_own_criteria_and_each_is_a_cautions(
+    disagreements: DisagreementFile, aid: DecisionAid
+) -> None:
+    """`told_by` leaves a dispute off the summary where a caution already says it: each criterion named there
+    is one of the dispute's own and is encoded by at least one caution rule (else the field would do nothing)."""
+    cautioned = {c for r in aid.rulebook.rules if r.then.caution for c in r.criteria}
+    for d in disagreements.disagreements:
+        assert set(d.told_by) <= set(d.criteria), d.id
+        assert set(d.told_by) <= cautioned, d.id
+    assert any(d.told_by for d in disagreements.disagreements)
+
+
 def test_one_disagreement_per_register_item(disagreements: DisagreementFile) -> None:
     assert REGISTER_PATH.exists(), f"the criteria register's copy is missing: {REGISTER_PATH}"
     text = REGISTER_PATH.read_text(encoding="utf-8")

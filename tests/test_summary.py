@@ -175,8 +175,9 @@ def risk_line(s: Summary, risk: Any) -> str:
     return f"{s.frequency_labels[risk.frequency]}: {risk.text}"
 
 
-def expected_snippets(s: Summary) -> list[str]:
-    """What every format must show: sections, every option with its status, reasons, benefits and risks."""
+def expected_snippets(s: Summary, printed: bool = False) -> list[str]:
+    """What every format must show: sections, every option with its status, reasons, benefits and risks
+    (on paper, each option's first `printed_questions` questions; on screen and in Markdown, all)."""
     snippets = list(SECTIONS) + [s.disclaimer, s.decision, s.rulebook_version, s.profile_name]
     for o in s.options:
         snippets += [o.name, *(r.text for r in o.reasons + o.outweighed), *o.other_profiles]
@@ -184,7 +185,7 @@ def expected_snippets(s: Summary) -> list[str]:
         snippets += [o.declined] if o.declined else []
     snippets += [o.status_label for o in s.detailed] + [g.status_label for g in s.brief_groups]
     for o in s.detailed:
-        snippets += list(o.questions)
+        snippets += o.questions[: s.printed_questions] if printed else o.questions
     snippets += [cell for row in s.option_grid.rows for cell in [row.question, *row.cells]]
     snippets += [o.name for o in s.option_grid.others] + [s.frequency_key]
     snippets += [c.text for c in s.cautions] + ([s.profile_note] if s.profile_note else [])
@@ -210,8 +211,13 @@ def test_html_pdf_and_markdown_say_the_same_things(rendered: dict[str, Rendered]
         "pdf letter": squash(r.pdf_body("letter")),
     }
     for name, text in formats.items():
-        for snippet in expected_snippets(r.summary) + source_snippets(r.summary, short=name.startswith("pdf")):
+        printed = name.startswith("pdf")
+        for snippet in expected_snippets(r.summary, printed) + source_snippets(r.summary, short=printed):
             assert squash(snippet) in text, f"{example}: {name} lacks {snippet!r}"
+        if printed and r.summary.questions_cut:
+            assert squash(r.summary.printed_questions_note) in text
+            cut = [q for o in r.summary.detailed for q in o.questions[r.summary.printed_questions :]]
+            assert cut and not [q for q in cut if squash(q) in text], f"{example}: later questions stay on screen"
 
 
 def test_paper_lists_the_sources_in_short_and_the_screen_in_full(rendered: dict[str, Rendered]) -> None:
@@ -401,6 +407,30 @@ def test_news_ai_summaries_and_internal_material_are_never_cited_to_patients(
         assert not listed & hidden, f"{example}: cites {sorted(listed & hidden)}"
 
 
+def test_a_dispute_a_printed_caution_already_tells_is_not_repeated(rendered: dict[str, Rendered]) -> None:
+    """The blood-thinner dispute's both sides are in every hold caution, and the BMJ dispute's in its caution."""
+    for name in ("failed-back-surgery", "facet-back-pain", "cancer-pain", "stenosis-claudication"):
+        s = rendered[name].summary
+        topics = {d.topic for d in s.disagreements}
+        assert any("shared decision" in c.text for c in s.cautions), name
+        assert "Whether to stop blood thinners before a procedure" not in topics, name
+    sciatica = rendered["sciatica"].summary
+    assert any("BMJ" in c.text for c in sciatica.cautions)
+    assert not [d for d in sciatica.disagreements if "at all" in d.topic]
+    # a patient without cancer pain never sees the cancer-pain pump dispute
+    assert not [d for d in rendered["failed-back-surgery"].summary.disagreements if "cancer" in d.topic]
+
+
+def test_answers_are_listed_by_short_labels_without_those_a_follow_up_implies(rendered: dict[str, Rendered]) -> None:
+    s = rendered["failed-back-surgery"].summary
+    shown = {line.question: line.answer for line in s.situation + s.shaped_by}
+    assert shown["Physical therapy and exercise, weeks in all:"] == "20 weeks"
+    assert "Physical therapy and exercise tried:" not in shown, "20 weeks of it says it was tried"
+    assert "Had this pain for:" in shown and "3 months or more (I will give the months)" not in shown.values()
+    assert shown["Talking therapy (such as CBT) tried:"] == "yes", "an answer with no follow-up shown stays"
+    assert all(len(q) <= 60 for q in shown), [q for q in shown if len(q) > 60]
+
+
 def test_status_under_other_guidance_is_noted_beside_the_option(rendered: dict[str, Rendered]) -> None:
     s = rendered["facet-back-pain"].summary
     noted = [o for o in s.options if o.other_profiles]
@@ -427,8 +457,9 @@ def test_page_size_page_numbers_and_patient_label_on_every_page(rendered: dict[s
 def test_page_counts_stay_within_bounds(
     rendered: dict[str, Rendered], golden_prints: dict[str, dict[str, tuple[Summary, bytes]]], paper: str
 ) -> None:
-    """Examples and printed golden cases with current care and up to two more options in detail print on 4
-    pages; each further option adds one."""
+    """Every example and printed golden case prints on 4 pages on A4, current care and three more options in
+    detail included. On Letter (18 mm shorter a page) an example with four options in detail may still take a
+    fifth page: issue 14 wants 4 there too, and about 30 mm are still over."""
     printed = {
         name: (len(pypdf.PdfReader(io.BytesIO(r.pdf[paper])).pages), len(r.summary.detailed))
         for name, r in rendered.items()
@@ -438,7 +469,7 @@ def test_page_counts_stay_within_bounds(
     }
     counts = {name: count for name, (count, _) in printed.items()}
     for name, (count, detailed) in printed.items():
-        limit = 4 + max(0, detailed - 3)
+        limit = 4 if paper == "a4" else 4 + max(0, detailed - 3)
         assert count <= limit, f"{name} on {paper}: {count} pages (limit {limit}; {detailed} options in detail)"
     for name in TYPICAL:
         assert len(rendered[name].summary.detailed) <= 3, f"{name} is no longer a typical case"
@@ -477,8 +508,12 @@ def test_text_reads_at_least_as_large_as_12pt_times_and_cells_wrap() -> None:
     assert min(sizes) * x_height >= 12 * TIMES_X_HEIGHT, (family.group(1), x_height)
 
 
-def test_no_table_row_is_split_across_pages(aid: DecisionAid) -> None:
-    """Each row of the grid, the values table and the answers stays whole on one page (a repeated header aside)."""
+HEADINGS = ("h1", "h2", "h3", "h4")
+
+
+def test_nothing_splits_badly_across_pages(aid: DecisionAid) -> None:
+    """Each row of the grid, the values table and the answers stays whole on one page (a repeated header aside);
+    no heading is the last thing on a page; no word in a table cell is broken with a hyphen."""
     import weasyprint
 
     for name in ("failed-back-surgery", "cancer-pain", "sciatica"):
@@ -488,15 +523,26 @@ def test_no_table_row_is_split_across_pages(aid: DecisionAid) -> None:
             assert isinstance(page_html, str)
             pages_of: dict[int, set[int]] = {}
             for number, page in enumerate(weasyprint.HTML(string=page_html).render().pages):
-                stack: list[Any] = [page._page_box]
+                stack: list[tuple[Any, str, bool]] = [(page._page_box, "", False)]
+                last: tuple[float, str] = (0.0, "")  # the lowest line of body text on the page, and its block
                 while stack:
-                    box = stack.pop()
+                    box, block, in_cell = stack.pop()
+                    kind = type(box).__name__
                     children = getattr(box, "children", None) or []
-                    if type(box).__name__ == "TableRowGroupBox" and box.element.tag == "thead":
-                        continue  # the header row repeats on each page a table runs onto, by design
-                    if type(box).__name__ == "TableRowBox":
+                    if kind == "MarginBox" or (kind == "TableRowGroupBox" and box.element.tag == "thead"):
+                        continue  # running header and footer; a header row repeats on each page, by design
+                    if kind == "TableRowBox":
                         pages_of.setdefault(id(box.element), set()).add(number)
-                    stack.extend(children)
+                    tag = getattr(getattr(box, "element", None), "tag", "")
+                    block = tag if kind in ("BlockBox", "TableCellBox") else block
+                    in_cell = in_cell or kind == "TableCellBox"
+                    if kind == "TextBox" and box.text.strip():
+                        last = max(last, (box.position_y, block))
+                        assert not (in_cell and re.search(r"\w[\u00ad\u2010-]$", box.text)), (
+                            f"{name} on {paper}: a word in a cell is hyphenated: {box.text!r}"
+                        )
+                    stack.extend((child, block, in_cell) for child in children)
+                assert last[1] not in HEADINGS, f"{name} on {paper}: page {number + 1} ends with a heading"
             split = [pages for pages in pages_of.values() if len(pages) > 1]
             rows = page_html.count("<tr") - page_html.count("<thead>")  # a header row repeats, by design
             assert len(pages_of) == rows >= 8, f"{name} on {paper}: {len(pages_of)} of {rows} rows laid out"  # grid: 6

@@ -147,6 +147,11 @@ class Disagreement(Strict):
     positions: list[str] = Field(min_length=2, description="each position in plain words, naming its source")
     plain: str = Field(description="what this means for the patient, in plain words")
     criteria: list[Id] = []
+    told_by: list[Id] = Field(
+        default=[],
+        description="criteria whose cautions already tell the patient both sides: the summary does not repeat"
+        " the dispute where such a caution is shown",
+    )
     sources: list[Id] = Field(min_length=1)
 
 
@@ -438,17 +443,18 @@ def load_knowledge(root: Path) -> Knowledge:
                         "unknown-reference",
                     )
                 )
-        for cid in dis.criteria:
-            if cid not in criteria:
-                problems.append(
-                    Problem(
-                        str(dis_path),
-                        f"disagreement {dis.id}",
-                        "criteria",
-                        f"unknown criterion `{cid}`",
-                        "unknown-reference",
+        for field_name in ("criteria", "told_by"):
+            for cid in getattr(dis, field_name):
+                if cid not in criteria:
+                    problems.append(
+                        Problem(
+                            str(dis_path),
+                            f"disagreement {dis.id}",
+                            field_name,
+                            f"unknown criterion `{cid}`",
+                            "unknown-reference",
+                        )
                     )
-                )
     about = load_file(About, root / "about.yaml", KnowledgeError)
     if problems:
         raise KnowledgeError(problems)

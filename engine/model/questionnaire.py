@@ -46,6 +46,10 @@ class Question(Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$", examples=["pain_duration_months"])
     type: QuestionType
     prompt: str
+    short: str = Field(
+        default="",
+        description="the question in a few words, for the answers printed on the summary (its prompt where empty)",
+    )
     help: str = ""
     options: list[Option] = []
     options_from: Literal["conditions", "treatments"] | None = None
@@ -130,6 +134,7 @@ def _treatment_questions(term: Term, section: str) -> list[Question]:
         id=f"{term.id}_weeks",
         type="number",
         prompt=f"For how many weeks in all did you have {name}?",
+        short=f"{term.label}, weeks in all:",
         unit="weeks",
         min=0,
         max=2080,
@@ -141,6 +146,7 @@ def _treatment_questions(term: Term, section: str) -> list[Question]:
             id=tried,
             type="yes_no",
             prompt=f"Have you tried {name} for this pain?",
+            short=f"{term.label} tried:",
             help=term.plain,
             section=section,
         ),
@@ -149,6 +155,7 @@ def _treatment_questions(term: Term, section: str) -> list[Question]:
             id=f"{term.id}_outcome",
             type="single",
             prompt=f"How did {name} work for you?",
+            short=f"How {name} worked:",
             options=OUTCOMES,
             ask_if=was_tried,
             section=section,

@@ -69,9 +69,12 @@ SURE_CLEAR = "You answered 'yes' to all four questions."
 SHORT_SOURCES_NOTE = "Titles are cut short here. The web version of this summary gives each one in full."
 """Printed under the short source list (the HTML on screen, the Markdown and `rules book` list them in full)."""
 BRIEF_NOTE = (
-    "These options are not open now, or you said no to them. Each shows its main benefit and its main risk, "
-    "or a rare but serious risk if it has one. Your clinician can go through the full lists with you."
+    "Not open now, or you said no. Each shows its main benefit and its main or most serious risk; "
+    "ask for the full lists."
 )
+PRINTED_QUESTIONS = 3
+"""On paper, each option's first questions (the knowledge lists them most important first); the screen: all."""
+PRINTED_QUESTIONS_NOTE = f"On paper, the first {PRINTED_QUESTIONS} for each option. The web version lists more."
 SAME_REASON = "The reason is the same as for"
 OUTWEIGHED = "Also found, but the reason above comes first:"
 NO_VALUES_NOTE = (
@@ -427,10 +430,17 @@ class Summary:
     others_lead: str = OTHERS_LEAD
     brief_note: str = BRIEF_NOTE
     short_sources_note: str = SHORT_SOURCES_NOTE
+    printed_questions: int = PRINTED_QUESTIONS
+    printed_questions_note: str = PRINTED_QUESTIONS_NOTE
     same_reason: str = SAME_REASON
     outweighed_label: str = OUTWEIGHED
     no_values_note: str = NO_VALUES_NOTE
     frequency_labels: dict[str, str] = field(default_factory=lambda: dict(FREQUENCY_LABELS))
+
+    @property
+    def questions_cut(self) -> bool:
+        """Whether the paper leaves out some option's later questions (and must say so)."""
+        return any(len(o.questions) > self.printed_questions for o in self.detailed)
 
     @property
     def caution_groups(self) -> list[tuple[list[str], list[CautionView]]]:
@@ -514,17 +524,31 @@ def _situation(aid: DecisionAid, answers: dict[str, Any], result: Result) -> tup
     questions = aid.questionnaire.questions
 
     def line(qid: str) -> Line:
-        return Line(_question_text(questions[qid].prompt), questions[qid].describe(answers.get(qid)))
+        q = questions[qid]
+        return Line(q.short or _question_text(q.prompt), q.describe(answers.get(qid)))
 
-    main = [line(qid) for qid in MAIN_QUESTIONS if qid in questions]
     findings = [r for o in result.options for r in o.reasons]
     facts = set(_answer_facts(result, findings))
+    main = [qid for qid in MAIN_QUESTIONS if qid in questions]
     shaped = [
-        line(qid)
+        qid
         for qid, q in questions.items()
         if qid in facts and qid not in MAIN_QUESTIONS and q.type != "text" and answers.get(qid) is not None
     ]
-    return main, shaped
+    implied = _implied_by_follow_ups(aid, answers, main + shaped)
+    return [line(q) for q in main if q not in implied], [line(q) for q in shaped if q not in implied]
+
+
+def _implied_by_follow_ups(aid: DecisionAid, answers: dict[str, Any], shown: list[str]) -> set[str]:
+    """Answers that a shown follow-up already implies ("tried it? yes" above "for how many weeks? 20"):
+    the follow-up is asked only when that one answer was given, so printing both says it twice."""
+    implied = set()
+    for qid in shown:
+        gate = aid.questionnaire.questions[qid].ask_if
+        if answers.get(qid) is not None and gate is not None and gate.fact is not None and gate.op == "==":
+            if str(answers.get(gate.fact)) == str(gate.value):
+                implied.add(gate.fact)
+    return implied
 
 
 def _status_counts(result: Result) -> str:
@@ -902,7 +926,8 @@ def build_summary(
     names = {o.procedure: o.name for o in result.options}
     cited = criteria_held(result.trace)
     found = [aid.knowledge.disagreements[i] for i in result.disagreements]
-    relevant = [d for d in found if bears_on(d, shown, cited)]
+    told = {c for o in result.options if o.procedure in shown for f in o.cautions for c in f.criteria}
+    relevant = [d for d in found if bears_on(d, shown, cited) and not told.intersection(d.told_by)]
     disagreements = [DisagreementView(d.topic, " ".join(d.plain.split())) for d in relevant]
     changed = sorted({d.procedure for d in result.profile_differences}, key=list(names).index)
     profile_note = (
