@@ -528,8 +528,8 @@ def test_a_search_the_evaluator_does_not_confirm_is_an_internal_disagreement(
 ) -> None:
     real = verify_module.Outcome.of
 
-    def lying(results: Any) -> verify_module.Outcome:
-        out = real(results)
+    def lying(results: Any, *procedures: Any) -> verify_module.Outcome:
+        out = real(results, *procedures)
         return verify_module.Outcome(out.statuses, out.urgent, frozenset())
 
     monkeypatch.setattr(verify_module.Outcome, "of", lying)

@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.model.conditions import Condition, Truth, compare
+from engine.model.conditions import Condition, Truth, atom_test
 from engine.model.questionnaire import UNKNOWN, Questionnaire
 from engine.model.rulebook import Rule, Rulebook
 
@@ -148,10 +148,10 @@ class AnswerSpace:
         """One representative value per signature over `atoms` (default: every atom on the fact)."""
         chosen = self.atoms.get(fact, []) if atoms is None else atoms
         # atoms with the same test give the same truth: each test counts once (rules repeat them)
-        tests = {(a.op or "", hashable(self.operand(a))): self.operand(a) for a in chosen}
+        tests = {(a.op or "", hashable(self.operand(a))): atom_test(a.op or "", self.operand(a)) for a in chosen}
         seen: dict[tuple[Truth, ...], Any] = {}
         for value in self.raw_values(fact):
-            signature = tuple(compare(op, value, operand) for (op, _), operand in tests.items())
+            signature = tuple(test(value) for test in tests.values())
             seen.setdefault(signature, value)
         return list(seen.values())
 
@@ -174,10 +174,10 @@ class AnswerSpace:
 
     def atom_mask(self, atom: Condition, wanted: Wanted) -> int:
         assert atom.fact is not None and atom.op is not None
-        operand = self.operand(atom)
+        test = atom_test(atom.op, self.operand(atom))
         mask = 0
         for index, value in enumerate(self.domain(atom.fact)):
-            if compare(atom.op, value, operand) in wanted:
+            if test(value) in wanted:
                 mask |= 1 << index
         return mask
 

@@ -136,9 +136,16 @@ def engines_run() -> str:
 
 
 def engine_findings(
-    rulebook: Rulebook, questionnaire: Questionnaire, profile: str, answer_sets: Iterable[dict[str, Any]]
+    rulebook: Rulebook,
+    questionnaire: Questionnaire,
+    profile: str,
+    answer_sets: Iterable[dict[str, Any]],
+    evaluator: Evaluator | None = None,
 ) -> tuple[list[Any], int]:
-    """Error findings for one profile's compiled ruleset on these answer sets, on every engine here; and the count."""
+    """Error findings for one profile's compiled ruleset on these answer sets, on every engine here; and the count.
+
+    `evaluator`: the profile's independent evaluator, if the caller has one compiled already.
+    """
     rng = random.Random(NEAR_THRESHOLDS)  # noqa: S311 - a fixed seed: the same answer sets every run
     targets = rule_targets(rulebook)
     answer_sets = [*answer_sets, *(near_thresholds(questionnaire, targets, rng) for _ in range(NEAR_THRESHOLDS))]
@@ -163,7 +170,7 @@ def engine_findings(
             findings.append(AuditFinding(NAME, "error", profile, message, (profile,)))
     if not engines:
         return findings, 0
-    evaluator = Evaluator(rulebook, profile)
+    evaluator = evaluator or Evaluator(rulebook, profile)
     failures: dict[tuple[str, str], tuple[set[str], dict[str, Any], int]] = {}
     disagreements: list[AuditFinding] = []
     ran = 0

@@ -80,7 +80,7 @@ import math
 import random
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -97,14 +97,12 @@ from engine.audit.answer_space import (
     Wanted,
     as_answer,
     hashable,
-    truth_of,
 )
 from engine.audit.engine_check import dense, engine_findings, engines_run
 from engine.errors import DataFileError
-from engine.evaluation.evaluator import Evaluator, RuleResult
+from engine.evaluation.evaluator import Evaluator, RuleSubset, RuleTest, compile_condition
 from engine.model import status as status_model
-from engine.model.conditions import Condition
-from engine.model.facts import known
+from engine.model.conditions import Condition, Truth
 from engine.model.invariants import FALLBACK
 from engine.model.knowledge import PROCEDURE_IDS, Knowledge, load_knowledge
 from engine.model.loading import read_data
@@ -264,22 +262,28 @@ class Outcome:
     fallback: frozenset[str] = frozenset()
 
     @classmethod
-    def of(cls, results: list[RuleResult]) -> Outcome:
-        """Resolved by `engine.model.status.resolve`, the function the result builder uses."""
-        setting: dict[str, list[str]] = {pid: [] for pid in PROCEDURE_IDS}
+    def of(cls, results: Iterable[tuple[Rule, Truth]], procedures: tuple[str, ...] = PROCEDURE_IDS) -> Outcome:
+        """Resolved by `engine.model.status.resolve`, the function the result builder uses.
+
+        Only the statuses of `procedures` are resolved (the others are left out).
+        """
+        setting: dict[str, list[str]] = {pid: [] for pid in procedures}
         urgent = False
-        for res in results:
-            if res.truth is not True:
+        held = []
+        for rule, truth in results:
+            if truth is not True:
                 continue
-            then = res.rule.then
+            held.append(rule.id)
+            then = rule.then
             urgent = urgent or then.urgent_assessment
             if then.status is not None:
                 for pid in then.procedures:
-                    setting[pid].append(then.status)
+                    if pid in setting:
+                        setting[pid].append(then.status)
         resolved = {pid: status_model.resolve(statuses) for pid, statuses in setting.items()}
         statuses = {pid: FALLBACK_STATUS if s is None else s for pid, s in resolved.items()}
         fallback = frozenset(pid for pid, s in resolved.items() if s is None)
-        return cls(statuses, urgent, frozenset(r.rule.id for r in results if r.truth is True), fallback)
+        return cls(statuses, urgent, frozenset(held), fallback)
 
 
 Expectation = Callable[[Outcome, dict[str, Any]], bool]
@@ -313,9 +317,6 @@ class Invariant:
 
     def conditions(self) -> list[Condition]:
         return [c for c, _ in self.premises]
-
-    def applies(self, values: dict[str, Any], params: dict[str, int | float]) -> bool:
-        return all(truth_of(c, values, params) in wanted for c, wanted in self.premises)
 
     def forbidden_statuses(self) -> list[Status]:
         return [Status(s) for s in self.forbids if s != FALLBACK]
@@ -386,7 +387,8 @@ class ProfileAudit:
         self.safety_overlaps = 0
         self.fires: set[str] = set()
         self._witness_cache: dict[str, list[dict[str, Any]]] = {}
-        self._evaluators: dict[frozenset[str], Evaluator] = {}
+        self._evaluators: dict[frozenset[str], RuleSubset] = {}
+        self._premises: dict[str, list[tuple[RuleTest, Wanted]]] = {}
         self.examples: list[dict[str, Any]] = []
         self.engine_sample: list[dict[str, Any]] = []  # answer sets the search evaluated, run on durable_rules too
         self._sampler = random.Random(ENGINE_SAMPLE)  # noqa: S311 - a fixed seed: the same sample every run
@@ -418,11 +420,11 @@ class ProfileAudit:
             self.engine_sample.append(answers)
         elif (slot := self._sampler.randrange(self.evaluations)) < ENGINE_SAMPLE:
             self.engine_sample[slot] = answers
-        evaluator = self.evaluator if deciding is None else self.evaluator_for(deciding)
-        results, _ = evaluator.evaluate_rules(answers)
-        return Outcome.of(results)
+        if deciding is None:
+            return Outcome.of(zip(self.evaluator.rules, self.evaluator.truths(answers), strict=True))
+        return Outcome.of(self.evaluator_for(deciding)(answers))
 
-    def evaluator_for(self, deciding: list[Rule]) -> Evaluator:
+    def evaluator_for(self, deciding: list[Rule]) -> RuleSubset:
         """The independent evaluator of these rules and of the rules deriving every fact they read, down the chains.
 
         An expectation about some rules or procedures depends on nothing else: checking it on
@@ -432,10 +434,16 @@ class ProfileAudit:
         if key not in self._evaluators:
             space = self.space
             rules = [*deciding, *(space.derived[f] for f in self.rulebook.derived_read(deciding) if f in space.derived)]
-            ids = {r.id for r in rules}
-            subset = self.rulebook.model_copy(update={"rules": [r for r in self.rulebook.rules if r.id in ids]})
-            self._evaluators[key] = Evaluator(subset, self.profile)
+            self._evaluators[key] = self.evaluator.subset({r.id for r in rules})
         return self._evaluators[key]
+
+    def applies(self, inv: Invariant, answers: dict[str, Any]) -> bool:
+        """Whether each of the invariant's premises takes a truth it wants on these answers (derived facts unknown)."""
+        tests = self._premises.get(inv.key)
+        if tests is None:
+            derived, params = self.rulebook.derived_facts, self.space.params
+            tests = self._premises[inv.key] = [(compile_condition(c, derived, params), w) for c, w in inv.premises]
+        return all(test(answers, {}) in wanted for test, wanted in tests)
 
     def find(
         self, goals: list[list[Conj]], expect: Expectation, what: str, deciding: list[Rule] | None = None
@@ -586,7 +594,7 @@ class ProfileAudit:
         premise = [space.cases(c, wanted) for c, wanted in inv.premises]
 
         def broken(outcome: Outcome, answers: dict[str, Any]) -> bool:
-            return inv.applies({k: known(v) for k, v in answers.items()}, space.params) and bool(inv.broken(outcome))
+            return self.applies(inv, answers) and bool(inv.broken(outcome))
 
         questions: list[tuple[str, list[list[Conj]]]] = []
         for pid in inv.procedures:
@@ -685,21 +693,34 @@ class ProfileAudit:
         read = sorted(
             {a.fact for r in evaluator.rules for a in r.when.atoms() if a.fact and not space.is_derived(a.fact)}
         )
-        premise = sorted({a.fact for c in inv.conditions() for a in c.atoms() if a.fact})
+        # Only the rules reading a varied answer (directly or through derived facts) change within a
+        # baseline: the others are evaluated once per baseline, and only their holding ones are kept.
+        # Two answer sets are the same to the deciding rules when they agree on every answer those read:
+        # on the baseline's part of them (kept with the baseline), and on the combination's.
+        fixed_rules, varying = evaluator.split(facts)
+        varied = [f for f in read if f in values]
+        settled = []
+        for base in baselines:
+            derived: dict[str, Truth] = {}
+            held = [(rule, truth) for rule, truth in fixed_rules(base, derived) if truth is True]
+            settled.append(
+                (base, held, derived, tuple(hashable(base.get(f, UNKNOWN)) for f in read if f not in values))
+            )
         seen: set[tuple[Any, ...]] = set()
         count = 0
         for combo in _product(facts, values):
-            for base in baselines:
+            from_combo = tuple(hashable(combo[f]) for f in varied)
+            for base, held, derived, from_base in settled:
                 answers = {**base, **combo}
                 count += 1
-                if not inv.applies({f: known(answers.get(f, UNKNOWN)) for f in premise}, self.space.params):
+                if not self.applies(inv, answers):
                     continue
-                distinct = tuple(hashable(answers.get(f, UNKNOWN)) for f in read)
+                distinct = (from_base, from_combo)
                 if distinct in seen:
                     continue  # the same answers to every deciding rule: the same verdict
                 seen.add(distinct)
                 self.evaluations += 1
-                if inv.broken(Outcome.of(evaluator.evaluate_rules(answers)[0])):
+                if inv.broken(Outcome.of(held + varying(answers, dict(derived)), inv.procedures)):
                     self._violation(inv, answers)
         key = inv.key or inv.name
         self.enumerated[key] = self.enumerated.get(key, 0) + count
@@ -833,7 +854,7 @@ def verify(
             audit.check_invariant(inv)
         findings += audit.findings
         sample = [*examples, *dense(examples, questionnaire), *audit.engine_sample]
-        on_engine, ran = engine_findings(rulebook, questionnaire, name, sample)
+        on_engine, ran = engine_findings(rulebook, questionnaire, name, sample, audit.evaluator)
         findings += on_engine
         enumerated.append(_describe(audit) + f"; {ran} of them also run on {engines_run()}")
     findings += _never_fires_findings(active_in, fires_in, rulebook)

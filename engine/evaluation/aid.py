@@ -58,6 +58,7 @@ class DecisionAid:
         self._compiled: dict[str, CompiledRuleset] = {}
         self._engines = PerThread(lambda p: make_engine(self.engine_choice, self.compiled(p), self.questionnaire))
         self._builders: dict[str, ResultBuilder] = {}
+        self._evaluators: dict[str, Evaluator] = {}
         self._lock = threading.Lock()  # threads that ask at once compile a profile once
         self._encoder: PatientEncoder | None = None
 
@@ -146,7 +147,13 @@ class DecisionAid:
         return self._builders[profile]
 
     def evaluator(self, profile: str | None = None) -> Evaluator:
-        return Evaluator(self.rulebook, self.rulebook.check_profile(profile))
+        """The profile's independent evaluator, compiled on first use (its compiled code is pure: threads share it)."""
+        chosen = self.rulebook.check_profile(profile)
+        if chosen not in self._evaluators:
+            with self._lock:
+                if chosen not in self._evaluators:
+                    self._evaluators[chosen] = Evaluator(self.rulebook, chosen)
+        return self._evaluators[chosen]
 
     def evaluate(self, answers: BaseModel, profile: str | None = None, compare_profiles: bool = True) -> Result:
         """Evaluate one patient on the chosen engine; optionally note where other profiles differ.

@@ -1,21 +1,33 @@
-"""An independent evaluator of the rule files, in plain Python, that never short-circuits.
+"""An independent evaluator of the rule files, compiled to plain Python once per rulebook and profile.
 
-It reads the same rule files as the compiler but shares none of its code: conditions
-are evaluated directly on the answers with three-valued (Kleene) logic, every atom is
-evaluated (so `why-not` can report every failed condition, not just the first), and
-derived facts are computed stratum by stratum. A test holds its firings equal to
-durable_rules' on the golden cases and on generated patients.
+It reads the same rule files as the durable_rules compiler but shares none of its code. Each
+rule's condition is written out as Python source (`_Writer`): three-valued (Kleene) logic that
+stops at the first part that decides (`all` at a false part, `any` at a true one), each atom's
+test taken from its operator's one definition (`conditions.OP_TESTS`), its threshold a constant.
+Derived facts are computed stratum by stratum. The source is compiled once, into one function
+per rule and two whole-rulebook functions: the truths of every rule, and the firings.
+
+For `why-not` and `explain`, `evaluate_rules` keeps the slower full record: every atom of the
+rules asked about evaluated by `Condition.truth` (no short-circuit), with the patient's value and
+the threshold. Tests hold the compiled code to `Condition.truth` on every operator and unknown,
+and the firings to durable_rules' on the golden cases and on generated patients.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from engine.evaluation.firing import Firing
-from engine.model.conditions import Condition, Truth
+from engine.model.conditions import OP_TESTS, Condition, Truth, operand_constant
 from engine.model.facts import known
+from engine.model.questionnaire import UNKNOWN
 from engine.model.rulebook import Rule, Rulebook, derived_depth
+
+Answers = dict[str, Any]
+RuleTest = Callable[[Answers, dict[str, Truth]], Truth]
 
 
 @dataclass(frozen=True)
@@ -37,44 +49,238 @@ class RuleResult:
     atoms: tuple[AtomResult, ...]
 
 
+class _Writer:
+    """Writes conditions as Python statements over the answers `v` and the derived facts `d`."""
+
+    def __init__(self, derived: Collection[str], params: dict[str, int | float]) -> None:
+        self.derived = derived
+        self.params = params
+        self.constants: dict[str, Any] = {"U": UNKNOWN}
+        self._named: dict[tuple[type, Any], str] = {}
+        self._temps = 0
+
+    def constant(self, value: Any) -> str:
+        """A name in the generated module for a value (never its text in the source: no rule text is code)."""
+        value = operand_constant(value)
+        key = (type(value), value)
+        if key not in self._named:
+            self._named[key] = f"K{len(self._named)}"
+            self.constants[self._named[key]] = value
+        return self._named[key]
+
+    def temp(self) -> str:
+        self._temps += 1
+        return f"t{self._temps}"
+
+    def atom(self, node: Condition) -> str:
+        """An expression for the atom's truth: unknown when the value is (missing, None or "unknown")."""
+        assert node.fact is not None and node.op is not None
+        fact = self.constant(node.fact)
+        if node.fact in self.derived:
+            read, unknown = f"d.get({fact})", "{a} is None"
+        else:
+            read, unknown = f"v.get({fact})", "{a} is None or {a} == U"
+        if node.op == "is_unknown":
+            return "(" + unknown.format(a=f"(a := {read})") + ")"
+        if node.op == "is_known":
+            return "(not (" + unknown.format(a=f"(a := {read})") + "))"
+        operand = self.params[node.param] if node.param is not None else node.value
+        test = OP_TESTS[node.op].format(a="a", k=self.constant(operand))
+        return f"(None if {unknown.format(a=f'(a := {read})')} else {test})"
+
+    def node(self, node: Condition, target: str, indent: str) -> list[str]:
+        """Statements that set `target` to the node's truth, stopping at the first part that decides it."""
+        if node.fact is not None:
+            return [f"{indent}{target} = {self.atom(node)}"]
+        if node.not_ is not None:
+            inner = self.temp()
+            return [
+                *self.node(node.not_, inner, indent),
+                f"{indent}{target} = None if {inner} is None else not {inner}",
+            ]
+        is_all = node.all is not None
+        children = node.all if node.all is not None else node.any or []
+        decisive = not is_all
+        lines = [f"{indent}{target} = {is_all}"]
+        if not children:
+            return lines
+        lines.append(f"{indent}while True:")
+        inner = indent + "    "
+        for child in children:
+            part = self.temp()
+            lines += self.node(child, part, inner)
+            lines += [
+                f"{inner}if {part} is {decisive}:",
+                f"{inner}    {target} = {decisive}",
+                f"{inner}    break",
+                f"{inner}if {part} is None:",
+                f"{inner}    {target} = None",
+            ]
+        lines.append(f"{inner}break")
+        return lines
+
+
+def compile_condition(node: Condition, derived: Collection[str], params: dict[str, int | float]) -> RuleTest:
+    """One condition compiled alone, `(answers, derived facts) -> truth`: as a rule's, from the same writer."""
+    writer = _Writer(derived, params)
+    lines = ["def test(v, d):", *writer.node(node, "t", "    "), "    return t"]
+    namespace: dict[str, Any] = dict(writer.constants)
+    exec(compile("\n".join(lines) + "\n", "<condition>", "exec"), namespace)  # noqa: S102 - see Evaluator
+    test: RuleTest = namespace["test"]
+    return test
+
+
+@dataclass(frozen=True)
+class RuleSubset:
+    """Some rules of an evaluator, in its order, with their compiled tests: see `Evaluator.subset`."""
+
+    rules: list[Rule]
+    tests: list[RuleTest]
+
+    def __call__(self, answers: Answers, derived: dict[str, Truth] | None = None) -> list[tuple[Rule, Truth]]:
+        """Each rule with its truth on these answers; `derived` holds the derived facts known before, and
+        receives those these rules derive."""
+        if derived is None:
+            derived = {}
+        out = []
+        for rule, test in zip(self.rules, self.tests, strict=True):
+            truth = test(answers, derived)
+            if rule.then.derive is not None:
+                derived[rule.then.derive] = truth
+            out.append((rule, truth))
+        return out
+
+    def split(self, varied: Collection[str]) -> tuple[RuleSubset, RuleSubset]:
+        """The rules whose truth cannot change with the `varied` answers, and those whose truth can
+        (they read one, directly or through the derived facts of rules that do)."""
+        changing = set(varied)
+        fixed: list[int] = []
+        moving: list[int] = []
+        for index, rule in enumerate(self.rules):
+            if any(atom.fact in changing for atom in rule.when.atoms()):
+                moving.append(index)
+                if rule.then.derive is not None:
+                    changing.add(rule.then.derive)
+            else:
+                fixed.append(index)
+        return self._pick(fixed), self._pick(moving)
+
+    def _pick(self, indices: list[int]) -> RuleSubset:
+        return RuleSubset([self.rules[i] for i in indices], [self.tests[i] for i in indices])
+
+
 class Evaluator:
     """Evaluates a rulebook for one profile without durable_rules."""
 
     def __init__(self, rulebook: Rulebook, profile: str) -> None:
         self.rulebook = rulebook
-        self.rules = rulebook.active_rules(profile)
+        self.profile = profile
         self.params = {pid: p.value(profile) for pid, p in rulebook.parameters.items()}
-        depth = derived_depth(self.rules, rulebook.derived_facts)
-        self._order = sorted(self.rules, key=lambda r: (r.then.derive is None, depth[r.id]))
+        active = rulebook.active_rules(profile)
+        depth = derived_depth(active, rulebook.derived_facts)
+        self.rules: list[Rule] = sorted(active, key=lambda r: (r.then.derive is None, depth[r.id]))
+        """The rules in the order they are evaluated: derived facts by stratum, then the others."""
+        self._index = {r.id: i for i, r in enumerate(self.rules)}
+        self._writer = _Writer(rulebook.derived_facts, self.params)
+        self._bodies = [self._writer.node(rule.when, "t", "    ") for rule in self.rules]
 
-    def _eval(self, node: Condition, values: dict[str, Any], atoms: list[AtomResult]) -> Truth:
-        def record(atom: Condition, truth: Truth, actual: Any, operand: Any) -> None:
-            if atom.fact is not None and atom.op is not None:
-                atoms.append(AtomResult(atom.fact, atom.op, operand, atom.param, actual, truth))
+    def _compiled(self, name: str, lines: list[str]) -> Any:
+        """The function `name` of this generated source, compiled."""
+        namespace: dict[str, Any] = {**self._writer.constants, "Firing": Firing}
+        code = compile("\n".join(lines) + "\n", f"<evaluator {self.rulebook.version} {self.profile} {name}>", "exec")
+        exec(code, namespace)  # noqa: S102 - our own generated source; rule text enters it only as constants
+        return namespace[name]
 
-        return node.truth(values, self.params, record)
+    @cached_property
+    def _tests(self) -> list[RuleTest]:
+        """One function per rule, `(answers, derived facts) -> truth`, compiled together."""
+        lines = []
+        for number, body in enumerate(self._bodies):
+            lines += [f"def r{number}(v, d):", *body, "    return t", ""]
+        lines += ["def tests():", f"    return [{', '.join(f'r{n}' for n in range(len(self.rules)))}]"]
+        tests: list[RuleTest] = self._compiled("tests", lines)()
+        return tests
 
-    def evaluate_rules(self, answers: dict[str, Any]) -> tuple[list[RuleResult], dict[str, Truth]]:
-        """Every active rule's truth and atoms, plus the derived facts' values."""
+    @cached_property
+    def _truths(self) -> Callable[[Answers], list[Truth]]:
+        lines = ["def truths(v):", "    d = {}", "    out = []"]
+        for rule, body in zip(self.rules, self._bodies, strict=True):
+            lines += [*body, *self._store(rule), "    out.append(t)"]
+        return self._compiled("truths", [*lines, "    return out"])  # type: ignore[no-any-return]
+
+    @cached_property
+    def _firings(self) -> Callable[[Answers], list[Firing]]:
+        lines = ["def firings(v):", "    d = {}", "    out = []"]
+        constant = self._writer.constant
+        for rule, body in zip(self.rules, self._bodies, strict=True):
+            facts = ", ".join(f"{constant(f)}: {read}" for f, read in self._facts_read(rule).items())
+            fired = f"Firing({constant(rule.id)}, {{holds}}, 0, {{{{{facts}}}}})"
+            lines += [*body, *self._store(rule)]
+            if rule.then.derive is None:
+                lines += ["    if t is True:", f"        out.append({fired.format(holds='True')})"]
+            else:
+                lines += ["    if t is not None:", f"        out.append({fired.format(holds='t')})"]
+        return self._compiled("firings", [*lines, "    return out"])  # type: ignore[no-any-return]
+
+    def _store(self, rule: Rule) -> list[str]:
+        derive = rule.then.derive
+        return [] if derive is None else [f"    d[{self._writer.constant(derive)}] = t"]
+
+    def _facts_read(self, rule: Rule) -> dict[str, str]:
+        """The facts a firing of `rule` shows, each as the source that reads it (answers as given)."""
+        out: dict[str, str] = {}
+        for atom in rule.when.atoms():
+            assert atom.fact is not None
+            if atom.fact not in out:
+                read = "d" if atom.fact in self.rulebook.derived_facts else "v"
+                out[atom.fact] = f"{read}.get({self._writer.constant(atom.fact)})"
+        return out
+
+    def truths(self, answers: Answers) -> list[Truth]:
+        """Each rule's truth (in the order of `rules`), stopping in each condition where its truth is decided."""
+        return self._truths(answers)
+
+    def firings(self, answers: Answers) -> list[Firing]:
+        """The rules that hold (and derived facts shown false), with the facts each read."""
+        return self._firings(answers)
+
+    def subset(self, rule_ids: Collection[str]) -> RuleSubset:
+        """These rules alone, evaluated by the compiled code of this evaluator (nothing compiled again).
+
+        They must include the rules deriving every derived fact they read, down the chains.
+        """
+        chosen = sorted(self._index[r] for r in rule_ids)
+        return RuleSubset([self.rules[i] for i in chosen], [self._tests[i] for i in chosen])
+
+    def evaluate_rules(
+        self, answers: Answers, only: Collection[str] | None = None
+    ) -> tuple[list[RuleResult], dict[str, Truth]]:
+        """Rules' truths with every atom's record (for `why-not` and `explain`), and the derived facts' values.
+
+        Every atom is evaluated (no short-circuit) by `Condition.truth`, of every rule or of the rules
+        in `only`; the derived facts they read come from the compiled code.
+        """
+        truths = self._truths(answers)
+        derived = {r.then.derive: t for r, t in zip(self.rules, truths, strict=True) if r.then.derive is not None}
         values: dict[str, Any] = {k: known(v) for k, v in answers.items()}
-        derived: dict[str, Truth] = {}
+        values.update(derived)
         results = []
-        for rule in self._order:
+        for rule, truth in zip(self.rules, truths, strict=True):
+            if only is not None and rule.id not in only:
+                continue
             atoms: list[AtomResult] = []
-            truth = self._eval(rule.when, values, atoms)
+            full = rule.when.truth(values, self.params, _recorder(atoms))
+            if full != truth:
+                raise AssertionError(f"{rule.id}: the compiled evaluator gives {truth}, Condition.truth {full}")
             results.append(RuleResult(rule, truth, tuple(atoms)))
-            if rule.then.derive is not None:
-                derived[rule.then.derive] = truth
-                values[rule.then.derive] = truth
         return results, derived
 
-    def firings(self, answers: dict[str, Any]) -> list[Firing]:
-        """The rules that hold (and derived facts shown false), with the facts each read."""
-        results, _ = self.evaluate_rules(answers)
-        out = []
-        for res in results:
-            if res.truth is None or (res.truth is False and res.rule.then.derive is None):
-                continue
-            facts = {a.fact: answers.get(a.fact, a.actual) for a in res.atoms}
-            out.append(Firing(res.rule.id, bool(res.truth), 0, facts))
-        return out
+
+def _recorder(atoms: list[AtomResult]) -> Callable[[Condition, Truth, Any, Any], None]:
+    """A `Condition.truth` visitor that keeps each atom's record in `atoms`."""
+
+    def record(atom: Condition, truth: Truth, actual: Any, operand: Any) -> None:
+        if atom.fact is not None and atom.op is not None:
+            atoms.append(AtomResult(atom.fact, atom.op, operand, atom.param, actual, truth))
+
+    return record

@@ -204,40 +204,51 @@ def kleene_any(values: list[Truth]) -> Truth:
     return False if all(v is False for v in values) else None
 
 
+OP_TESTS: dict[str, str] = {
+    "is_true": "{a} is True",
+    "is_false": "{a} is False",
+    "==": "{a} == {k}",
+    "!=": "{a} != {k}",
+    "<": "{a} < {k}",
+    "<=": "{a} <= {k}",
+    ">": "{a} > {k}",
+    ">=": "{a} >= {k}",
+    "in": "{a} in {k}",
+    "not_in": "{a} not in {k}",
+    "contains": "{k} in {a}",
+    "not_contains": "{k} not in {a}",
+    "contains_any": "not {k}.isdisjoint({a})",
+    "contains_none": "{k}.isdisjoint({a})",
+}
+"""What each operator but `is_unknown` / `is_known` means on a *known* value `{a}`, as Python source over
+its operand `{k}` (a list operand as a frozenset: see `operand_constant`). The one definition of the
+operators: `compare` runs it, and the compiled evaluator (engine.evaluation.evaluator) writes it into
+the code it generates. On an unknown value every one of them is unknown."""
+
+_TESTS: dict[str, Callable[[Any, Any], bool]] = {
+    op: eval(f"lambda a, k: {source.format(a='a', k='k')}")  # noqa: S307 - the fixed sources above
+    for op, source in OP_TESTS.items()
+}
+
+
+def operand_constant(operand: Any) -> Any:
+    """An operand as `OP_TESTS` reads it: a list of values as a frozenset (membership, disjointness)."""
+    return frozenset(operand) if isinstance(operand, list | tuple) else operand
+
+
+def atom_test(op: str, operand: Any) -> Callable[[Any], Truth]:
+    """The test of one atom on a known or unknown value (`None` means unknown), its operand prepared once."""
+    if op == "is_unknown":
+        return lambda actual: actual is None
+    if op == "is_known":
+        return lambda actual: actual is not None
+    test = _TESTS.get(op)
+    if test is None:
+        raise ValueError(f"unknown operator {op!r}")  # unreachable: Op is a closed Literal
+    constant = operand_constant(operand)
+    return lambda actual: None if actual is None else test(actual, constant)
+
+
 def compare(op: str, actual: Any, operand: Any) -> Truth:
     """Evaluate one atom against a known or unknown value (`None` means unknown)."""
-    if op == "is_unknown":
-        return actual is None
-    if op == "is_known":
-        return actual is not None
-    if actual is None:
-        return None
-    if op == "is_true":
-        return actual is True
-    if op == "is_false":
-        return actual is False
-    if op == "==":
-        return bool(actual == operand)
-    if op == "!=":
-        return bool(actual != operand)
-    if op == "<":
-        return bool(actual < operand)
-    if op == "<=":
-        return bool(actual <= operand)
-    if op == ">":
-        return bool(actual > operand)
-    if op == ">=":
-        return bool(actual >= operand)
-    if op == "in":
-        return actual in operand
-    if op == "not_in":
-        return actual not in operand
-    if op == "contains":
-        return operand in actual
-    if op == "not_contains":
-        return operand not in actual
-    if op == "contains_any":
-        return any(o in actual for o in operand)
-    if op == "contains_none":
-        return not any(o in actual for o in operand)
-    raise ValueError(f"unknown operator {op!r}")  # unreachable: Op is a closed Literal
+    return atom_test(op, operand)(actual)

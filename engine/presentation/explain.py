@@ -220,7 +220,8 @@ def explain(result: Result, aid: DecisionAid, answers: BaseModel | None = None) 
     profile = aid.rulebook.profiles[result.profile]
     evaluated: dict[str, RuleResult] = {}
     if answers is not None:
-        results, _ = aid.evaluator(result.profile).evaluate_rules(answers.model_dump())
+        deriving = set(aid.rulebook.derived_facts.values())
+        results, _ = aid.evaluator(result.profile).evaluate_rules(answers.model_dump(), only=deriving)
         evaluated = {r.rule.id: r for r in results}
     lines = [
         f"Trace under {profile.name} ({result.profile}), rulebook version {result.rulebook_version}, "
@@ -342,8 +343,12 @@ def why_not(aid: DecisionAid, procedure: str, answers: BaseModel, profile: str |
     result = aid.evaluate(answers, chosen, compare_profiles=False)
     option = result.option(procedure)
     wording = Wording(aid, chosen)
-    results, _ = aid.evaluator(chosen).evaluate_rules(answers.model_dump())
+    evaluator = aid.evaluator(chosen)
+    openers = [r for r in evaluator.rules if r.then.status in OPENING and procedure in r.then.procedures]
+    asked = {r.id for r in openers} | {aid.rulebook.derived_facts[f] for f in aid.rulebook.derived_read(openers)}
+    results, _ = evaluator.evaluate_rules(answers.model_dump(), only=asked)
     by_id = {r.rule.id: r for r in results}
+    active = {r.id for r in evaluator.rules}
     given = set(answers.model_fields_set)
     lines = [f"{option.name} ({procedure}) under {aid.rulebook.profiles[chosen].name} ({chosen}): {option.status}."]
     if result.urgent_assessment:
@@ -355,11 +360,10 @@ def why_not(aid: DecisionAid, procedure: str, answers: BaseModel, profile: str |
         else:
             lines.append(f"  - {reason.rule_id} v{reason.rule_version} ({reason.status}): {reason.title}")
     lines.append("")
-    openers = [r.rule for r in results if r.rule.then.status in OPENING and procedure in r.rule.then.procedures]
     elsewhere = [
         r
         for r in aid.rulebook.rules
-        if r.active and r.then.status in OPENING and procedure in r.then.procedures and r.id not in by_id
+        if r.active and r.then.status in OPENING and procedure in r.then.procedures and r.id not in active
     ]
     if not openers:
         lines.append(f"No rule could open {procedure} under {chosen}.")
