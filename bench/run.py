@@ -1,6 +1,7 @@
 """Benchmark pain-sdm against the targets of issues 8 and 18 (a script, not a test).
 
     python bench/run.py [--cases N] [--blocks B] [--runs R] [--scales 1,2,4,8] [--quick] [--save [FILE]]
+    python bench/run.py --only evaluator,verify   # only these paths (beside the floor) and sections
     python bench/run.py --readme      # rewrite the README's performance table from bench/results.json
 
 In one run, on the same seeded random patients (bench/patients.py):
@@ -168,6 +169,9 @@ def per_case(aid: DecisionAid, args: argparse.Namespace) -> tuple[list[PathTimin
         ),
         "cli-json": ("`evaluate --format json` per case: validate + evaluate + compare + JSON text", cli_json),
     }
+    assert tuple(paths) == PATHS, "PATHS names the per-case paths, in order"
+    if args.only is not None:
+        paths = {k: v for k, v in paths.items() if k == "floor" or k in args.only}
     samples = interleaved({k: fn for k, (_, fn) in paths.items()}, args.cases, args.blocks, args.warm_up)
     floor_p50 = statistics.median(samples["floor"][0])
     timings = []
@@ -354,17 +358,22 @@ def targets(results: dict[str, Any]) -> list[Target]:
     """Every target of issues 8 and 18, with the figure measured for it."""
     paths = {p["name"]: p for p in results["paths"]}
 
-    def ratio(a: str, b: str) -> float:
+    def figure(name: str, key: str, scale: float = 1) -> float | None:
+        return paths[name][key] / scale if name in paths else None
+
+    def ratio(a: str, b: str) -> float | None:
+        if a not in paths or b not in paths:
+            return None  # not timed in this run (--only)
         return float(paths[a]["cpu_p50_us"] / paths[b]["cpu_p50_us"])
 
     out = [
-        Target(18, "durable engine per case, x floor (CPU p50)", 40, "x", paths["engine"]["x_floor"]),
-        Target(18, "independent evaluator (firings), x floor (CPU p50)", 6, "x", paths["evaluator"]["x_floor"]),
+        Target(18, "durable engine per case, x floor (CPU p50)", 40, "x", figure("engine", "x_floor")),
+        Target(18, "independent evaluator (firings), x floor (CPU p50)", 6, "x", figure("evaluator", "x_floor")),
         Target(19, "Python engine per case / durable engine (CPU p50)", 1.0, "x", ratio("python-engine", "engine")),
         Target(18, "evaluate with comparison / without (CPU p50)", 1.6, "x", ratio("evaluate+compare", "evaluate")),
         Target(18, "evaluate without comparison / engine alone (CPU p50)", 1.3, "x", ratio("evaluate", "engine")),
-        Target(8, "evaluate per case p50 (CPU)", 0.5, "ms", paths["evaluate"]["cpu_p50_us"] / 1000),
-        Target(8, "evaluate per case p95 (CPU)", 1.0, "ms", paths["evaluate"]["cpu_p95_us"] / 1000),
+        Target(8, "evaluate per case p50 (CPU)", 0.5, "ms", figure("evaluate", "cpu_p50_us", 1000)),
+        Target(8, "evaluate per case p95 (CPU)", 1.0, "ms", figure("evaluate", "cpu_p95_us", 1000)),
     ]
     batch = results.get("batch")
     if batch:
@@ -415,6 +424,13 @@ def show(results: dict[str, Any]) -> None:
         print(f"  issue {t.issue:2d}  {t.measure:54s} {limit:>14s} {shown:>14s}  {t.verdict}")
 
 
+PATHS = ("floor", "evaluator", "engine", "python-engine", "evaluate", "evaluate+compare", "summary", "cli-json")
+"""The per-case paths, as `--only` names them."""
+
+SECTIONS = ("batch", "memory", "verify", "startup")
+"""The parts of a run besides the per-case paths, as `--only` names them."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=3000, help="patients timed per path (default 3000)")
@@ -428,7 +444,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small numbers everywhere (a smoke run)")
     parser.add_argument("--save", nargs="?", type=Path, const=RESULTS, help=f"write the figures (default {RESULTS})")
     parser.add_argument("--readme", action="store_true", help=f"rewrite {README.name}'s table from {RESULTS.name}")
+    parser.add_argument(
+        "--only",
+        type=lambda text: set(text.split(",")),
+        metavar="NAMES",
+        help=f"measure only these, comma-separated: per-case paths (the floor is always timed) and sections "
+        f"({', '.join(SECTIONS)}); the figures of the others are NOT RUN (default: everything)",
+    )
     args = parser.parse_args(argv)
+    if args.only is not None:
+        unknown = args.only - set(PATHS) - set(SECTIONS)
+        if unknown:
+            parser.error(f"--only: unknown {', '.join(sorted(unknown))}; choose from {', '.join(PATHS + SECTIONS)}")
+        if args.save:
+            parser.error("--save keeps a whole run's figures: run without --only")
     if args.readme:
         write_readme(json.loads(RESULTS.read_text(encoding="utf-8")))
         print(f"rewrote the performance table of {README} from {RESULTS}")
@@ -441,20 +470,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("machine and data:")
     for key, value in results["machine"].items():
         print(f"  {key}: {value}")
+
+    def wanted(section: str) -> bool:
+        return args.only is None or section in args.only
+
     timings, facts = per_case(aid, args)
     results["paths"] = [asdict(t) for t in timings]
     results["cases"] = args.cases
     print(f"  {facts['agreement']}")
-    print(f"\nbatch, {args.batch_cases} records end to end:")
-    results["batch"] = batch_rates(aid, args.batch_cases, args.seed)
-    print("  " + ", ".join(f"{k}: {v:,.0f}/s" for k, v in results["batch"].items()))
-    results["memory_cases"] = args.memory_cases
-    results["memory_growth_mib"] = memory_growth(aid, args.memory_cases, args.seed)
-    print(f"  memory growth over {args.memory_cases:,} evaluations: {results['memory_growth_mib']:.2f} MiB")
-    print("\nrules verify (each in a process of its own):")
-    results["verify"] = verify_scaling(aid, [int(s) for s in args.scales.split(",") if s])
-    results["verify_exponent"] = growth_exponent(results["verify"]) if len(results["verify"]) >= 4 else None
-    results["startup"] = startup(args.runs)
+    if wanted("batch"):
+        print(f"\nbatch, {args.batch_cases} records end to end:")
+        results["batch"] = batch_rates(aid, args.batch_cases, args.seed)
+        print("  " + ", ".join(f"{k}: {v:,.0f}/s" for k, v in results["batch"].items()))
+    if wanted("memory"):
+        results["memory_cases"] = args.memory_cases
+        results["memory_growth_mib"] = memory_growth(aid, args.memory_cases, args.seed)
+        print(f"  memory growth over {args.memory_cases:,} evaluations: {results['memory_growth_mib']:.2f} MiB")
+    if wanted("verify"):
+        print("\nrules verify (each in a process of its own):")
+        results["verify"] = verify_scaling(aid, [int(s) for s in args.scales.split(",") if s])
+        results["verify_exponent"] = growth_exponent(results["verify"]) if len(results["verify"]) >= 4 else None
+    if wanted("startup"):
+        results["startup"] = startup(args.runs)
     results["machine"]["load average at end (1, 5, 15 min)"] = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     results["targets"] = [{**asdict(t), "verdict": t.verdict} for t in targets(results)]
     show(results)
