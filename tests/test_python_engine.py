@@ -65,6 +65,24 @@ def test_the_engines_fire_alike_on_every_golden_case(aid: DecisionAid) -> None:
         assert python.run_patient(patient) == durable.run_patient(patient), case.id
 
 
+@pytest.mark.parametrize("step", [pytest.param(4, id="a quarter"), pytest.param(1, id="all", marks=pytest.mark.slow)])
+def test_the_joint_ruleset_fires_each_profiles_own_firings(aid: DecisionAid, step: int) -> None:
+    """One run of every profile at once (what a comparison of profiles runs) gives, for each profile,
+    exactly the firings of its own ruleset: the same rules, in the same order, with the same facts."""
+    durable_joint = DurableEngine(aid.joint(), aid.questionnaire)
+    python_joint = PythonEngine(aid.joint(), aid.questionnaire)
+    answer_sets = [aid.read_answers(path) for path in EXAMPLES]
+    answer_sets += [aid.parse_answers(case.answers, case.id) for case in load_cases()[::step]]
+    shared = {name for name in aid.joint().definition if "~" not in name}
+    assert len(shared) > len(aid.joint().definition) / 2, "most rules are written once for every profile"
+    for number, answers in enumerate(answer_sets):
+        patient = aid.patient(answers)
+        expected = {p: aid.engine(p).run_patient(patient) for p in aid.rulebook.profiles}
+        assert durable_joint.run_profiles(patient) == expected, number
+        if number < len(EXAMPLES):
+            assert python_joint.run_profiles(patient) == expected, number
+
+
 @pytest.mark.parametrize(
     "per_profile", [pytest.param(500, id="2000"), pytest.param(5000, id="20000", marks=pytest.mark.slow)]
 )

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from engine.errors import AnswersError, Problem
-from engine.evaluation.compiler import CompiledRuleset, compile_rulebook
+from engine.evaluation.compiler import CompiledRuleset, compile_joint, compile_rulebook
 from engine.evaluation.engines import PerThread, RuleEngine, chosen_engine, engine_label, make_engine
 from engine.evaluation.evaluator import Evaluator
 from engine.evaluation.firing import Firing
@@ -57,6 +57,8 @@ class DecisionAid:
         """The engine every result of this aid names: durable_rules where it loads (see engines.py)."""
         self._compiled: dict[str, CompiledRuleset] = {}
         self._engines = PerThread(lambda p: make_engine(self.engine_choice, self.compiled(p), self.questionnaire))
+        self._joint: CompiledRuleset | None = None
+        self._joint_engines = PerThread(lambda _: make_engine(self.engine_choice, self.joint(), self.questionnaire))
         self._builders: dict[str, ResultBuilder] = {}
         self._evaluators: dict[str, Evaluator] = {}
         self._lock = threading.Lock()  # threads that ask at once compile a profile once
@@ -135,6 +137,18 @@ class DecisionAid:
                     self._compiled[profile] = compile_rulebook(self.rulebook, profile, self.questionnaire)
         return self._compiled[profile]
 
+    def joint(self) -> CompiledRuleset:
+        """Every profile's rules in one ruleset (see `compile_joint`): one run serves a comparison of profiles."""
+        if self._joint is None:
+            with self._lock:
+                if self._joint is None:
+                    self._joint = compile_joint(self.rulebook, self.questionnaire)
+        return self._joint
+
+    def joint_engine(self) -> RuleEngine:
+        """The calling thread's engine for the joint ruleset (made on its first use in this thread)."""
+        return self._joint_engines.get("joint")
+
     def engine(self, profile: str) -> RuleEngine:
         """The calling thread's engine for `profile` (made on its first use in this thread)."""
         return self._engines.get(profile)
@@ -158,21 +172,23 @@ class DecisionAid:
     def evaluate(self, answers: BaseModel, profile: str | None = None, compare_profiles: bool = True) -> Result:
         """Evaluate one patient on the chosen engine; optionally note where other profiles differ.
 
-        The patient's fact is written once for every profile. Other profiles are compared at the
-        level of firings (statuses and the rules behind them): no result is built for them.
+        With the comparison, one run of the joint ruleset gives every profile's firings (the chosen
+        profile's are those its own ruleset fires); other profiles are compared at the level of
+        firings (statuses and the rules behind them): no result is built for them.
         """
         chosen = self.rulebook.check_profile(profile)
         patient = self.patient(answers)
-        result = self.builder(chosen).build(self.engine(chosen).run_patient(patient), self.engine_name)
         if not compare_profiles:
-            return result
+            return self.builder(chosen).build(self.engine(chosen).run_patient(patient), self.engine_name)
+        by_profile = self.joint_engine().run_profiles(patient)
+        result = self.builder(chosen).build(by_profile[chosen], self.engine_name)
         mine = {o.procedure: (o.status, frozenset(f.rule_id for f in o.reasons)) for o in result.options}
         differences = []
         cited = criteria_held(result.trace)
         for other in self.rulebook.profiles:
             if other == chosen:
                 continue
-            firings = self.engine(other).run_patient(patient)
+            firings = by_profile[other]
             builder = self.builder(other)
             differences.extend(self._differences(mine, builder.statuses(firings), chosen, other))
             cited |= builder.criteria_held(firings)

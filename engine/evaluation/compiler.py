@@ -10,9 +10,11 @@ unknown answer leaves the derived fact unknown, exactly as the evaluator's Kleen
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from typing import Any
 
+from engine.evaluation.firing import Firing
 from engine.model.conditions import Condition, dnf, effective_op
 from engine.model.facts import DERIVED, PATIENT, SEP
 from engine.model.questionnaire import UNKNOWN, Questionnaire
@@ -28,6 +30,15 @@ class Branch:
     index: int
     answer_facts: tuple[str, ...]
     derived_facts: tuple[str, ...]
+    variant: int = 0
+    """Which variant of its rule this branch is (see `compile_joint`); 0 in a one-profile ruleset."""
+    asserts: str | None = None
+    """The name the derived fact is asserted under, when it is not the rule's own (see `compile_joint`)."""
+
+    @property
+    def derives(self) -> str | None:
+        """The derived fact as this ruleset asserts it (None for a rule that derives nothing)."""
+        return self.asserts or self.rule.then.derive
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,14 @@ class CompiledRuleset:
     parameters: dict[str, int | float]
     last_priority: int = 1000
     """A priority after every rule's (durable_rules runs higher numbers later): the engine's own bookkeeping rules."""
+    profiles: dict[str, frozenset[int]] = field(default_factory=dict)
+    """A joint ruleset's profiles, each with the variants of rules it runs (empty for a one-profile ruleset)."""
+
+    def by_profile(self, firings: list[Firing], variants: list[int]) -> dict[str, list[Firing]]:
+        """A joint ruleset's firings (with the variant of each) as each profile's own, in the order they fired."""
+        return {
+            p: [f for f, v in zip(firings, variants, strict=True) if v in mine] for p, mine in self.profiles.items()
+        }
 
 
 def _operand(atom: Condition, params: dict[str, int | float]) -> Any:
@@ -83,8 +102,17 @@ def _answer_expr(
     return {"$and": [{"$neq": {name: v}} for v in [*excluded, UNKNOWN]]}
 
 
-def compile_rulebook(rulebook: Rulebook, profile: str, questionnaire: Questionnaire) -> CompiledRuleset:
-    """Build the durable ruleset definition for one profile (actions are attached by the engine)."""
+@dataclass(frozen=True)
+class _Compiled:
+    """One profile's durable rules before `_spread`, with their branches and priorities."""
+
+    definition: dict[str, Any]
+    branches: dict[str, Branch]
+    parameters: dict[str, int | float]
+    top: int
+
+
+def _compile(rulebook: Rulebook, profile: str, questionnaire: Questionnaire) -> _Compiled:
     rules = rulebook.active_rules(profile)
     params = {pid: p.value(profile) for pid, p in rulebook.parameters.items()}
     depth = derived_depth(rules, rulebook.derived_facts)
@@ -115,28 +143,122 @@ def compile_rulebook(rulebook: Rulebook, profile: str, questionnaire: Questionna
                 branches[name] = Branch(
                     rule, holds, index, tuple(dict.fromkeys(answer_facts)), tuple(dict.fromkeys(derived_facts))
                 )
+    return _Compiled(definition, branches, params, top)
+
+
+def compile_rulebook(rulebook: Rulebook, profile: str, questionnaire: Questionnaire) -> CompiledRuleset:
+    """Build the durable ruleset definition for one profile (actions are attached by the engine)."""
+    compiled = _compile(rulebook, profile, questionnaire)
+    _spread(compiled.definition)
+    name = f"pain-sdm-{rulebook.version}-{profile}"
+    return CompiledRuleset(name, compiled.definition, compiled.branches, compiled.parameters, compiled.top + 1000)
+
+
+QUALIFIER = "@"
+"""Joins a derived fact's name to its variant in a joint ruleset (fact names are lower-case ids: never `@`)."""
+
+
+def compile_joint(rulebook: Rulebook, questionnaire: Questionnaire) -> CompiledRuleset:
+    """One durable ruleset that evaluates every profile at once, for comparing profiles in one run.
+
+    Most rules compile to the same durable rules in every profile; those are written once. A rule
+    that differs (another threshold, another priority, active in some profiles only, or reading a
+    derived fact that differs) is written once per variant, each variant naming the profiles that
+    run it, and a derived fact that differs between profiles is asserted under a name of its own
+    per variant (`fact@1`), so no profile ever joins on another's. The firings of one profile are
+    then those of its own ruleset, in the same order: durable fires the pending rule that comes
+    first by priority and then by the order rules were registered (`getNextResultInState` in
+    durable's state.c), each profile's rules keep their relative priorities (option rules all take
+    the highest option priority, still after every derived rule), and they are registered in
+    rulebook order, as in each profile's own ruleset. A test holds the two equal.
+    """
+    profiles = list(rulebook.profiles)
+    parts = {p: _compile(rulebook, p, questionnaire) for p in profiles}
+    top = max(part.top for part in parts.values())
+    by_rule: dict[str, dict[str, list[str]]] = {p: {} for p in profiles}
+    for p, part in parts.items():
+        for name, branch in part.branches.items():
+            by_rule[p].setdefault(branch.rule.id, []).append(name)
+    asserted: dict[tuple[str, str], str] = {}  # (derived fact, profile) -> the name it is asserted under
+
+    def body(p: str, name: str) -> dict[str, Any]:
+        source = parts[p].definition[name]
+        joins = []
+        for term in source["all"][1:]:
+            ((alias, expr),) = term.items()
+            fact = next(part["name"] for part in expr["$and"] if "name" in part)
+            expr = {"$and": [{"name": asserted[(fact, p)]} if "name" in part else part for part in expr["$and"]]}
+            joins.append({alias: expr})
+        pri = source["pri"] if parts[p].branches[name].rule.then.derive is not None else top
+        return {"all": [source["all"][0], *joins], "pri": pri}
+
+    definition: dict[str, Any] = {}
+    branches: dict[str, Branch] = {}
+    runs: dict[str, set[int]] = {p: set() for p in profiles}
+    depth = derived_depth(rulebook.rules, rulebook.derived_facts)
+    order = {r.id: i for i, r in enumerate(rulebook.rules)}
+    variants: dict[str, list[tuple[list[str], list[dict[str, Any]]]]] = {}
+    for rule in sorted(rulebook.rules, key=lambda r: (depth[r.id], order[r.id])):  # a fact before its readers
+        groups: dict[str, tuple[list[str], list[dict[str, Any]]]] = {}
+        for p in profiles:
+            names = by_rule[p].get(rule.id)
+            if names is not None:
+                bodies = [body(p, n) for n in names]
+                groups.setdefault(json.dumps([names, bodies], sort_keys=True), ([], bodies))[0].append(p)
+        variants[rule.id] = list(groups.values())
+        fact = rule.then.derive
+        if fact is not None:
+            shared = len(groups) == 1 and len(next(iter(groups.values()))[0]) == len(profiles)
+            for p in profiles:
+                asserted[(fact, p)] = fact if shared else f"{fact}{QUALIFIER}none"
+            for number, (members, _) in enumerate(variants[rule.id]):
+                for p in members:
+                    asserted[(fact, p)] = fact if shared else f"{fact}{QUALIFIER}{number}"
+    variant = 0
+    for rule in rulebook.rules:  # registered in rulebook order, as in each profile's own ruleset
+        several = len(variants[rule.id]) > 1
+        for number, (members, bodies) in enumerate(variants[rule.id]):
+            variant += 1
+            for p in members:
+                runs[p].add(variant)
+            first = members[0]
+            fact = rule.then.derive
+            derives = None if fact is None or asserted[(fact, first)] == fact else asserted[(fact, first)]
+            for name, compiled_body in zip(by_rule[first][rule.id], bodies, strict=True):
+                joint_name = f"{name}~{number}" if several else name
+                definition[joint_name] = compiled_body
+                source = parts[first].branches[name]
+                branches[joint_name] = Branch(
+                    rule, source.holds, source.index, source.answer_facts, source.derived_facts, variant, derives
+                )
     _spread(definition)
-    return CompiledRuleset(f"pain-sdm-{rulebook.version}-{profile}", definition, branches, params, top + 1000)
+    name = f"pain-sdm-{rulebook.version}-joint"
+    frozen = {p: frozenset(v) for p, v in runs.items()}
+    return CompiledRuleset(name, definition, branches, parts[rulebook.default_profile].parameters, top + 1000, frozen)
 
 
-def joined_facts(body: dict[str, Any]) -> tuple[tuple[str, bool], ...]:
-    """The derived facts a compiled rule joins on, with the value each must have (read by both engines)."""
+def joined_facts(body: dict[str, Any]) -> tuple[tuple[str, str, bool], ...]:
+    """The derived facts a compiled rule joins on: each as joined, by its own name, and the value it must have.
+
+    A joint ruleset joins on a fact under its variant's name (`fact@1`, see `compile_joint`); the
+    firing names it by its own. Read by both engines.
+    """
     found = []
     for term in body["all"][1:]:
         ((_, expr),) = term.items()
         parts = {k: v for part in expr["$and"] for k, v in part.items()}
         assert parts["t"] == DERIVED, f"unexpected join {expr}"
-        found.append((parts["name"], parts["value"]))
+        found.append((parts["name"], parts["name"].split(QUALIFIER)[0], parts["value"]))
     return tuple(found)
 
 
 FAN_OUT = 16
 """Siblings per level of the alpha network's bucket tree (see `_spread`)."""
 
-SPREAD_FROM = 224
-"""Compiled rules from which the tree is laid out. Below it the plain network is kept: the tree costs
-about a quarter more engine time per patient (measured on the shipped rulebook), and the shipped
-rulebook (188 to 198 compiled rules) runs without it; `rules verify` runs the engine either way."""
+SPREAD_FROM = 64
+"""Compiled rules from which the tree is laid out. It costs about 3% of engine time (measured on the
+shipped rulebook, 258 compiled rules); a smaller ruleset keeps the plain network, as small test
+rulebooks do; `rules verify` runs the engine either way."""
 
 
 def _spread(definition: dict[str, Any]) -> None:
@@ -146,10 +268,12 @@ def _spread(definition: dict[str, Any]) -> None:
     (`MAX_STACK_SIZE` in events.c, error 303): every test that matches a fact is pushed at once,
     so 60-odd rules whose first tests all hold for one patient overflow it. Here each rule's
     patient expression starts, after `t == patient`, with a path of `t != "~L.D"` tests (always
-    true for a patient, never shared by two paths' leaves), FAN_OUT siblings to a level and as many
-    levels as the rule count needs; the rule's own tests follow on its own leaf. The stack then
-    holds at most levels x (FAN_OUT - 1) + the rule's own tests, whatever the rule count (measured:
-    see the README, "Engine limits"). The tests are true for every patient, so no result changes.
+    true for a patient), FAN_OUT siblings to a level, and the rule's own tests follow on a leaf
+    bucket it shares with at most FAN_OUT - 1 other rules. The stack then holds at most
+    (levels - 1) x (FAN_OUT - 1) + FAN_OUT + a rule's own branching, whatever the rule count
+    (measured: see the README, "Engine limits"). The tests are true for every patient, so no
+    result changes. Every visited alpha node costs a walk over the fact's properties in durable, so
+    the leaves are shared: a bucket per rule (as before) cost a quarter more engine time.
     """
     names = list(definition)
     if len(names) < SPREAD_FROM:
@@ -162,7 +286,9 @@ def _spread(definition: dict[str, Any]) -> None:
         levels += 1
     for number, name in enumerate(names):
         # the node at each level is named by the rule number's leading base-FAN_OUT digits: shared by its subtree
-        bucket = [{"$neq": {"t": f"~{level}.{number // FAN_OUT ** (levels - 1 - level)}"}} for level in range(levels)]
+        bucket = [
+            {"$neq": {"t": f"~{level}.{number // FAN_OUT ** (levels - 1 - level)}"}} for level in range(levels - 1)
+        ]
         terms = definition[name]["all"][0]["p"]
         expression = [terms[0], *bucket, *terms[1:]]
         definition[name]["all"][0] = {"p": {"$and": expression}}

@@ -57,6 +57,8 @@ class RuleEngine(Protocol):
 
     def run_patient(self, patient: Patient) -> list[Firing]: ...
 
+    def run_profiles(self, patient: Patient) -> dict[str, list[Firing]]: ...
+
 
 ENGINE_VARIABLE = "PAIN_SDM_ENGINE"
 DURABLE = "durable_rules"

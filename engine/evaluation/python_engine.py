@@ -87,13 +87,14 @@ class _Step:
 
     branch: Branch
     patient: Test
-    joins: tuple[tuple[str, bool], ...]
+    joins: tuple[tuple[str, str, bool], ...]
 
 
 class PythonEngine:
     """Runs one compiled ruleset in Python, one patient at a time: the same interface as `DurableEngine`."""
 
     def __init__(self, compiled: CompiledRuleset, questionnaire: Questionnaire) -> None:
+        self._compiled = compiled
         self._questionnaire = questionnaire
         self._thread = threading.get_ident()
         ordered = sorted(enumerate(compiled.definition.items()), key=lambda item: (item[1][1]["pri"], item[0]))
@@ -105,36 +106,46 @@ class PythonEngine:
     def run(self, patient: dict[str, Any]) -> list[Firing]:
         """Evaluate one patient's flattened fact (see `flatten`); return the firings in the order they fire."""
         fact = {k: v for k, v in patient.items() if k != "sid"}
-        return self._evaluate(fact, lambda fact_id: unflatten(fact, fact_id, self._questionnaire))
+        return self._evaluate(fact, lambda fact_id: unflatten(fact, fact_id, self._questionnaire))[0]
 
     def run_patient(self, patient: Patient) -> list[Firing]:
         """Evaluate one patient (see `PatientEncoder`); return the firings in the order they fire."""
+        return self._run(patient)[0]
+
+    def run_profiles(self, patient: Patient) -> dict[str, list[Firing]]:
+        """Evaluate one patient on a joint ruleset (see `compile_joint`): each profile's firings, in order."""
+        return self._compiled.by_profile(*self._run(patient))
+
+    def _run(self, patient: Patient) -> tuple[list[Firing], list[int]]:
         if threading.get_ident() != self._thread:
             raise EngineError("a rule engine was used from a second thread; use one engine per thread or process")
         return self._evaluate(patient.flat(), patient.fact)
 
-    def _evaluate(self, facts: Facts, read: Callable[[str], Any]) -> list[Firing]:
+    def _evaluate(self, facts: Facts, read: Callable[[str], Any]) -> tuple[list[Firing], list[int]]:
+        """The firings in the order they fire, and the variant of each firing's rule (see `compile_joint`)."""
         derived: dict[str, bool] = {}
-        fired: set[str] = set()
+        fired: set[tuple[str, int]] = set()
         answers: dict[str, Any] = {}
         firings = []
+        variants = []
         for step in self._steps:
             branch = step.branch
-            rule_id = branch.rule.id
-            if rule_id in fired or not all(derived.get(name) is value for name, value in step.joins):
+            key = (branch.rule.id, branch.variant)
+            if key in fired or not all(derived.get(joined) is value for joined, _, value in step.joins):
                 continue
             if not step.patient(facts):
                 continue
-            fired.add(rule_id)
+            fired.add(key)
             found: dict[str, Any] = {}
             for fact in branch.answer_facts:
                 if fact not in answers:
                     answers[fact] = read(fact)
                 found[fact] = answers[fact]
-            for name, value in step.joins:
+            for _, name, value in step.joins:
                 found[name] = value
-            firings.append(Firing(rule_id, branch.holds, branch.index, found))
-            derive = branch.rule.then.derive
+            firings.append(Firing(branch.rule.id, branch.holds, branch.index, found))
+            variants.append(branch.variant)
+            derive = branch.derives
             if derive is not None and derive not in derived:
                 derived[derive] = branch.holds
-        return firings
+        return firings, variants

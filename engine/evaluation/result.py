@@ -182,6 +182,10 @@ def with_facts(template: Finding, facts: dict[str, Any]) -> Finding:
     return copied
 
 
+Effect = tuple[Status | None, tuple[str, ...], frozenset[str]]
+"""What one rule's firing does to a comparison of profiles (see `ResultBuilder._effect`)."""
+
+
 class ResultBuilder:
     """Builds the results of one rulebook under one profile.
 
@@ -199,6 +203,7 @@ class ResultBuilder:
         self._order = {r.id: i for i, r in enumerate(rulebook.rules)}
         self._templates: dict[tuple[str, bool], Finding] = {}
         self._fallbacks: dict[str, Finding] = {}
+        self._effects: dict[tuple[str, bool], Effect] = {}
 
     def finding(self, firing: Firing) -> Finding:
         """The evidence record for one firing (the same as `finding`, faster)."""
@@ -284,29 +289,48 @@ class ResultBuilder:
             disagreements=found.disagreements,
         )
 
+    def _effect(self, firing: Firing) -> Effect:
+        """What a firing's finding does to a comparison of profiles: (the status it sets and on which
+        procedures, if it is a status rule; the criteria it encodes, if it held). Worked out once per rule."""
+        effect = self._effects.get((firing.rule_id, firing.holds))
+        if effect is None:
+            f = self._template(firing)
+            setting = Status(f.status) if f.kind == "status" and f.status is not None else None
+            procedures = tuple(dict.fromkeys(f.procedures)) if setting is not None else ()
+            effect = (setting, procedures, frozenset(f.criteria) if f.holds else frozenset())
+            self._effects[(firing.rule_id, firing.holds)] = effect
+        return effect
+
     def statuses(self, firings: list[Firing]) -> dict[str, tuple[Status, frozenset[str]]]:
         """Each procedure's status and the ids of the rules that set a status on it, as `build` resolves them.
 
-        For comparing profiles: no evidence record is built (the shared templates are read).
+        For comparing profiles: no evidence record is built (what each rule does is worked out once).
         """
-        setting: dict[str, list[Status]] = {}
+        best: dict[str, Status] = {}
         reasons: dict[str, set[str]] = {}
+        effects, effect = self._effects, self._effect
         for firing in firings:
-            f = self._template(firing)
-            if f.kind != "status" or f.status is None:
+            status, procedures, _ = effects.get((firing.rule_id, firing.holds)) or effect(firing)
+            if status is None:
                 continue
-            for pid in f.procedures:
-                setting.setdefault(pid, []).append(f.status)
-                reasons.setdefault(pid, set()).add(f.rule_id)
+            for pid in procedures:
+                known = best.get(pid)
+                if known is None or status.rank > known.rank:
+                    best[pid] = status
+                reasons.setdefault(pid, set()).add(firing.rule_id)
         out: dict[str, tuple[Status, frozenset[str]]] = {}
         for pid in PROCEDURE_IDS:
-            status = status_model.resolve(setting.get(pid, ()))
+            status = best.get(pid)
             out[pid] = (FALLBACK_STATUS, FALLBACK_SET) if status is None else (status, frozenset(reasons[pid]))
         return out
 
     def criteria_held(self, firings: list[Firing]) -> set[str]:
         """`criteria_held` of these firings' findings, without building them."""
-        return criteria_held(self._template(f) for f in firings)
+        effects, effect = self._effects, self._effect
+        held: set[str] = set()
+        for firing in firings:
+            held |= (effects.get((firing.rule_id, firing.holds)) or effect(firing))[2]
+        return held
 
     def summarize(self, firings: list[Firing], engine: str) -> dict[str, Any]:
         """`summary(self.build(firings, engine))`, without building the evidence records (much faster)."""
