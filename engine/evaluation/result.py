@@ -182,8 +182,24 @@ def with_facts(template: Finding, facts: dict[str, Any]) -> Finding:
     return copied
 
 
-Effect = tuple[Status | None, tuple[str, ...], frozenset[str]]
-"""What one rule's firing does to a comparison of profiles (see `ResultBuilder._effect`)."""
+@dataclass(frozen=True, slots=True)
+class Role:
+    """What one rule's finding (for one polarity) does in a result, worked out once and read for every patient."""
+
+    order: int
+    """The rule's place in the rulebook: findings are resolved in rulebook order."""
+    procedures: tuple[str, ...]
+    status: Status | None
+    rank: int
+    kind: str
+    urgent: bool
+    steps: tuple[Step, ...]
+    criteria: frozenset[str]
+    """The criteria it encodes, if it held (see `criteria_held`)."""
+
+
+def _by_order(pair: tuple[Role, Finding]) -> int:
+    return pair[0].order
 
 
 class ResultBuilder:
@@ -203,7 +219,7 @@ class ResultBuilder:
         self._order = {r.id: i for i, r in enumerate(rulebook.rules)}
         self._templates: dict[tuple[str, bool], Finding] = {}
         self._fallbacks: dict[str, Finding] = {}
-        self._effects: dict[tuple[str, bool], Effect] = {}
+        self._roles: dict[tuple[str, bool], Role] = {}
 
     def finding(self, firing: Firing) -> Finding:
         """The evidence record for one firing (the same as `finding`, faster)."""
@@ -231,35 +247,61 @@ class ResultBuilder:
             self._templates[firing.key] = template
         return template
 
+    def _role_of(self, firing: Firing) -> Role:
+        return self._role(self._template(firing))
+
+    def _role(self, f: Finding) -> Role:
+        template = self._templates.get((f.rule_id, f.holds)) or f
+        status = Status(template.status) if template.status is not None else None
+        role = Role(
+            self._order[f.rule_id],
+            tuple(dict.fromkeys(template.procedures)),  # a procedure named twice is one reason, not two
+            status,
+            status.rank if status is not None else -1,
+            template.kind,
+            template.urgent_assessment,
+            tuple(template.steps),
+            frozenset(template.criteria) if template.holds else frozenset(),
+        )
+        self._roles[(f.rule_id, f.holds)] = role
+        return role
+
     def _resolve(self, trace: list[Finding]) -> Resolution:
         """One status per procedure (the most restrictive wins), with the findings behind each."""
-        order = self._order
-        in_order = sorted(trace, key=lambda f: order[f.rule_id])
-        by_procedure: dict[str, list[Finding]] = {pid: [] for pid in PROCEDURE_IDS}
-        for f in in_order:
-            for pid in set(f.procedures):  # a procedure named twice is one reason, not two
-                by_procedure[pid].append(f)
+        roles, role = self._roles, self._role
+        in_order = sorted(((roles.get((f.rule_id, f.holds)) or role(f), f) for f in trace), key=_by_order)
+        setting: dict[str, list[tuple[Role, Finding]]] = {pid: [] for pid in PROCEDURE_IDS}
+        cautions: dict[str, list[Finding]] = {pid: [] for pid in PROCEDURE_IDS}
+        declined: dict[str, Finding] = {}
+        for pair in in_order:
+            r, f = pair
+            for pid in r.procedures:
+                if r.status is not None:
+                    setting[pid].append(pair)
+                if r.kind == "caution":
+                    cautions[pid].append(f)
+                elif r.kind == "declined" and pid not in declined:
+                    declined[pid] = f
         options = []
-        for pid, mine in by_procedure.items():
-            setting = [f for f in mine if f.status is not None]
-            status = status_model.resolve(f.status for f in setting if f.status is not None)
+        for pid, mine in setting.items():
+            status = status_model.resolve(r.status for r, _ in mine if r.status is not None)
+            steps: dict[str, Step] = {}
             if status is None:
                 status, reasons = FALLBACK_STATUS, [self._fallback(pid)]
             else:  # the reasons for the status it comes to first, then the others, most restrictive first
-                reasons = sorted(setting, key=lambda f: (f.status != status, -status_model.rank(f.status or status)))
-            steps: dict[str, Step] = {}
-            if status in (Status.AFTER_PREREQUISITE, Status.DEFERRED):
-                for f in reasons:  # a deferred option shows what settles the safety issue, not later steps
-                    for step in f.steps if f.status == status else ():
-                        steps.setdefault(step.id, step)
-            declined = next((f for f in mine if f.kind == "declined"), None)
-            cautions = [f for f in mine if f.kind == "caution"]
-            options.append(ResolvedOption(pid, status, reasons, cautions, list(steps.values()), declined))
-        urgent = [f for f in in_order if f.urgent_assessment]
+                chosen = status
+                ranked = sorted(mine, key=lambda pair: (pair[0].status != chosen, -pair[0].rank)) if mine[1:] else mine
+                reasons = [f for _, f in ranked]
+                if status in (Status.AFTER_PREREQUISITE, Status.DEFERRED):
+                    for r, _ in ranked:  # a deferred option shows what settles the safety issue, not later steps
+                        for step in r.steps if r.status == status else ():
+                            steps.setdefault(step.id, step)
+            options.append(ResolvedOption(pid, status, reasons, cautions[pid], list(steps.values()), declined.get(pid)))
+        urgent = [f for r, f in in_order if r.urgent]
         open_procedures = {o.procedure for o in options if o.status.is_open}
-        cited = criteria_held(trace)
+        cited: set[str] = set().union(*(r.criteria for r, _ in in_order))
         disagreements = [d.id for d in self.knowledge.disagreements.values() if bears_on(d, open_procedures, cited)]
-        derived = [f for f in in_order if f.kind == "derived"]
+        derived = [f for r, f in in_order if r.kind == "derived"]
         return Resolution(trace, options, urgent, derived, disagreements)
 
     def build(self, firings: list[Firing], engine: str) -> Result:
@@ -289,47 +331,33 @@ class ResultBuilder:
             disagreements=found.disagreements,
         )
 
-    def _effect(self, firing: Firing) -> Effect:
-        """What a firing's finding does to a comparison of profiles: (the status it sets and on which
-        procedures, if it is a status rule; the criteria it encodes, if it held). Worked out once per rule."""
-        effect = self._effects.get((firing.rule_id, firing.holds))
-        if effect is None:
-            f = self._template(firing)
-            setting = Status(f.status) if f.kind == "status" and f.status is not None else None
-            procedures = tuple(dict.fromkeys(f.procedures)) if setting is not None else ()
-            effect = (setting, procedures, frozenset(f.criteria) if f.holds else frozenset())
-            self._effects[(firing.rule_id, firing.holds)] = effect
-        return effect
-
     def statuses(self, firings: list[Firing]) -> dict[str, tuple[Status, frozenset[str]]]:
         """Each procedure's status and the ids of the rules that set a status on it, as `build` resolves them.
 
-        For comparing profiles: no evidence record is built (what each rule does is worked out once).
+        For comparing profiles: no evidence record is built (what each rule does is worked out once, `Role`).
         """
-        best: dict[str, Status] = {}
+        setting: dict[str, list[Status]] = {}
         reasons: dict[str, set[str]] = {}
-        effects, effect = self._effects, self._effect
+        roles, role = self._roles, self._role_of
         for firing in firings:
-            status, procedures, _ = effects.get((firing.rule_id, firing.holds)) or effect(firing)
-            if status is None:
+            r = roles.get((firing.rule_id, firing.holds)) or role(firing)
+            if r.kind != "status" or r.status is None:
                 continue
-            for pid in procedures:
-                known = best.get(pid)
-                if known is None or status.rank > known.rank:
-                    best[pid] = status
+            for pid in r.procedures:
+                setting.setdefault(pid, []).append(r.status)
                 reasons.setdefault(pid, set()).add(firing.rule_id)
         out: dict[str, tuple[Status, frozenset[str]]] = {}
         for pid in PROCEDURE_IDS:
-            status = best.get(pid)
-            out[pid] = (FALLBACK_STATUS, FALLBACK_SET) if status is None else (status, frozenset(reasons[pid]))
+            resolved = status_model.resolve(setting.get(pid, ()))
+            out[pid] = (FALLBACK_STATUS, FALLBACK_SET) if resolved is None else (resolved, frozenset(reasons[pid]))
         return out
 
     def criteria_held(self, firings: list[Firing]) -> set[str]:
         """`criteria_held` of these firings' findings, without building them."""
-        effects, effect = self._effects, self._effect
+        roles, role = self._roles, self._role_of
         held: set[str] = set()
         for firing in firings:
-            held |= (effects.get((firing.rule_id, firing.holds)) or effect(firing))[2]
+            held |= (roles.get((firing.rule_id, firing.holds)) or role(firing)).criteria
         return held
 
     def summarize(self, firings: list[Firing], engine: str) -> dict[str, Any]:
