@@ -13,6 +13,7 @@ out where NLTK looks, so the test runs offline, and any download attempt is an e
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from conftest import EXAMPLES
 
 from engine.evaluation.aid import DecisionAid
 from engine.model.rulebook import fill_parameters
-from engine.presentation import summary
+from engine.presentation import readability, summary
 from engine.presentation.report import DISCLAIMER
 
 MAX_GRADE = 8.0
@@ -138,3 +139,15 @@ def test_the_grade_is_measured_offline_and_tells_easy_from_hard(grade: Any) -> N
         "incorporating psychological assessment, diagnostic anaesthetic blockade and radiological confirmation."
     )
     assert grade(easy) <= 4 < MAX_GRADE < grade(hard)
+
+
+def test_the_cached_syllable_table_is_read_back_only_when_it_matches(tmp_path: Path) -> None:
+    """The syllable counts kept in the cache folder: read back as written, never from another dictionary or
+    after an edit (the digest no longer matches), so a summary's reading grade never comes from a stale table."""
+    path = tmp_path / "syllables.json"
+    readability._write_table(path, "dictionary-1", {"walk": 1, "again": 2})
+    assert readability._read_table(path, "dictionary-1") == {"walk": 1, "again": 2}
+    assert readability._read_table(path, "dictionary-2") is None
+    path.write_bytes(path.read_bytes().replace(b'"walk":1', b'"walk":3'))
+    assert readability._read_table(path, "dictionary-1") is None
+    assert readability._read_table(tmp_path / "missing.json", "dictionary-1") is None

