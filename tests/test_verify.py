@@ -558,6 +558,16 @@ def test_a_search_over_budget_is_undecided() -> None:
     assert ("undecided", "warning") in names(report)
 
 
+def test_the_search_never_searches_again_what_it_found_impossible(aid: DecisionAid) -> None:
+    """Goals met in another order reach the same constraints: a search without memory of its failures
+    takes 2^20 steps here (each of 20 goals has two alternatives that agree), and runs out of budget."""
+    space = AnswerSpace(aid.rulebook, aid.questionnaire, aid.rulebook.default_profile, budget=1000)
+    agreeing = [[{"pain_duration_months": 0b01}, {"pain_duration_months": 0b11}] for _ in range(20)]
+    contradicting = [[{"age_years": 0b01}, {"age_years": 0b10}], [{"age_years": 0b100}, {"age_years": 0b1000}]]
+    assert space.solve([*agreeing, *contradicting]) is None
+    assert space.solve([*agreeing, contradicting[0]]) == {"pain_duration_months": 0b01, "age_years": 0b01}
+
+
 # -- the search agrees with the independent evaluator on generated patients ----------------------
 
 

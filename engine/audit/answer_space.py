@@ -41,6 +41,9 @@ Conj = dict[str, int]
 
 Wanted = frozenset[Truth]
 
+_Goal = tuple[int, list[Conj]]
+"""A goal in the search: the id of the goal as asked (it names it while the search runs), and its alternatives."""
+
 TRUE: Wanted = frozenset({True})
 FALSE: Wanted = frozenset({False})
 UNKNOWN_: Wanted = frozenset({None})
@@ -230,12 +233,14 @@ class AnswerSpace:
         return out
 
     def merge(self, a: Conj, b: Conj) -> Conj | None:
+        """Both constraints at once, or None if they allow no common class of some fact."""
         merged = dict(a)
         for fact, mask in b.items():
-            both = merged.get(fact, self.full(fact)) & mask
-            if not both:
+            if fact in merged:
+                mask &= merged[fact]
+            if not mask:
                 return None
-            merged[fact] = both
+            merged[fact] = mask
         return merged
 
     def rule_true(self, rule: Rule) -> list[Conj]:
@@ -253,23 +258,43 @@ class AnswerSpace:
         """
         self.stats.queries += 1
         self._steps = 0
-        return self._search({}, list(goals), frozenset())
+        self._failed: set[tuple[frozenset[tuple[str, int]], frozenset[int], frozenset[str]]] = set()
+        return self._search({}, [(id(goal), goal) for goal in goals], frozenset())
 
-    def _search(self, state: Conj, goals: list[list[Conj]], committed: frozenset[str]) -> Conj | None:
+    def _search(self, state: Conj, goals: list[_Goal], committed: frozenset[str]) -> Conj | None:
+        # The search reaches the same constraints with the same goals left by many paths (goals met
+        # in another order): what failed once fails again, so it is not searched again. Only
+        # failures are kept, so the answers found are the ones the whole search would find first.
+        key = (frozenset(state.items()), frozenset(number for number, _ in goals), committed)
+        if key in self._failed:
+            return None
+        found = self._step(state, goals, committed)
+        if found is None:
+            self._failed.add(key)
+        return found
+
+    def _step(self, state: Conj, goals: list[_Goal], committed: frozenset[str]) -> Conj | None:
         self._steps += 1
         self.stats.steps += 1
         if self._steps > self.budget:
             raise SearchBudgetExceeded
         best: list[Conj] | None = None
         best_index = -1
-        for index, goal in enumerate(goals):
-            options = [m for c in goal if (m := self.merge(state, c)) is not None]
+        kept: list[_Goal] = []  # each goal's alternatives still open (the state only narrows further down)
+        for index, (number, goal) in enumerate(goals):
+            compatible, options = [], []
+            for alternative in goal:
+                merged = self.merge(state, alternative)
+                if merged is not None:
+                    compatible.append(alternative)
+                    options.append(merged)
             if not options:
                 return None
+            kept.append((number, compatible))
             if best is None or len(options) < len(best):
                 best, best_index = options, index
         if best is not None:
-            rest = goals[:best_index] + goals[best_index + 1 :]
+            rest = kept[:best_index] + kept[best_index + 1 :]
             for option in best:
                 found = self._search(option, rest, committed)
                 if found is not None:
@@ -284,7 +309,7 @@ class AnswerSpace:
                     continue
                 narrowed = {**state, fact: 1 << index}
                 more = [] if rule is None else [self.cases(rule.when, frozenset({value}))]
-                found = self._search(narrowed, more, committed | {fact})
+                found = self._search(narrowed, [(id(goal), goal) for goal in more], committed | {fact})
                 if found is not None:
                     return found
             return None

@@ -107,6 +107,13 @@ NEAR_THRESHOLDS = 300
 """Answer sets drawn around the rules' thresholds (fixed seed) that the engine check also runs, per profile."""
 
 
+def threshold_sample(rulebook: Rulebook, questionnaire: Questionnaire) -> list[dict[str, Any]]:
+    """The NEAR_THRESHOLDS answer sets every profile's engine check runs (the same ones, drawn once)."""
+    rng = random.Random(NEAR_THRESHOLDS)  # noqa: S311 - a fixed seed: the same answer sets every run
+    targets = rule_targets(rulebook)
+    return [near_thresholds(questionnaire, targets, rng) for _ in range(NEAR_THRESHOLDS)]
+
+
 def dense(answer_sets: Iterable[dict[str, Any]], questionnaire: Questionnaire) -> list[dict[str, Any]]:
     """Each answer set with every number answer at its question's maximum, then at its minimum.
 
@@ -141,14 +148,15 @@ def engine_findings(
     profile: str,
     answer_sets: Iterable[dict[str, Any]],
     evaluator: Evaluator | None = None,
+    near: list[dict[str, Any]] | None = None,
 ) -> tuple[list[Any], int]:
-    """Error findings for one profile's compiled ruleset on these answer sets, on every engine here; and the count.
+    """Error findings for one profile's compiled ruleset on these answer sets and those near the thresholds,
+    on every engine here; and the count.
 
-    `evaluator`: the profile's independent evaluator, if the caller has one compiled already.
+    `evaluator`: the profile's independent evaluator, and `near`: the `threshold_sample`, if the
+    caller has them already.
     """
-    rng = random.Random(NEAR_THRESHOLDS)  # noqa: S311 - a fixed seed: the same answer sets every run
-    targets = rule_targets(rulebook)
-    answer_sets = [*answer_sets, *(near_thresholds(questionnaire, targets, rng) for _ in range(NEAR_THRESHOLDS))]
+    answer_sets = [*answer_sets, *(threshold_sample(rulebook, questionnaire) if near is None else near)]
     from engine.audit.verify import AuditFinding
 
     rules = rulebook.active_rules(profile)

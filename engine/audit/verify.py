@@ -98,7 +98,7 @@ from engine.audit.answer_space import (
     as_answer,
     hashable,
 )
-from engine.audit.engine_check import dense, engine_findings, engines_run
+from engine.audit.engine_check import dense, engine_findings, engines_run, threshold_sample
 from engine.errors import DataFileError
 from engine.evaluation.evaluator import Evaluator, RuleSubset, RuleTest, compile_condition
 from engine.model import status as status_model
@@ -835,6 +835,7 @@ def verify(
     reached: dict[tuple[str, str], list[str]] = {}
     unnamed: dict[tuple[str, str], list[str]] = {}
     profiles = list(rulebook.profiles) if profile is None else [rulebook.check_profile(profile)]
+    near = threshold_sample(rulebook, questionnaire)
     for name in profiles:
         audit = ProfileAudit(rulebook, questionnaire, name, checks, budget)
         audit.examples = examples
@@ -854,7 +855,7 @@ def verify(
             audit.check_invariant(inv)
         findings += audit.findings
         sample = [*examples, *dense(examples, questionnaire), *audit.engine_sample]
-        on_engine, ran = engine_findings(rulebook, questionnaire, name, sample, audit.evaluator)
+        on_engine, ran = engine_findings(rulebook, questionnaire, name, sample, audit.evaluator, near)
         findings += on_engine
         enumerated.append(_describe(audit) + f"; {ran} of them also run on {engines_run()}")
     findings += _never_fires_findings(active_in, fires_in, rulebook)
