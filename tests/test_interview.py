@@ -155,13 +155,19 @@ class PipeAsker(QuestionaryAsker):
         action = self._next(key)
         if not self._special(action):
             steps = [action.bad, action.good] if isinstance(action, Reject) else [action]
-            self.pipe.send_text("".join(CLEAR + typed(v) + ENTER for v in steps))
+            self.pipe.send_text("".join(CLEAR + pasted_if_long(typed(v)) + ENTER for v in steps))
         return super().text(key, message, default, self._recording(key, validate), instruction)
 
 
 def typed(value: Any) -> str:
     """What a person types for an answer: '?' for not sure."""
     return "?" if value == UNKNOWN else str(value)
+
+
+def pasted_if_long(text: str) -> str:
+    """A long text arrives as a terminal paste (one bracketed-paste event), as a clinician pastes notes;
+    typed key by key, 20,000 characters cost a minute of the prompt's key handling."""
+    return f"\x1b[200~{text}\x1b[201~" if len(text) > 100 else text
 
 
 @dataclass
