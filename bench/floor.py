@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from engine.model.conditions import Condition
+from engine.model.conditions import OP_TESTS, Condition, operand_constant
 from engine.model.knowledge import PROCEDURE_IDS
 from engine.model.questionnaire import UNKNOWN
 from engine.model.rulebook import Rulebook, derived_depth
@@ -46,23 +46,7 @@ class _Writer:
         if op == "is_known":
             return f"(not {read} {unknown})"
         operand = self.params[node.param] if node.param is not None else node.value
-        k = self.constant(frozenset(operand) if isinstance(operand, list) else operand)
-        test = {
-            "is_true": "a is True",
-            "is_false": "a is False",
-            "==": f"a == {k}",
-            "!=": f"a != {k}",
-            "<": f"a < {k}",
-            "<=": f"a <= {k}",
-            ">": f"a > {k}",
-            ">=": f"a >= {k}",
-            "in": f"a in {k}",
-            "not_in": f"a not in {k}",
-            "contains": f"{k} in a",
-            "not_contains": f"{k} not in a",
-            "contains_any": f"not {k}.isdisjoint(a)",
-            "contains_none": f"{k}.isdisjoint(a)",
-        }[op]
+        test = OP_TESTS[op].format(a="a", k=self.constant(operand_constant(operand)))
         return f"(None if (a := {read}) {unknown} else {test})"
 
     def node(self, node: Condition) -> str:
