@@ -182,16 +182,25 @@ def engine_findings(
     failures: dict[tuple[str, str], tuple[set[str], dict[str, Any], int]] = {}
     disagreements: list[AuditFinding] = []
     ran = 0
+    ran_on: dict[tuple[tuple[str, Any], ...], dict[str, list[Firing] | EngineError]] = {}
     for answers in answer_sets:
         ran += 1
         expected = evaluator.firings(answers)
         fact = flatten(answers, questionnaire)
+        # Answer sets that are one fact to the engines (e.g. a number unknown or left out) run once.
+        outcomes = ran_on.setdefault(tuple(fact.items()), {})
         found: dict[str, list[Firing]] = {}
         for choice, engine in engines.items():
-            try:
-                found[choice] = engine.run(fact)
-            except EngineError as exc:
-                key = (choice, _limit(str(exc)))
+            if choice not in outcomes:
+                try:
+                    outcomes[choice] = engine.run(fact)
+                except EngineError as exc:
+                    outcomes[choice] = exc
+            outcome = outcomes[choice]
+            if isinstance(outcome, list):
+                found[choice] = outcome
+            else:
+                key = (choice, _limit(str(outcome)))
                 held = {f.rule_id for f in expected}
                 seen = failures.get(key)
                 failures[key] = (
