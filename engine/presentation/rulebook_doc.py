@@ -353,11 +353,12 @@ def select_rules(
 
 
 def rules_table(rules: list[Rule]) -> Table:
-    """The rule list as a rich table."""
+    """The rule list as a rich table; a rule id is never folded (a reviewer copies it whole)."""
     from rich.table import Table
 
     table = Table(title=f"{len(rules)} rules", show_lines=False)
-    for name in ("id", "title", "version", "status", "concludes", "procedures", "sources", "criteria", "last reviewed"):
+    table.add_column("id", no_wrap=True, min_width=max((len(r.id) for r in rules), default=2))
+    for name in ("title", "version", "status", "concludes", "procedures", "sources", "criteria", "last reviewed"):
         table.add_column(name, overflow="fold")
     for r in rules:
         table.add_row(
