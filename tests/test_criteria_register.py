@@ -136,6 +136,19 @@ def test_a_dispute_is_told_only_by_its_own_criteria_and_each_is_a_cautions(
     assert any(d.told_by for d in disagreements.disagreements)
 
 
+def test_the_wait_dispute_reads_the_epidural_rules_own_conditions(aid: DecisionAid) -> None:
+    """Its `when` copies what the rules wait for (a dispute reads answers only, so it cannot read their derived
+    facts): the pain weeks of DER-ESI-DURATION, care not yet as long as DER-CONS-WEEKS asks, the yearly cap."""
+    when = aid.knowledge.disagreements["esi-conservative-wait"].when
+    assert when is not None and when.any is not None
+    pain = aid.rulebook.rule("DER-ESI-DURATION").when.any
+    assert pain is not None and pain[0].all is not None
+    weeks, cap = pain[0].all, aid.rulebook.rule("ESI-FREQUENCY-NI").when
+    assert when.any[0].all == [weeks[0], weeks[1].model_copy(update={"op": "<"})]
+    assert when.any[1].not_ == aid.rulebook.rule("DER-CONS-WEEKS").when
+    assert when.any[2].all is not None and when.any[2].all[1] == cap
+
+
 def test_one_disagreement_per_register_item(disagreements: DisagreementFile) -> None:
     assert REGISTER_PATH.exists(), f"the criteria register's copy is missing: {REGISTER_PATH}"
     text = REGISTER_PATH.read_text(encoding="utf-8")

@@ -141,6 +141,24 @@ RULE_CASES: list[tuple[str, Breaker, list[str]]] = [
         ["20-options.yaml", "rule ESI-FREQUENCY-NI", "when: esi_count", "unknown fact"],
     ),
     (
+        "dispute_reads_unknown_fact",
+        lambda r, k: edit(
+            k / "disagreements.yaml",
+            '{fact: neurogenic_claudication, op: "==", value: "yes"}',
+            '{fact: claudication, op: "==", value: "yes"}',
+        ),
+        ["disagreements.yaml", "disagreement esi-neurogenic-claudication", "when: claudication", "unknown fact"],
+    ),
+    (
+        "dispute_reads_derived_fact",
+        lambda r, k: edit(
+            k / "disagreements.yaml",
+            '{fact: neurogenic_claudication, op: "==", value: "yes"}',
+            "{fact: epidural_indication, op: is_true}",
+        ),
+        ["disagreements.yaml", "disagreement esi-neurogenic-claudication", "when: epidural_indication", "answers only"],
+    ),
+    (
         "operator_does_not_fit_type",
         lambda r, k: edit(
             r / "40-safety.yaml",

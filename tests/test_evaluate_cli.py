@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import EXAMPLES, ROOT, run_cli
 
 from engine.evaluation.aid import DecisionAid
@@ -135,8 +136,6 @@ def test_schema_result_describes_the_json_output() -> None:
 
 
 def test_answers_accept_json_and_a_wrapped_session(tmp_path: Path) -> None:
-    import yaml
-
     answers = yaml.safe_load(EXAMPLES[0].read_text())
     (tmp_path / "a.json").write_text(json.dumps(answers))
     (tmp_path / "s.json").write_text(json.dumps({"answers": answers}))
@@ -151,6 +150,16 @@ def test_answers_accept_json_and_a_wrapped_session(tmp_path: Path) -> None:
         # NICE advises against epidurals for claudication: closed here, open elsewhere, so the dispute shows.
         ("stenosis-claudication.yaml", "uk-nice", ["esi-neurogenic-claudication"], ["pump-survival"]),
         ("stenosis-claudication.yaml", "consensus", ["esi-neurogenic-claudication"], ["pump-survival"]),
+        # Sciatica without claudication: the claudication dispute is not about them (issue 12 section 3), and
+        # past every profile's wait for an epidural, neither is the dispute about that wait.
+        (
+            "sciatica.yaml",
+            "consensus",
+            ["spine-injections-at-all"],
+            ["esi-neurogenic-claudication", "esi-conservative-wait"],
+        ),
+        ("sciatica.yaml", "us-commercial", [], ["esi-neurogenic-claudication", "esi-conservative-wait"]),
+        ("failed-back-surgery.yaml", "consensus", [], ["esi-neurogenic-claudication", "esi-conservative-wait"]),
         # A facet patient: the block thresholds matter; epidural and pump disputes do not.
         ("facet-back-pain.yaml", "consensus", ["mbb-before-rfa"], ["esi-neurogenic-claudication", "pump-survival"]),
         ("cancer-pain.yaml", "consensus", ["pump-survival"], ["mbb-before-rfa", "spine-injections-at-all"]),
@@ -166,3 +175,18 @@ def test_only_disputes_that_bear_on_the_patients_options_are_shown(
         assert dispute in result.disagreements
     for dispute in not_shown:
         assert dispute not in result.disagreements
+
+
+def test_a_dispute_whose_condition_the_answers_rule_out_under_every_profile_is_left_out(aid: DecisionAid) -> None:
+    """The wait dispute's `when` is read under each profile's parameters, three-valued: 3 weeks of care is past
+    us-commercial's 2-week wait but short of the others' 4, so it shows even there; 10 weeks is past them all;
+    an unanswered question (how many epidurals this year) may bear on the patient, so it shows."""
+    answers = yaml.safe_load((ROOT / "examples" / "sciatica.yaml").read_text())
+    short = answers | {"physical_therapy_weeks": 3, "nsaids_weeks": 3}
+    assert "esi-conservative-wait" in aid.evaluate(aid.parse_answers(short), "us-commercial").disagreements
+    assert "esi-conservative-wait" not in aid.evaluate(aid.parse_answers(answers), "us-commercial").disagreements
+    unsure = answers | {"spinal_injections_tried": "yes"}  # the count of this year's epidurals not given
+    assert "esi-conservative-wait" in aid.evaluate(aid.parse_answers(unsure), "consensus").disagreements
+    assert aid.summarize(aid.parse_answers(short), "us-commercial")["disagreements"] == (
+        aid.evaluate(aid.parse_answers(short), "us-commercial", compare_profiles=False).disagreements
+    )

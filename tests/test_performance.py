@@ -72,8 +72,9 @@ def test_other_profiles_compared_at_the_level_of_firings_match_their_full_result
     for path in sorted((ROOT / "examples").glob("*.yaml")):
         answers = aid.read_answers(path)
         for profile in aid.rulebook.profiles:
-            firings = aid._firings(answers, profile)
-            full = aid.builder(profile).build(firings, aid.engine_name)
+            patient = aid.patient(answers)
+            firings = aid.engine(profile).run_patient(patient)
+            full = aid.builder(profile).build(firings, aid.engine_name, patient.fact)
             expected = {o.procedure: (o.status, frozenset(f.rule_id for f in o.reasons)) for o in full.options}
             assert aid.builder(profile).statuses(firings) == expected
             assert aid.builder(profile).criteria_held(firings) == criteria_held(full.trace)

@@ -14,7 +14,7 @@ Loading (a rulebook that does not load is reported, not raised):
 Upkeep:
 - `overdue-review` (warning): `last_reviewed` is more than `max_age_days` before `today`.
 - `review-date-in-future` (warning): `last_reviewed` is after `today`.
-- `unused-parameter` (warning): no rule reads the parameter.
+- `unused-parameter` (warning): no rule (and no dispute's `when`) reads the parameter.
 - `missing-criteria` (info): an active rule cites no criterion of the register.
 
 Logic, decided over the discretised answer space of each profile (engine.audit.answer_space):
@@ -214,7 +214,7 @@ def load_findings(exc: DataFileError) -> list[AuditFinding]:
 # -- upkeep ----------------------------------------------------------------------------------
 
 
-def upkeep_findings(rulebook: Rulebook, today: dt.date, max_age_days: int) -> list[AuditFinding]:
+def upkeep_findings(rulebook: Rulebook, knowledge: Knowledge, today: dt.date, max_age_days: int) -> list[AuditFinding]:
     out = []
     for rule in rulebook.rules:
         if rule.status == "retired":
@@ -243,6 +243,7 @@ def upkeep_findings(rulebook: Rulebook, today: dt.date, max_age_days: int) -> li
         if rule.active and not rule.criteria:
             out.append(AuditFinding("missing-criteria", "info", rule.id, "cites no criterion of the register"))
     used = {a.param for r in rulebook.rules if r.status != "retired" for a in r.when.atoms() if a.param}
+    used |= {a.param for d in knowledge.disagreements.values() if d.when for a in d.when.atoms() if a.param}
     for pid in rulebook.parameters:
         if pid not in used:
             out.append(AuditFinding("unused-parameter", "warning", pid, "no rule reads this parameter"))
@@ -825,7 +826,7 @@ def verify(
         findings = load_findings(exc)
         note = "the rulebook does not load, so the logic and safety checks did not run"
         return VerifyReport(_merge(findings), [note], time.perf_counter() - start)
-    findings = upkeep_findings(rulebook, today, max_age_days)
+    findings = upkeep_findings(rulebook, knowledge, today, max_age_days)
     checks = invariants(knowledge, rulebook)
     examples, skipped = example_patients(questionnaire, examples_dir)
     findings += skipped

@@ -16,9 +16,8 @@ from engine.errors import AnswersError, Problem
 from engine.evaluation.compiler import CompiledRuleset, compile_joint, compile_rulebook
 from engine.evaluation.engines import PerThread, RuleEngine, chosen_engine, engine_label, make_engine
 from engine.evaluation.evaluator import Evaluator
-from engine.evaluation.firing import Firing
 from engine.evaluation.inference import Patient, PatientEncoder
-from engine.evaluation.result import FALLBACK_ID, ProfileDifference, Result, ResultBuilder, bears_on, criteria_held
+from engine.evaluation.result import FALLBACK_ID, ProfileDifference, Result, ResultBuilder, criteria_held
 from engine.model import parse_cache
 from engine.model.knowledge import Knowledge, load_knowledge
 from engine.model.loading import read_data, validate
@@ -179,9 +178,9 @@ class DecisionAid:
         chosen = self.rulebook.check_profile(profile)
         patient = self.patient(answers)
         if not compare_profiles:
-            return self.builder(chosen).build(self.engine(chosen).run_patient(patient), self.engine_name)
+            return self.builder(chosen).build(self.engine(chosen).run_patient(patient), self.engine_name, patient.fact)
         by_profile = self.joint_engine().run_profiles(patient)
-        result = self.builder(chosen).build(by_profile[chosen], self.engine_name)
+        result = self.builder(chosen).build(by_profile[chosen], self.engine_name, patient.fact)
         mine = {o.procedure: (o.status, frozenset(f.rule_id for f in o.reasons)) for o in result.options}
         differences = []
         cited = criteria_held(result.trace)
@@ -194,12 +193,8 @@ class DecisionAid:
             cited |= builder.criteria_held(firings)
         # A dispute also matters to this patient when another profile would change the status of an
         # option it is about (and a rule that held in some profile encodes one of its criteria).
-        changed = {d.procedure for d in differences}
-        disputes = [
-            d.id
-            for d in self.knowledge.disagreements.values()
-            if d.id in result.disagreements or bears_on(d, changed, cited)
-        ]
+        also = set(self.builder(chosen).disputes({d.procedure for d in differences}, cited, patient.fact))
+        disputes = [d for d in self.knowledge.disagreements if d in result.disagreements or d in also]
         return result.model_copy(update={"profile_differences": differences, "disagreements": disputes})
 
     def patient(self, answers: BaseModel) -> Patient:
@@ -211,10 +206,8 @@ class DecisionAid:
     def summarize(self, answers: BaseModel, profile: str | None = None) -> dict[str, Any]:
         """`result.summary(self.evaluate(answers, profile, compare_profiles=False))`, several times faster."""
         chosen = self.rulebook.check_profile(profile)
-        return self.builder(chosen).summarize(self._firings(answers, chosen), self.engine_name)
-
-    def _firings(self, answers: BaseModel, profile: str) -> list[Firing]:
-        return self.engine(profile).run_patient(self.patient(answers))
+        patient = self.patient(answers)
+        return self.builder(chosen).summarize(self.engine(chosen).run_patient(patient), self.engine_name, patient.fact)
 
     def _parameters_behind(self, rule_ids: set[str]) -> set[str]:
         """Parameters read by these rules, directly or through the derived facts they read."""

@@ -7,7 +7,7 @@ fields may be added, never renamed or removed, without a new schema version.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.evaluation.firing import Firing
 from engine.model import status as status_model
+from engine.model.facts import known
 from engine.model.knowledge import PROCEDURE_IDS, Disagreement, Knowledge
 from engine.model.rulebook import Rule, Rulebook, Step, fill_parameters
 from engine.model.status import FALLBACK_STATUS, Status, StatusField
@@ -135,6 +136,10 @@ def bears_on(dispute: Disagreement, procedures: set[str], cited: set[str]) -> bo
     )
 
 
+Answer = Callable[[str], Any]
+"""Reads one answer of the patient by question id (`Patient.fact`); `UNKNOWN` when not given."""
+
+
 def finding(
     rule: Rule, firing: Firing, params: dict[str, int | float], rulebook: Rulebook, knowledge: Knowledge
 ) -> Finding:
@@ -220,6 +225,25 @@ class ResultBuilder:
         self._templates: dict[tuple[str, bool], Finding] = {}
         self._fallbacks: dict[str, Finding] = {}
         self._roles: dict[tuple[str, bool], Role] = {}
+        self._every_profile = [
+            {pid: p.value(name) for pid, p in rulebook.parameters.items()} for name in rulebook.profiles
+        ]
+
+    def disputes(self, procedures: set[str], cited: set[str], answer: Answer) -> list[str]:
+        """The disputes that bear on this patient: about `procedures` and `cited` (`bears_on`), and not ruled
+        out by the answers: a dispute's `when` false under every profile's parameters leaves it out (unknown
+        keeps it in, since it may bear on them). Profiles differ on what a dispute is about, so any one counts.
+        """
+        out = []
+        for d in self.knowledge.disagreements.values():
+            if not bears_on(d, procedures, cited):
+                continue
+            if d.when is not None:
+                values = {a.fact: known(answer(a.fact)) for a in d.when.atoms() if a.fact is not None}
+                if all(d.when.truth(values, params) is False for params in self._every_profile):
+                    continue
+            out.append(d.id)
+        return out
 
     def finding(self, firing: Firing) -> Finding:
         """The evidence record for one firing (the same as `finding`, faster)."""
@@ -266,7 +290,7 @@ class ResultBuilder:
         self._roles[(f.rule_id, f.holds)] = role
         return role
 
-    def _resolve(self, trace: list[Finding]) -> Resolution:
+    def _resolve(self, trace: list[Finding], answer: Answer) -> Resolution:
         """One status per procedure (the most restrictive wins), with the findings behind each."""
         roles, role = self._roles, self._role
         in_order = sorted(((roles.get((f.rule_id, f.holds)) or role(f), f) for f in trace), key=_by_order)
@@ -300,13 +324,13 @@ class ResultBuilder:
         urgent = [f for r, f in in_order if r.urgent]
         open_procedures = {o.procedure for o in options if o.status.is_open}
         cited: set[str] = set().union(*(r.criteria for r, _ in in_order))
-        disagreements = [d.id for d in self.knowledge.disagreements.values() if bears_on(d, open_procedures, cited)]
+        disagreements = self.disputes(open_procedures, cited, answer)
         derived = [f for r, f in in_order if r.kind == "derived"]
         return Resolution(trace, options, urgent, derived, disagreements)
 
-    def build(self, firings: list[Firing], engine: str) -> Result:
-        """The result of one patient's firings, made by `engine` (its name and version)."""
-        found = self._resolve([self.finding(f) for f in firings])
+    def build(self, firings: list[Firing], engine: str, answer: Answer) -> Result:
+        """The result of one patient's firings, made by `engine` (its name and version); `answer` reads answers."""
+        found = self._resolve([self.finding(f) for f in firings], answer)
         names = self.knowledge.procedures
         return Result(
             rulebook_version=self.rulebook.version,
@@ -360,9 +384,9 @@ class ResultBuilder:
             held |= (roles.get((firing.rule_id, firing.holds)) or role(firing)).criteria
         return held
 
-    def summarize(self, firings: list[Firing], engine: str) -> dict[str, Any]:
-        """`summary(self.build(firings, engine))`, without building the evidence records (much faster)."""
-        found = self._resolve([self._template(f) for f in firings])
+    def summarize(self, firings: list[Firing], engine: str, answer: Answer) -> dict[str, Any]:
+        """`summary(self.build(firings, engine, answer))`, without building the evidence records (much faster)."""
+        found = self._resolve([self._template(f) for f in firings], answer)
         return _summary(self.rulebook.version, engine, self.profile, found, [])
 
 

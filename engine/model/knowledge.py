@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from engine.errors import KnowledgeError, Problem
+from engine.model.conditions import Condition
 from engine.model.loading import load_file
 
 ProcedureId = Literal[
@@ -151,6 +152,12 @@ class Disagreement(Strict):
         default=[],
         description="criteria whose cautions already tell the patient both sides: the summary does not repeat"
         " the dispute where such a caution is shown",
+    )
+    when: Condition | None = Field(
+        default=None,
+        description="when it bears on the patient, on the answers only, in the rules' condition language: the"
+        " dispute is left out where this is false under every profile (unknown leaves it in); the rulebook"
+        " checks its facts and parameters",
     )
     sources: list[Id] = Field(min_length=1)
 

@@ -356,6 +356,10 @@ def load_rulebook(rules_dir: Path, knowledge: Knowledge, questionnaire: Question
     checked = _Checker(questionnaire, derived, parameters, knowledge, problems)
     required = checked.requirements(requirements)
     invariants = checked.invariants(rules_dir / invariant_model.FILE_NAME, required)
+    for dispute in knowledge.disagreements.values():
+        if dispute.when is not None:
+            where = str(knowledge_dir / "disagreements.yaml")
+            checked.condition(dispute.when, where, f"disagreement {dispute.id}", "when")
     if problems:
         raise RulebookError(problems)
     version = content_hash({"rules": rules_dir, "knowledge": knowledge_dir})
@@ -372,7 +376,7 @@ def load_rulebook(rules_dir: Path, knowledge: Knowledge, questionnaire: Question
 
 
 class _Checker:
-    """Checks the conditions of requirements and invariants as rule atoms are checked, over answers only."""
+    """Checks the conditions of requirements, invariants and disputes as rule atoms are checked, over answers only."""
 
     def __init__(
         self,
@@ -388,7 +392,9 @@ class _Checker:
     def condition(self, condition: Condition, file: str, entry: str, field: str) -> None:
         for atom in condition.atoms():
             if atom.fact in self.derived:
-                message = "reads a derived fact; invariants and requirements read answers only, so each is exact"
+                message = (
+                    "reads a derived fact; invariants, requirements and disputes read answers only, so each is exact"
+                )
                 self.problems.append(Problem(file, entry, f"{field}: {atom.fact}", message))
                 continue
             _check_atom(atom, (file, entry), self.questionnaire, {}, self.parameters, self.problems, field)

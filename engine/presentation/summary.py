@@ -66,7 +66,7 @@ SURE_CONFLICT = (
     "Talk it through with your clinician before you decide."
 )
 SURE_CLEAR = "You answered 'yes' to all four questions."
-SHORT_SOURCES_NOTE = "Titles are cut short here. The web version of this summary gives each one in full."
+SHORT_SOURCES_NOTE = "Titles are cut short here; the web version gives them in full."
 """Printed under the short source list (the HTML on screen, the Markdown and `rules book` list them in full)."""
 BRIEF_NOTE = (
     "Not open now, or you said no. Each shows its main benefit and its main or most serious risk; "
@@ -91,12 +91,13 @@ DENOMINATOR = 100
 FREQUENCY_KEY = (
     "How often, in words: "
     + "; ".join(
-        f"{word} means {'more than 10' if word == 'common' else ('1 to 10' if word == 'uncommon' else 'fewer than 1')}"
-        f" in {DENOMINATOR} people"
-        for word in FREQUENCY_BANDS
+        f"{word} is {'more than 10' if word == 'common' else ('1 to 10' if word == 'uncommon' else 'fewer than 1')}"
+        f" in {DENOMINATOR}{' people' if not index else ''}"
+        for index, word in enumerate(FREQUENCY_BANDS)
     )
     + "."
 )
+"""One line on paper: the first band names who the figures count (people), the others follow it."""
 GRID_QUESTIONS = (
     "What is it?",
     "How likely is it to help, and for how long?",
@@ -322,6 +323,14 @@ class CautionView:
     text: str
     options: list[str]
     unconfirmed: bool
+    said_above: str = ""
+    """Its closing sentence when a caution above on the page closes with it too (every blood-thinner hold
+    ends 'Never stop it on your own...'): the screen keeps it, the paper prints it once."""
+
+    @property
+    def printed(self) -> str:
+        """The text the paper prints: without a closing sentence said above."""
+        return self.text.removesuffix(self.said_above).rstrip() if self.said_above else self.text
 
 
 @dataclass(frozen=True)
@@ -448,12 +457,27 @@ class Summary:
         groups: dict[tuple[str, ...], list[CautionView]] = {}
         for caution in self.cautions:
             groups.setdefault(tuple(caution.options), []).append(caution)
-        return [(list(names), cautions) for names, cautions in groups.items()]
+        closings: set[str] = set()
+        out = []
+        for names, cautions in groups.items():
+            marked = []
+            for caution in cautions:
+                closing = last_sentence(caution.text)
+                said = closing if closing in closings and closing != caution.text.strip() else ""
+                closings.add(closing)
+                marked.append(dataclasses.replace(caution, said_above=said))
+            out.append((list(names), marked))
+        return out
 
 
 def first_sentence(text: str) -> str:
     """The first sentence of a knowledge text: the short form used in the comparison grid."""
     return re.split(r"(?<=[.!?])\s+", text.strip(), maxsplit=1)[0]
+
+
+def last_sentence(text: str) -> str:
+    """The closing sentence of a text (the whole text when it is one sentence)."""
+    return re.split(r"(?<=[.!?])\s+", text.strip())[-1]
 
 
 SHORT_SENTENCE = 40
