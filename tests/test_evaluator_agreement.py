@@ -2,7 +2,7 @@
 
 Agreement means: the same rules hold, and the same derived facts are shown false, for the same
 patient (the set of `Firing.key`). It is checked on every golden case and on generated patients
-across the profiles (2,000 by default; 13,600 in the `slow` run CI makes), drawn around the
+across the profiles (800 by default; 13,600 in the `slow` run CI makes), drawn around the
 rules' thresholds so that most rules fire somewhere.
 """
 
@@ -37,7 +37,7 @@ def test_agrees_on_every_golden_case(aid: DecisionAid) -> None:
 
 
 @pytest.mark.parametrize(
-    "per_profile", [pytest.param(500, id="2000"), pytest.param(3400, id="13600", marks=pytest.mark.slow)]
+    "per_profile", [pytest.param(200, id="800"), pytest.param(3400, id="13600", marks=pytest.mark.slow)]
 )
 def test_agrees_on_generated_patients(aid: DecisionAid, per_profile: int) -> None:
     rng = random.Random(SEED)

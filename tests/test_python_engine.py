@@ -84,7 +84,7 @@ def test_the_joint_ruleset_fires_each_profiles_own_firings(aid: DecisionAid, ste
 
 
 @pytest.mark.parametrize(
-    "per_profile", [pytest.param(500, id="2000"), pytest.param(5000, id="20000", marks=pytest.mark.slow)]
+    "per_profile", [pytest.param(200, id="800"), pytest.param(5000, id="20000", marks=pytest.mark.slow)]
 )
 def test_the_engines_fire_alike_on_generated_patients(aid: DecisionAid, per_profile: int) -> None:
     """Around every threshold, in every profile: equal lists of firings (order, branch and facts included)."""
