@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import EXAMPLES, ROOT, threshold_answers
@@ -24,6 +25,7 @@ from engine.evaluation.aid import DecisionAid
 from engine.evaluation.engines import DURABLE, ENGINE_VARIABLE, PYTHON, chosen_engine, durable_version
 from engine.evaluation.inference import DurableEngine
 from engine.evaluation.python_engine import PythonEngine, compile_test, condition_source
+from engine.model.facts import flatten
 
 BLOCK_DURABLE = textwrap.dedent(
     """
@@ -110,6 +112,29 @@ def test_every_example_gets_the_same_result_on_both_engines(aid: DecisionAid, py
         assert on_durable.pop("engine") == "durable_rules 2.0.28"
         assert on_python.pop("engine").startswith("pain-sdm Python engine (Python ")
         assert on_python == on_durable, path.name
+
+
+@pytest.mark.parametrize(
+    ("conditions", "asks"), [(None, True), ("unknown", True), (["crps"], False), (["other"], False)]
+)
+def test_a_derived_fact_left_unknown_is_read_as_unknown_by_both_engines(
+    aid: DecisionAid, conditions: Any, asks: bool
+) -> None:
+    """NB-ASK reads `nerve_block_indication is_unknown`: it holds while the conditions are unanswered or
+    not sure, and not once they settle the fact (true or false), on durable, the Python engine and the evaluator."""
+    answers = {} if conditions is None else {"conditions": conditions}
+    parsed = aid.parse_answers(answers).model_dump()
+    profile = aid.rulebook.default_profile
+    compiled = aid.compiled(profile)
+    fact = flatten(parsed, aid.questionnaire)
+    fired = [
+        {f.rule_id for f in DurableEngine(compiled, aid.questionnaire).run(fact)},
+        {f.rule_id for f in PythonEngine(compiled, aid.questionnaire).run(fact)},
+        {f.rule_id for f in aid.evaluator(profile).firings(parsed)},
+    ]
+    assert [("NB-ASK" in ids) for ids in fired] == [asks] * 3
+    assert fired[0] == fired[1] == fired[2]
+    assert any("nerve_block_indication" in mark.facts for mark in compiled.marks)
 
 
 def test_the_python_engine_refuses_an_operator_the_compiler_never_writes() -> None:

@@ -45,6 +45,9 @@ with the rulebook; the shipped ones are:
 - `safety-implant`: an implant (knowledge `implant: true`) is a candidate only when its
   prerequisites are met: the `requirements` of the prerequisite layer (rules/30-prerequisites.yaml).
 - `safety-conservative-care`: conservative care is always a candidate.
+- `safety-unanswered-*`, `safety-anticoagulation-plan*`: no candidate while a bearing safety answer
+  is missing or not sure; none under full anticoagulation without an agreed plan (GEN-03, GEN-04).
+- `safety-no-fallback`: whatever the answers, a rule sets every procedure's status (no fallback).
 Statuses are resolved by `engine.model.status.resolve`, the function the result builder uses.
 - `example-skipped` (info): an example patient could not be read, so it is not a baseline.
 - `engine-failure` (error): the compiled rulebook fails on durable_rules (a limit such as error 303

@@ -6,10 +6,18 @@ durable rule. Answer atoms join on the single patient fact; derived-fact atoms j
 for its condition being true (asserting the fact as true) and once for its negation
 (asserting it as false), so no rule ever needs "absence" (durable's `$not`), and an
 unknown answer leaves the derived fact unknown, exactly as the evaluator's Kleene logic.
+
+A derived fact is three-valued, and a rule may test `is_unknown` / `is_known` on it. `is_known`
+joins on the fact being true or being false (two branches). `is_unknown` joins on the fact with
+the value "unknown", which an `UnknownMark` asserts: one per stratum, at a priority after every
+rule deriving a fact of that stratum and before any rule reading one, it asserts each fact of the
+stratum that a rule reads with `is_unknown` and that neither polarity asserted. So the engines
+still need no absence, and a fact is unknown exactly when the evaluator finds its rule unknown.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +49,23 @@ class Branch:
         return self.asserts or self.rule.then.derive
 
 
+JoinValue = bool | str
+"""What a join wants of a derived fact: true, false, or UNKNOWN (asserted by an `UnknownMark`)."""
+
+
+@dataclass(frozen=True)
+class UnknownMark:
+    """At priority `priority`, every one of `facts` that no rule has asserted is asserted as UNKNOWN.
+
+    The priority comes after every rule deriving these facts and before every rule reading them
+    (derived rules of stratum d run at 2d, their marks at 2d + 1), so the facts are settled.
+    """
+
+    name: str
+    priority: int
+    facts: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class CompiledRuleset:
     name: str
@@ -51,6 +76,8 @@ class CompiledRuleset:
     """A priority after every rule's (durable_rules runs higher numbers later): the engine's own bookkeeping rules."""
     profiles: dict[str, frozenset[int]] = field(default_factory=dict)
     """A joint ruleset's profiles, each with the variants of rules it runs (empty for a one-profile ruleset)."""
+    marks: tuple[UnknownMark, ...] = ()
+    """The derived facts rules read as unknown, asserted as such once their stratum is done (see `UnknownMark`)."""
 
     def by_profile(self, firings: list[Firing], variants: list[int]) -> dict[str, list[Firing]]:
         """A joint ruleset's firings (with the variant of each) as each profile's own, in the order they fired."""
@@ -104,46 +131,74 @@ def _answer_expr(
 
 @dataclass(frozen=True)
 class _Compiled:
-    """One profile's durable rules before `_spread`, with their branches and priorities."""
+    """One profile's durable rules before `_spread`, with their branches, priorities and unknown marks."""
 
     definition: dict[str, Any]
     branches: dict[str, Branch]
     parameters: dict[str, int | float]
     top: int
+    marks: tuple[UnknownMark, ...]
+
+
+def _join_choices(op: str) -> tuple[JoinValue, ...]:
+    """The values a derived-fact literal joins on: `is_known` is true or false (two branches)."""
+    choices: dict[str, tuple[JoinValue, ...]] = {
+        "is_true": (True,),
+        "is_false": (False,),
+        "is_unknown": (UNKNOWN,),
+        "is_known": (True, False),
+    }
+    return choices[op]
 
 
 def _compile(rulebook: Rulebook, profile: str, questionnaire: Questionnaire) -> _Compiled:
     rules = rulebook.active_rules(profile)
     params = {pid: p.value(profile) for pid, p in rulebook.parameters.items()}
     depth = derived_depth(rules, rulebook.derived_facts)
-    top = max(depth.values(), default=0) + 1
+    top = 2 * (max(depth.values(), default=0) + 1)
     definition: dict[str, Any] = {}
     branches: dict[str, Branch] = {}
+    read_unknown: set[str] = set()
     for rule in rules:
         polarities = (True, False) if rule.then.derive is not None else (True,)
         for holds in polarities:
-            for index, conjunction in enumerate(dnf(rule.when, negate=not holds)):
+            index = 0
+            for conjunction in dnf(rule.when, negate=not holds):
                 answer_terms: list[dict[str, Any]] = [{"t": PATIENT}]
-                joins: list[dict[str, Any]] = []
+                derived_literals: list[tuple[str, tuple[JoinValue, ...]]] = []
                 answer_facts: list[str] = []
-                derived_facts: list[str] = []
                 for atom, negated in conjunction:
                     assert atom.fact is not None
                     if atom.fact in rulebook.derived_facts:
-                        wanted = effective_op(atom, negated) == "is_true"
-                        alias = f"d{len(joins)}"
-                        joins.append({alias: {"$and": [{"t": DERIVED}, {"name": atom.fact}, {"value": wanted}]}})
-                        derived_facts.append(atom.fact)
+                        derived_literals.append((atom.fact, _join_choices(effective_op(atom, negated))))
                     else:
                         answer_terms.append(_answer_expr(atom, negated, questionnaire, params))
                         answer_facts.append(atom.fact)
-                name = f"{rule.id}#{'t' if holds else 'f'}{index}"
-                pri = depth[rule.id] if rule.then.derive is not None else top
-                definition[name] = {"all": [{"p": answer_terms}, *joins], "pri": pri}
-                branches[name] = Branch(
-                    rule, holds, index, tuple(dict.fromkeys(answer_facts)), tuple(dict.fromkeys(derived_facts))
-                )
-    return _Compiled(definition, branches, params, top)
+                derived_facts = tuple(dict.fromkeys(fact for fact, _ in derived_literals))
+                for wanted in itertools.product(*(choices for _, choices in derived_literals)):
+                    values: dict[str, JoinValue] = {}
+                    for (fact, _), value in zip(derived_literals, wanted, strict=True):
+                        values.setdefault(fact, value)
+                    if any(values[fact] != value for (fact, _), value in zip(derived_literals, wanted, strict=True)):
+                        continue  # one fact wanted with two values: this branch can never hold
+                    # one join per fact: durable matches a fact to one alias of a rule only
+                    joins = [
+                        {f"d{n}": {"$and": [{"t": DERIVED}, {"name": fact}, {"value": value}]}}
+                        for n, (fact, value) in enumerate(values.items())
+                    ]
+                    read_unknown.update(fact for fact, value in values.items() if value == UNKNOWN)
+                    name = f"{rule.id}#{'t' if holds else 'f'}{index}"
+                    pri = 2 * depth[rule.id] if rule.then.derive is not None else top
+                    definition[name] = {"all": [{"p": list(answer_terms)}, *joins], "pri": pri}
+                    branches[name] = Branch(rule, holds, index, tuple(dict.fromkeys(answer_facts)), derived_facts)
+                    index += 1
+    strata: dict[int, list[str]] = {}
+    for fact in sorted(read_unknown):
+        strata.setdefault(depth[rulebook.derived_facts[fact]], []).append(fact)
+    marks = tuple(
+        UnknownMark(f"zz-unknown-{level}", 2 * level + 1, tuple(facts)) for level, facts in sorted(strata.items())
+    )
+    return _Compiled(definition, branches, params, top, marks)
 
 
 def compile_rulebook(rulebook: Rulebook, profile: str, questionnaire: Questionnaire) -> CompiledRuleset:
@@ -151,7 +206,9 @@ def compile_rulebook(rulebook: Rulebook, profile: str, questionnaire: Questionna
     compiled = _compile(rulebook, profile, questionnaire)
     _spread(compiled.definition)
     name = f"pain-sdm-{rulebook.version}-{profile}"
-    return CompiledRuleset(name, compiled.definition, compiled.branches, compiled.parameters, compiled.top + 1000)
+    return CompiledRuleset(
+        name, compiled.definition, compiled.branches, compiled.parameters, compiled.top + 1000, marks=compiled.marks
+    )
 
 
 QUALIFIER = "@"
@@ -234,10 +291,16 @@ def compile_joint(rulebook: Rulebook, questionnaire: Questionnaire) -> CompiledR
     _spread(definition)
     name = f"pain-sdm-{rulebook.version}-joint"
     frozen = {p: frozenset(v) for p, v in runs.items()}
-    return CompiledRuleset(name, definition, branches, parts[rulebook.default_profile].parameters, top + 1000, frozen)
+    marked: dict[int, set[str]] = {}  # each profile's marks, on the names its facts are asserted under
+    for p, part in parts.items():
+        for mark in part.marks:
+            marked.setdefault(mark.priority, set()).update(asserted[(fact, p)] for fact in mark.facts)
+    marks = tuple(UnknownMark(f"zz-unknown-{pri}", pri, tuple(sorted(facts))) for pri, facts in sorted(marked.items()))
+    default = parts[rulebook.default_profile].parameters
+    return CompiledRuleset(name, definition, branches, default, top + 1000, frozen, marks)
 
 
-def joined_facts(body: dict[str, Any]) -> tuple[tuple[str, str, bool], ...]:
+def joined_facts(body: dict[str, Any]) -> tuple[tuple[str, str, JoinValue], ...]:
     """The derived facts a compiled rule joins on: each as joined, by its own name, and the value it must have.
 
     A joint ruleset joins on a fact under its variant's name (`fact@1`, see `compile_joint`); the

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.errors import EngineError
-from engine.evaluation.compiler import Branch, CompiledRuleset, joined_facts
+from engine.evaluation.compiler import Branch, CompiledRuleset, JoinValue, UnknownMark, joined_facts
 from engine.evaluation.firing import Firing
 from engine.model.facts import DERIVED, PATIENT, SEP, unflatten
 from engine.model.questionnaire import UNKNOWN, Questionnaire
@@ -214,6 +214,9 @@ class DurableEngine:
             name: self._action(branch, joined_facts(definition[name])) for name, branch in compiled.branches.items()
         }
         self._actions[PATIENT_SEEN] = None
+        for mark in compiled.marks:
+            definition[mark.name] = {"all": [{"p": {"t": PATIENT}}], "pri": mark.priority}
+            self._actions[mark.name] = self._mark_action(mark)
         try:
             self._host, self._native, self._handle = _host_ruleset(compiled.name, definition)
         except EngineError:
@@ -221,7 +224,7 @@ class DurableEngine:
         except Exception as exc:
             raise EngineError(f"the rule engine refused the rulebook: {exc}") from exc
 
-    def _action(self, branch: Branch, joined: tuple[tuple[str, str, bool], ...]) -> Any:
+    def _action(self, branch: Branch, joined: tuple[tuple[str, str, JoinValue], ...]) -> Any:
         rule_id = branch.rule.id
         variant = branch.variant
         fired_key = f"{rule_id}~{variant}" if variant else rule_id  # in a joint ruleset, once per variant
@@ -249,6 +252,23 @@ class DurableEngine:
             if derive is not None and derive not in run.derived:
                 run.derived.add(derive)
                 self._assert_fact(derived_fact + json.dumps(run.sid) + "}")
+
+        return act
+
+    def _mark_action(self, mark: UnknownMark) -> Any:
+        """Assert each of the mark's facts that no rule asserted as unknown (no firing: no rule held)."""
+        facts = {
+            name: json.dumps(
+                {"t": DERIVED, "id": f"{DERIVED}:{name}", "name": name, "value": UNKNOWN, "sid": ""}, ensure_ascii=False
+            ).removesuffix('""}')
+            for name in mark.facts
+        }
+
+        def act(run: _Run) -> None:
+            for name, text in facts.items():
+                if name not in run.derived:
+                    run.derived.add(name)
+                    self._assert_fact(text + json.dumps(run.sid) + "}")
 
         return act
 

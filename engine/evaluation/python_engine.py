@@ -6,7 +6,7 @@ writes for durable_rules (the same JSON conditions, the same branches, the same 
 a rulebook means the same on both: a branch fires when its patient tests hold and its joined
 derived facts have the wanted values; lower priorities fire first, and within a priority the
 ruleset's own order; a rule fires once (its first branch that holds), and a derived rule asserts
-its fact once. The tests hold its firings, in order and with their facts, equal to durable's on
+its fact once; an unknown mark, at its priority, sets its facts that no rule set to unknown. The tests hold its firings, in order and with their facts, equal to durable's on
 the golden cases and on generated patients, wherever both run.
 
 It is not the independent check: `engine.evaluation.evaluator` reads the rule files without the
@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import EngineError
-from engine.evaluation.compiler import Branch, CompiledRuleset, joined_facts
+from engine.evaluation.compiler import Branch, CompiledRuleset, JoinValue, UnknownMark, joined_facts
 from engine.evaluation.firing import Firing
 from engine.evaluation.inference import Patient
 from engine.model.facts import unflatten
-from engine.model.questionnaire import Questionnaire
+from engine.model.questionnaire import UNKNOWN, Questionnaire
 
 Facts = dict[str, Any]
 Test = Callable[[Facts], bool]
@@ -87,7 +87,7 @@ class _Step:
 
     branch: Branch
     patient: Test
-    joins: tuple[tuple[str, str, bool], ...]
+    joins: tuple[tuple[str, str, JoinValue], ...]
 
 
 class PythonEngine:
@@ -97,11 +97,11 @@ class PythonEngine:
         self._compiled = compiled
         self._questionnaire = questionnaire
         self._thread = threading.get_ident()
-        ordered = sorted(enumerate(compiled.definition.items()), key=lambda item: (item[1][1]["pri"], item[0]))
-        self._steps = []
-        for _, (name, body) in ordered:
+        steps: list[tuple[int, int, _Step | UnknownMark]] = [(mark.priority, -1, mark) for mark in compiled.marks]
+        for n, (name, body) in enumerate(compiled.definition.items()):
             ((_, expression),) = body["all"][0].items()
-            self._steps.append(_Step(compiled.branches[name], compile_test(expression), joined_facts(body)))
+            steps.append((body["pri"], n, _Step(compiled.branches[name], compile_test(expression), joined_facts(body))))
+        self._steps = [step for _, _, step in sorted(steps, key=lambda entry: entry[:2])]
 
     def run(self, patient: dict[str, Any]) -> list[Firing]:
         """Evaluate one patient's flattened fact (see `flatten`); return the firings in the order they fire."""
@@ -123,15 +123,19 @@ class PythonEngine:
 
     def _evaluate(self, facts: Facts, read: Callable[[str], Any]) -> tuple[list[Firing], list[int]]:
         """The firings in the order they fire, and the variant of each firing's rule (see `compile_joint`)."""
-        derived: dict[str, bool] = {}
+        derived: dict[str, JoinValue] = {}
         fired: set[tuple[str, int]] = set()
         answers: dict[str, Any] = {}
         firings = []
         variants = []
         for step in self._steps:
+            if isinstance(step, UnknownMark):
+                for name in step.facts:
+                    derived.setdefault(name, UNKNOWN)
+                continue
             branch = step.branch
             key = (branch.rule.id, branch.variant)
-            if key in fired or not all(derived.get(joined) is value for joined, _, value in step.joins):
+            if key in fired or not all(derived.get(joined) == value for joined, _, value in step.joins):
                 continue
             if not step.patient(facts):
                 continue

@@ -6,9 +6,10 @@ A condition is a tree of `all`, `any` and `not` over atoms such as
 Semantics are three-valued (Kleene): an atom on an unknown answer is *unknown*,
 never silently false or true. `all` is true only when every part is true, `any`
 is true when one part is true, and `not` leaves unknown as unknown. A rule fires
-only when its condition is true. `is_unknown` / `is_known` test for unknown answers
-explicitly. Both the durable_rules compiler and the independent evaluator follow
-these semantics; a test holds them to each other.
+only when its condition is true. `is_unknown` / `is_known` test explicitly for an
+unknown answer, or a derived fact its rule left unknown (derived facts are three-valued
+too). Both the durable_rules compiler and the independent evaluator follow these
+semantics; a test holds them to each other.
 """
 
 from __future__ import annotations

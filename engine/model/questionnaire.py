@@ -184,7 +184,7 @@ OPS_BY_TYPE: dict[str, frozenset[str]] = {
     "single": frozenset({"==", "!=", "in", "not_in", "is_unknown", "is_known"}),
     "yes_no": frozenset({"==", "!=", "in", "not_in", "is_unknown", "is_known"}),
     "multiple": frozenset({"contains", "not_contains", "contains_any", "contains_none", "is_unknown", "is_known"}),
-    "derived": frozenset({"is_true", "is_false"}),
+    "derived": frozenset({"is_true", "is_false", "is_unknown", "is_known"}),
 }
 """The operators that fit each kind of fact (a question's type, or a derived fact)."""
 
