@@ -48,7 +48,12 @@ KnowledgeOpt = Annotated[
     Path | None, typer.Option("--knowledge", help="Use this knowledge directory instead of the installed one.")
 ]
 ProfileOpt = Annotated[
-    str | None, typer.Option("--profile", "-p", help="Guideline profile: consensus (default), us-medicare or uk-nice.")
+    str | None,
+    typer.Option(
+        "--profile",
+        "-p",
+        help="Guideline profile (shipped: consensus, the default; us-medicare; uk-nice; us-commercial).",
+    ),
 ]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of the screen.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the output file if it exists.")]

@@ -14,6 +14,8 @@ import pytest
 from conftest import EXAMPLES, run_cli
 from test_golden import CASES
 
+from engine.evaluation.aid import DecisionAid
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -144,3 +146,14 @@ def test_engine_exports_are_complete() -> None:
     for name in engine.__all__:
         assert hasattr(engine, name), name
     assert {"DecisionAid", "Result", "PainSdmError"} <= set(engine.__all__)
+
+
+def test_the_profile_option_names_every_shipped_profile(aid: DecisionAid) -> None:
+    """`--profile`'s help lists the shipped profiles (it once left out us-commercial)."""
+    import typing
+
+    import cli
+
+    (option,) = [m for m in typing.get_args(cli.ProfileOpt)[1:] if hasattr(m, "help")]
+    for profile in aid.rulebook.profiles:
+        assert profile in option.help, profile

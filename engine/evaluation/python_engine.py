@@ -6,8 +6,9 @@ writes for durable_rules (the same JSON conditions, the same branches, the same 
 a rulebook means the same on both: a branch fires when its patient tests hold and its joined
 derived facts have the wanted values; lower priorities fire first, and within a priority the
 ruleset's own order; a rule fires once (its first branch that holds), and a derived rule asserts
-its fact once; an unknown mark, at its priority, sets its facts that no rule set to unknown. The tests hold its firings, in order and with their facts, equal to durable's on
-the golden cases and on generated patients, wherever both run.
+its fact once; an unknown mark, at its priority, sets its facts that no rule set to unknown.
+The tests hold its firings, in order and with their facts, equal to durable's on the golden
+cases and on generated patients, wherever both run.
 
 It is not the independent check: `engine.evaluation.evaluator` reads the rule files without the
 compiler, and both engines are held to agree with it.
