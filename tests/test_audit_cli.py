@@ -262,17 +262,22 @@ def test_explain_names_the_answers_that_leave_a_derived_fact_unknown(half_answer
 
 
 def test_explain_says_what_a_default_status_is_and_gives_threshold_units(aid: DecisionAid, tmp_path: Path) -> None:
-    # every pain pattern now has its rules, so only an unanswered pattern leaves a default status
+    # the shipped rules leave no procedure to the fallback (invariant safety-no-fallback): a reviewer's
+    # copy without NB-ASK does, for a nerve block while the conditions are not answered
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    layer = yaml.safe_load((rules / "30-prerequisites.yaml").read_text())
+    layer["rules"] = [r for r in layer["rules"] if r["id"] != "NB-ASK"]
+    (rules / "30-prerequisites.yaml").write_text(yaml.safe_dump(layer, sort_keys=False))
     answers = yaml.safe_load(Path(SCIATICA).read_text())
-    del answers["pain_pattern"]
-    path = tmp_path / "no-pattern.yaml"
+    del answers["conditions"]
+    path = tmp_path / "no-conditions.yaml"
     path.write_text(yaml.safe_dump(answers))
-    result = evaluate_json(str(path))
-    out = run_cli("explain", str(path)).stdout
+    result = evaluate_json(str(path), "--rules", str(rules))
+    out = run_cli("explain", str(path), "--rules", str(rules)).stdout
     fallback = [o["procedure"] for o in result["options"] if [r["rule_id"] for r in o["reasons"]] == ["FALLBACK"]]
-    assert fallback, "an unanswered pain pattern should leave an option with no rule setting its status"
-    for procedure in fallback:
-        assert f"  {procedure}: not_indicated (no rule set a status, so it is not_indicated by default" in out
+    assert fallback == ["nerve_block"], "without NB-ASK, unanswered conditions leave the nerve block to the fallback"
+    assert "  nerve_block: not_indicated (no rule set a status, so it is not_indicated by default" in out
     used = {k for f in result["trace"] for k in f["parameters"]}
     assert used
     for pid in used:
