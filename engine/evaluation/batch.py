@@ -49,7 +49,6 @@ from typing import Any, BinaryIO
 
 from engine.errors import AnswersError, DataFileError, PainSdmError, Problem, UsageError
 from engine.evaluation.aid import DecisionAid
-from engine.evaluation.result import summary
 from engine.model.loading import MAX_FILE_BYTES, DuplicateKey, load_json, open_regular
 from engine.model.questionnaire import UNKNOWN, Question, Questionnaire
 from engine.output import open_atomic
@@ -287,8 +286,8 @@ class ChunkEvaluator:
             if self.full:
                 text = self.aid.evaluate(answers, self.profile, self.compare_profiles).to_json_text()
             else:
-                # One path for every result (the same disagreements as `evaluate`), compared or not.
-                found = summary(self.aid.evaluate(answers, self.profile, compare_profiles=self.compare_profiles))
+                # summary(evaluate(...)), compared or not (tests/test_batch.py holds the two equal)
+                found = self.aid.summarize(answers, self.profile, compare_profiles=self.compare_profiles)
                 text = json.dumps(found, ensure_ascii=False, separators=(",", ":"))
             out.append(f'{{"line":{line},"result":{text}}}')
         out.append("")

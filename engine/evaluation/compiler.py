@@ -151,9 +151,14 @@ def _join_choices(op: str) -> tuple[JoinValue, ...]:
     return choices[op]
 
 
+def profile_parameters(rulebook: Rulebook, profile: str) -> dict[str, int | float]:
+    """Every parameter's value in one profile, as the profile's compiled rules compare with it."""
+    return {pid: p.value(profile) for pid, p in rulebook.parameters.items()}
+
+
 def _compile(rulebook: Rulebook, profile: str, questionnaire: Questionnaire) -> _Compiled:
     rules = rulebook.active_rules(profile)
-    params = {pid: p.value(profile) for pid, p in rulebook.parameters.items()}
+    params = profile_parameters(rulebook, profile)
     depth = derived_depth(rules, rulebook.derived_facts)
     top = 2 * (max(depth.values(), default=0) + 1)
     definition: dict[str, Any] = {}
