@@ -543,6 +543,10 @@ def summary(
     clinician: Annotated[
         str | None, typer.Option("--clinician", help="The clinician's name, printed on the summary.")
     ] = None,
+    include_notes: Annotated[
+        bool,
+        typer.Option("--include-notes", help="Print a saved session's clinician notes on it (left off otherwise)."),
+    ] = False,
     profile: ProfileOpt = None,
     force: ForceOpt = False,
     rules: RulesOpt = None,
@@ -565,6 +569,7 @@ def summary(
         patient_label=patient_label,
         clinician=clinician,
         force=force,
+        include_notes=include_notes,
     )
     typer.echo(f"wrote {output}", err=True)
 

@@ -727,8 +727,21 @@ def test_the_printable_summary_is_offered_at_the_close(
     for option in result.options:
         assert md_escape(option.name) in summary, "every option is named (as Markdown text)"
     assert f"Wrote the summary to {tmp_path / 'summary.md'}" in flat(run.screen)
+    assert "Your notes are not on it" not in run.screen, "no hint without notes"
     assert run.asker.rejected["summary_file"] == [f"{tmp_path / 'taken.md'} already exists; choose another name"]
     assert (tmp_path / "taken.md").read_text() == "", "an existing file is never overwritten"
+
+
+def test_the_summary_offered_at_the_close_leaves_the_notes_off_and_says_how_to_print_them(
+    aid: DecisionAid, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    script = {**CLOSE, "notes": ["Call back in two weeks."], "summary": ["md"], "summary_file": ["~/summary.md"]}
+    patient = example("stenosis-claudication.yaml")
+    run = interview(aid, tmp_path / "s.json", script, from_answers(patient), answered(aid, patient))
+    assert run.code == 0
+    assert "Call back in two weeks." not in (tmp_path / "summary.md").read_text()
+    assert "Your notes are not on it" in run.screen and "--include-notes" in run.screen
 
 
 def test_every_finished_interview_is_stored_as_a_record(aid: DecisionAid, tmp_path: Path) -> None:

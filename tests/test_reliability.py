@@ -303,7 +303,7 @@ def test_session_notes_and_label_in_the_markdown_summary_are_text_with_their_lin
     notes = f"Call back in two weeks.\n{LINK}\n- not a list\n\nSecond paragraph {TAG}"
     session = session_file(tmp_path, notes=notes, decision=f"Think it over\n{LINK}", clinician=f"Dr {LINK}")
     out = tmp_path / "summary.md"
-    done = run_cli("summary", str(session), "-o", str(out), "--patient-label", f"AB {LINK}")
+    done = run_cli("summary", str(session), "-o", str(out), "--patient-label", f"AB {LINK}", "--include-notes")
     assert done.returncode == 0, done.stderr
     md = out.read_text()
     assert not LIVE_MARKUP.search(md), LIVE_MARKUP.search(md)

@@ -625,8 +625,10 @@ def test_a_saved_session_brings_sure_leaning_clinician_and_notes(aid: DecisionAi
     )
     path = tmp_path / "session.json"
     path.write_text(json.dumps(session.model_dump(mode="json")))
+    write_summary(aid, path, "md", tmp_path / "without.md")
+    assert "Call back in two weeks." not in (tmp_path / "without.md").read_text(), "notes only when chosen"
     out = tmp_path / "summary.md"
-    write_summary(aid, path, "md", out)
+    write_summary(aid, path, "md", out, include_notes=True)
     md = out.read_text()
     assert "Dr Rivera" in md and "Call back in two weeks." in md and "Thinking it over" in md
     assert "Score: 3 out of 4." in md and "not feel ready to decide" in md

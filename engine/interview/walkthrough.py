@@ -800,6 +800,12 @@ class Interview:
             self.print_command("To try again later:", f"pain-sdm summary {where} --format {fmt} -o {to}")
             return
         self.console.print(f"Wrote the summary to {output}.")
+        if self.session.notes.strip():
+            where, to = shlex.quote(str(self.path)), shlex.quote(str(output))
+            self.print_command(
+                "Your notes are not on it. To print them on it:",
+                f"pain-sdm summary {where} --format {fmt} -o {to} --force --include-notes",
+            )
 
     def store_record(self, answers: BaseModel, result: Result) -> None:
         """Store the evaluation in the records database (engine.records.store): every interview is kept, for audit."""

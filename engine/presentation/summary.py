@@ -1078,16 +1078,20 @@ def write_summary(
     clinician: str | None = None,
     force: bool = False,
     grid_only: bool = False,
+    include_notes: bool = False,
 ) -> Path:
     """Render the summary for an answers file or saved session and write it atomically to `output`.
 
-    Refuses to overwrite an existing file unless `force`; checks everything before writing,
-    so bad input never leaves a partial or empty file.
+    A session's clinician notes are printed only with `include_notes` (they are the clinician's,
+    and the patient takes the summary home). Refuses to overwrite an existing file unless
+    `force`; checks everything before writing, so bad input never leaves a partial or empty file.
     """
     fmt = summary_format(fmt, output)
     if output.exists() and not force:
         raise OutputError(f"{output} already exists; use --force to overwrite it")
     answers, session = read_input(aid, input_path)
+    if session is not None and not include_notes:
+        session = session.model_copy(update={"notes": ""})
     summary = build_summary(
         aid,
         answers,
