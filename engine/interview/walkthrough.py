@@ -792,20 +792,16 @@ class Interview:
         default = str(self.path.with_suffix(f".{fmt}"))
         output = file_name(self.asker.text("summary_file", "Save the summary as", default, free))
         self.console.print("Writing the summary...")
+        command = f"pain-sdm summary {shlex.quote(str(self.path))} --format {fmt} -o {shlex.quote(str(output))}"
         try:
             write_summary(self.aid, self.path, fmt, output, profile=self.session.profile)
         except PainSdmError as exc:
             self.console.print(f"The summary was not written: {exc}")
-            where, to = shlex.quote(str(self.path)), shlex.quote(str(output))
-            self.print_command("To try again later:", f"pain-sdm summary {where} --format {fmt} -o {to}")
+            self.print_command("To try again later:", command)
             return
         self.console.print(f"Wrote the summary to {output}.")
         if self.session.notes.strip():
-            where, to = shlex.quote(str(self.path)), shlex.quote(str(output))
-            self.print_command(
-                "Your notes are not on it. To print them on it:",
-                f"pain-sdm summary {where} --format {fmt} -o {to} --force --include-notes",
-            )
+            self.print_command("Your notes are not on it. To print them on it:", f"{command} --force --include-notes")
 
     def store_record(self, answers: BaseModel, result: Result) -> None:
         """Store the evaluation in the records database (engine.records.store): every interview is kept, for audit."""
