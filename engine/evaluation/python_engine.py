@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import EngineError
@@ -82,27 +81,63 @@ def compile_test(expression: dict[str, Any]) -> Test:
     return test
 
 
-@dataclass(frozen=True)
-class _Step:
-    """One compiled branch, ready to run: its patient test and the derived facts it joins on."""
+def _join_source(name: str, value: JoinValue) -> str:
+    """Python source (over the derived facts `d`) that holds when the derived fact `name` has `value`."""
+    if isinstance(value, bool):
+        return f"d.get({name!r}) is {value!r}"
+    return f"d.get({name!r}) == {value!r}"
 
-    branch: Branch
-    patient: Test
-    joins: tuple[tuple[str, str, JoinValue], ...]
+
+def _program(
+    steps: list[Branch | UnknownMark], tests: list[str], joins: list[tuple[tuple[str, str, JoinValue], ...]]
+) -> str:
+    """The whole ruleset as one Python function of the patient's flat fact `f`: the steps in firing order.
+
+    It returns the indices of the branches that fired, in order, and the derived facts. Each rule
+    fires once (a local flag per rule and variant); a derived fact is asserted once; an unknown mark
+    sets its facts no rule set. Names and operands are written with `repr` (see `condition_source`).
+    """
+    lines = ["def run(f):", "    d = {}", "    fired = []", "    add = fired.append"]
+    flags: dict[tuple[str, int], str] = {}
+    body: list[str] = []
+    for n, step in enumerate(steps):
+        if isinstance(step, UnknownMark):
+            body += [f"    if {name!r} not in d: d[{name!r}] = {UNKNOWN!r}" for name in step.facts]
+            continue
+        flag = flags.setdefault((step.rule.id, step.variant), f"r{len(flags)}")
+        tests_here = [f"not {flag}", *(_join_source(joined, value) for joined, _, value in joins[n]), tests[n]]
+        body.append(f"    if {' and '.join(tests_here)}:")
+        body.append(f"        {flag} = True")
+        body.append(f"        add({n})")
+        if step.derives is not None:
+            body.append(f"        if {step.derives!r} not in d: d[{step.derives!r}] = {step.holds!r}")
+    lines += [f"    {flag} = False" for flag in flags.values()]
+    return "\n".join([*lines, *body, "    return fired"]) + "\n"
 
 
 class PythonEngine:
-    """Runs one compiled ruleset in Python, one patient at a time: the same interface as `DurableEngine`."""
+    """Runs one compiled ruleset in Python, one patient at a time: the same interface as `DurableEngine`.
+
+    The ruleset is written once as one Python function (see `_program`): a patient is one call,
+    with no per-branch dispatch.
+    """
 
     def __init__(self, compiled: CompiledRuleset, questionnaire: Questionnaire) -> None:
         self._compiled = compiled
         self._questionnaire = questionnaire
         self._thread = threading.get_ident()
-        steps: list[tuple[int, int, _Step | UnknownMark]] = [(mark.priority, -1, mark) for mark in compiled.marks]
+        order: list[tuple[int, int, Branch | UnknownMark, str, tuple[tuple[str, str, JoinValue], ...]]] = [
+            (mark.priority, -1, mark, "", ()) for mark in compiled.marks
+        ]
         for n, (name, body) in enumerate(compiled.definition.items()):
             ((_, expression),) = body["all"][0].items()
-            steps.append((body["pri"], n, _Step(compiled.branches[name], compile_test(expression), joined_facts(body))))
-        self._steps = [step for _, _, step in sorted(steps, key=lambda entry: entry[:2])]
+            order.append((body["pri"], n, compiled.branches[name], condition_source(expression), joined_facts(body)))
+        order.sort(key=lambda entry: entry[:2])
+        self._steps = [entry[2] for entry in order]
+        self._joins = [entry[4] for entry in order]
+        namespace: dict[str, Any] = {"_NUMBER": (int, float)}
+        exec(_program(self._steps, [e[3] for e in order], self._joins), namespace)  # noqa: S102 - see _program
+        self._program: Callable[[Facts], list[int]] = namespace["run"]
 
     def run(self, patient: dict[str, Any]) -> list[Firing]:
         """Evaluate one patient's flattened fact (see `flatten`); return the firings in the order they fire."""
@@ -124,33 +159,19 @@ class PythonEngine:
 
     def _evaluate(self, facts: Facts, read: Callable[[str], Any]) -> tuple[list[Firing], list[int]]:
         """The firings in the order they fire, and the variant of each firing's rule (see `compile_joint`)."""
-        derived: dict[str, JoinValue] = {}
-        fired: set[tuple[str, int]] = set()
         answers: dict[str, Any] = {}
         firings = []
         variants = []
-        for step in self._steps:
-            if isinstance(step, UnknownMark):
-                for name in step.facts:
-                    derived.setdefault(name, UNKNOWN)
-                continue
-            branch = step.branch
-            key = (branch.rule.id, branch.variant)
-            if key in fired or not all(derived.get(joined) == value for joined, _, value in step.joins):
-                continue
-            if not step.patient(facts):
-                continue
-            fired.add(key)
+        for n in self._program(facts):
+            branch = self._steps[n]
+            assert isinstance(branch, Branch)
             found: dict[str, Any] = {}
             for fact in branch.answer_facts:
                 if fact not in answers:
                     answers[fact] = read(fact)
                 found[fact] = answers[fact]
-            for _, name, value in step.joins:
+            for _, name, value in self._joins[n]:
                 found[name] = value
             firings.append(Firing(branch.rule.id, branch.holds, branch.index, found))
             variants.append(branch.variant)
-            derive = branch.derives
-            if derive is not None and derive not in derived:
-                derived[derive] = branch.holds
         return firings, variants
