@@ -17,9 +17,11 @@ import pytest
 import yaml
 from conftest import EXAMPLES, threshold_answers
 
+from engine.audit.engine_check import engine_findings
 from engine.audit.verify import verify
 from engine.evaluation import compiler
 from engine.evaluation.aid import DecisionAid
+from engine.evaluation.firing import Firing
 from engine.evaluation.inference import DurableEngine
 from engine.evaluation.python_engine import PythonEngine
 from engine.model.facts import flatten
@@ -186,3 +188,39 @@ def test_the_shipped_rulebook_runs_on_the_engine_in_verify() -> None:
     report = verify(profile="consensus")
     assert not [f for f in report.findings if f.name == "engine-failure"]
     assert any("run on durable_rules" in line for line in report.enumerated)
+
+
+def _drop_last(firings: list[Firing]) -> list[Firing]:
+    return firings[:-1]
+
+
+@pytest.mark.parametrize("ruleset", ["a profile's own", "every profile at once"])
+def test_the_engine_check_reports_an_engine_that_disagrees_with_the_evaluator(
+    aid: DecisionAid, monkeypatch: pytest.MonkeyPatch, ruleset: str
+) -> None:
+    """Each profile's ruleset runs the answer sets its search found; the joint ruleset (what `evaluate`
+    runs to compare profiles) runs the shared ones, each profile's firings held to its own evaluator."""
+    profile = "uk-nice"
+    (path,) = [p for p in EXAMPLES if p.name == "sciatica.yaml"]
+    sciatica = aid.unwrap_answers(yaml.safe_load(path.read_text()), path.name)
+    if ruleset == "every profile at once":
+        real = compiler.CompiledRuleset.by_profile
+
+        def lose_one(self: compiler.CompiledRuleset, firings: list[Firing], variants: list[int]) -> Any:
+            mine = real(self, firings, variants)
+            return mine | {profile: _drop_last(mine[profile])}
+
+        monkeypatch.setattr(compiler.CompiledRuleset, "by_profile", lose_one)
+        own, shared = {}, [sciatica]
+    else:
+        run_patient = DurableEngine.run_patient
+        monkeypatch.setattr(DurableEngine, "run_patient", lambda self, p: _drop_last(run_patient(self, p)))
+        own, shared = {profile: [sciatica]}, []
+    evaluators = {p: aid.evaluator(p) for p in aid.rulebook.profiles}
+    findings = engine_findings(aid.rulebook, aid.questionnaire, evaluators, own, shared)
+    wrong = [f for f in findings if f.name == "engine-failure"]
+    assert wrong and {f.subject for f in wrong} == {profile}, [f.message for f in findings]
+    assert all(f.severity == "error" and f.example == sciatica for f in wrong)
+    durable = [f for f in wrong if f.message.startswith("durable_rules")]
+    assert durable and "disagree" in durable[0].message
+    assert ("joint ruleset" in durable[0].message) == (ruleset == "every profile at once")

@@ -23,11 +23,12 @@ from typing import Any
 
 from engine.audit.acceptances import FindingName
 from engine.errors import EngineError
-from engine.evaluation.compiler import compile_rulebook
+from engine.evaluation.compiler import CompiledRuleset, compile_joint, compile_rulebook
 from engine.evaluation.engines import DURABLE, PYTHON, RuleEngine, durable_version, engine_label, make_engine
 from engine.evaluation.evaluator import Evaluator
 from engine.evaluation.firing import Firing
-from engine.model.facts import flatten
+from engine.evaluation.inference import Patient, to_json
+from engine.model.facts import flatten, unflatten
 from engine.model.questionnaire import Questionnaire
 from engine.model.rulebook import Rulebook, derived_depth
 
@@ -139,34 +140,61 @@ def engines_run() -> str:
             f"{engine_label(PYTHON)} only: durable_rules does not load on Python "
             f"{sys.version_info.major}.{sys.version_info.minor}"
         )
-    return f"{engine_label(DURABLE)} (the engine `evaluate` uses) and {engine_label(PYTHON)}, firing for firing"
+    return (
+        f"{engine_label(DURABLE)} (the engine `evaluate` uses) and {engine_label(PYTHON)}, firing for firing "
+        "(the example patients and those near the thresholds on the ruleset of every profile at once too)"
+    )
 
 
 def engine_findings(
     rulebook: Rulebook,
     questionnaire: Questionnaire,
-    profile: str,
-    answer_sets: Iterable[dict[str, Any]],
-    evaluator: Evaluator | None = None,
-    near: list[dict[str, Any]] | None = None,
-) -> tuple[list[Any], int]:
-    """Error findings for one profile's compiled ruleset on these answer sets and those near the thresholds,
-    on every engine here; and the count.
+    evaluators: dict[str, Evaluator],
+    own: dict[str, list[dict[str, Any]]],
+    shared: list[dict[str, Any]],
+) -> list[Any]:
+    """Error findings for the compiled rulesets on every engine here.
 
-    `evaluator`: the profile's independent evaluator, and `near`: the `threshold_sample`, if the
-    caller has them already.
+    Each profile's own ruleset (what `evaluate` runs without the comparison, and a batch) runs
+    that profile's answer sets (`own`); the joint ruleset of every profile (what `evaluate` runs to
+    compare profiles) runs the `shared` ones once for all, each profile's firings held to that
+    profile's independent evaluator. `evaluators`: the profiles checked.
     """
-    answer_sets = [*answer_sets, *(threshold_sample(rulebook, questionnaire) if near is None else near)]
+    findings: list[Any] = []
+    for name, evaluator in evaluators.items():
+        compiled = compile_rulebook(rulebook, name, questionnaire)
+        findings += _ruleset_findings(rulebook, questionnaire, compiled, {name: evaluator}, own.get(name, []), name)
+    joint = compile_joint(rulebook, questionnaire)
+    findings += _ruleset_findings(rulebook, questionnaire, joint, evaluators, shared, "every profile at once")
+    return findings
+
+
+def _patient(answers: dict[str, Any], questionnaire: Questionnaire) -> Patient:
+    """The answer set as the engines' patient fact (`flatten`, as an answers file would give it)."""
+    fact = flatten(answers, questionnaire)
+    return Patient(to_json(fact)[1:-1], lambda fact_id: unflatten(fact, fact_id, questionnaire))
+
+
+def _ruleset_findings(
+    rulebook: Rulebook,
+    questionnaire: Questionnaire,
+    compiled: CompiledRuleset,
+    evaluators: dict[str, Evaluator],
+    answer_sets: list[dict[str, Any]],
+    subject: str,
+) -> list[Any]:
+    """One compiled ruleset (a profile's, or the joint one) on every engine here, on these answer sets."""
     from engine.audit.verify import AuditFinding
 
-    rules = rulebook.active_rules(profile)
-    compiled = compile_rulebook(rulebook, profile, questionnaire)
+    profiles = tuple(evaluators)
+    joint = bool(compiled.profiles)
     engines: dict[str, RuleEngine] = {}
     findings: list[AuditFinding] = []
     for choice in engines_here():
         try:
             engines[choice] = make_engine(choice, compiled, questionnaire)
         except EngineError as exc:
+            rules = [r for p in profiles for r in rulebook.active_rules(p)]
             depth = derived_depth(rules, rulebook.derived_facts)
             deepest = max(depth.values(), default=0)
             involved = [rid for rid, d in depth.items() if d == deepest]
@@ -175,33 +203,33 @@ def engine_findings(
                 f"evaluation would fail (exit 3). Derived facts chain {deepest} deep; the rules at the end of the "
                 f"chain: {_named(involved)}"
             )
-            findings.append(AuditFinding(NAME, "error", profile, message, (profile,)))
+            findings.append(AuditFinding(NAME, "error", subject, message, profiles))
     if not engines:
-        return findings, 0
-    evaluator = evaluator or Evaluator(rulebook, profile)
+        return findings
+    which = " (the joint ruleset of every profile)" if joint else ""
     failures: dict[tuple[str, str], tuple[set[str], dict[str, Any], int]] = {}
     disagreements: list[AuditFinding] = []
-    ran = 0
-    ran_on: dict[tuple[tuple[str, Any], ...], dict[str, list[Firing] | EngineError]] = {}
+    ran_on: dict[str, dict[str, dict[str, list[Firing]] | EngineError]] = {}
     for answers in answer_sets:
-        ran += 1
-        expected = evaluator.firings(answers)
-        fact = flatten(answers, questionnaire)
+        expected = {name: evaluator.firings(answers) for name, evaluator in evaluators.items()}
+        patient = _patient(answers, questionnaire)
         # Answer sets that are one fact to the engines (e.g. a number unknown or left out) run once.
-        outcomes = ran_on.setdefault(tuple(fact.items()), {})
-        found: dict[str, list[Firing]] = {}
+        outcomes = ran_on.setdefault(patient.text, {})
+        found: dict[str, dict[str, list[Firing]]] = {}
         for choice, engine in engines.items():
             if choice not in outcomes:
                 try:
-                    outcomes[choice] = engine.run(fact)
+                    outcomes[choice] = (
+                        engine.run_profiles(patient) if joint else {profiles[0]: engine.run_patient(patient)}
+                    )
                 except EngineError as exc:
                     outcomes[choice] = exc
             outcome = outcomes[choice]
-            if isinstance(outcome, list):
+            if isinstance(outcome, dict):
                 found[choice] = outcome
             else:
                 key = (choice, _limit(str(outcome)))
-                held = {f.rule_id for f in expected}
+                held = {f.rule_id for firings in expected.values() for f in firings}
                 seen = failures.get(key)
                 failures[key] = (
                     held | (seen[0] if seen else set()),
@@ -210,39 +238,40 @@ def engine_findings(
                 )
         if len(disagreements) >= 3:
             continue
-        for choice, firings in found.items():
-            differ = {f.key for f in firings} ^ {f.key for f in expected}
-            if differ:
-                disagreements.append(
-                    AuditFinding(
-                        NAME,
-                        "error",
-                        profile,
-                        f"{engine_label(choice)} and the independent evaluator disagree on rules "
-                        f"{_named(k[0] for k in differ)}",
-                        (profile,),
-                        answers,
+        for name, wanted in expected.items():
+            for choice, by_profile in found.items():
+                differ = {f.key for f in by_profile[name]} ^ {f.key for f in wanted}
+                if differ:
+                    disagreements.append(
+                        AuditFinding(
+                            NAME,
+                            "error",
+                            name,
+                            f"{engine_label(choice)}{which} and the independent evaluator disagree on rules "
+                            f"{_named(k[0] for k in differ)}",
+                            (name,),
+                            answers,
+                        )
                     )
+            if len(found) == 2 and found[DURABLE][name] != found[PYTHON][name]:
+                differ_ids = {f.rule_id for f in found[DURABLE][name]} ^ {f.rule_id for f in found[PYTHON][name]}
+                how = (
+                    f"fire other rules: {_named(differ_ids)}"
+                    if differ_ids
+                    else "fire the same rules in another order or with other facts"
                 )
-        if len(found) == 2 and found[DURABLE] != found[PYTHON]:
-            differ_ids = {f.rule_id for f in found[DURABLE]} ^ {f.rule_id for f in found[PYTHON]}
-            how = (
-                f"fire other rules: {_named(differ_ids)}"
-                if differ_ids
-                else "fire the same rules in another order or with other facts"
-            )
-            message = f"the Python engine and durable_rules {how}"
-            disagreements.append(AuditFinding(NAME, "error", profile, message, (profile,), answers))
+                message = f"the Python engine and durable_rules{which} {how}"
+                disagreements.append(AuditFinding(NAME, "error", name, message, (name,), answers))
     findings += [
         AuditFinding(
             NAME,
             "error",
-            profile,
-            f"{engine_label(choice)} fails on {count} of the answer sets checked: {limit}; `evaluate` exits 3 for "
-            f"such a patient. The rules that hold for them: {_named(held)}",
-            (profile,),
+            subject,
+            f"{engine_label(choice)}{which} fails on {count} of the answer sets checked: {limit}; `evaluate` exits 3 "
+            f"for such a patient. The rules that hold for them: {_named(held)}",
+            profiles,
             example,
         )
         for (choice, limit), (held, example, count) in failures.items()
     ]
-    return findings + disagreements, ran
+    return findings + disagreements

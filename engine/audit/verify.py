@@ -840,6 +840,9 @@ def verify(
     unnamed: dict[tuple[str, str], list[str]] = {}
     profiles = list(rulebook.profiles) if profile is None else [rulebook.check_profile(profile)]
     near = threshold_sample(rulebook, questionnaire)
+    evaluators: dict[str, Evaluator] = {}
+    own: dict[str, list[dict[str, Any]]] = {}
+    described: dict[str, str] = {}
     for name in profiles:
         audit = ProfileAudit(rulebook, questionnaire, name, checks, budget)
         audit.examples = examples
@@ -858,10 +861,16 @@ def verify(
         for inv in checks:
             audit.check_invariant(inv)
         findings += audit.findings
-        sample = [*examples, *dense(examples, questionnaire), *audit.engine_sample]
-        on_engine, ran = engine_findings(rulebook, questionnaire, name, sample, audit.evaluator, near)
-        findings += on_engine
-        enumerated.append(_describe(audit) + f"; {ran} of them also run on {engines_run()}")
+        evaluators[name] = audit.evaluator
+        own[name] = [*examples, *dense(examples, questionnaire), *audit.engine_sample]
+        described[name] = _describe(audit)
+    # The example patients and the answer sets near the thresholds are the same for every profile:
+    # they run once, on the joint ruleset, and each profile's own ruleset runs the examples and the
+    # answer sets its search evaluated.
+    shared = [*examples, *dense(examples, questionnaire), *near]
+    findings += engine_findings(rulebook, questionnaire, evaluators, own, shared)
+    ran = {name: len(own[name]) + len(near) for name in profiles}
+    enumerated += [f"{described[name]}; {ran[name]} of them also run on {engines_run()}" for name in profiles]
     findings += _never_fires_findings(active_in, fires_in, rulebook)
     findings += _reach_findings(reached, unnamed, profiles)
     checked = accept(_merge(findings), acceptances, every_profile=profile is None)
