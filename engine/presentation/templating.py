@@ -8,10 +8,19 @@ they pass user text through the `md` filter, which neutralises Markdown and HTML
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
 import logging
+import os
 import re
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -72,7 +81,7 @@ def html_to_pdf(html: str, tagged: bool = False) -> bytes:
     title (from the page's `lang` and `<title>`) in the metadata.
     """
     try:
-        import weasyprint
+        weasyprint = import_weasyprint()
     except (ImportError, OSError) as exc:  # OSError: WeasyPrint is there but the Pango library is not
         raise UsageError(
             f"PDF output needs WeasyPrint and the Pango library ({exc}); "
@@ -81,3 +90,80 @@ def html_to_pdf(html: str, tagged: bool = False) -> bytes:
     logging.getLogger("weasyprint").setLevel(logging.ERROR)  # its font-subsetting notices are not for readers
     options = {"pdf_variant": "pdf/ua-1"} if tagged else {}
     return bytes(weasyprint.HTML(string=html).write_pdf(**options))
+
+
+def ldconfig_finder(listing: bytes) -> Callable[[str], str | None]:
+    """`ctypes.util.find_library` as it answers from the loader's cache (`ldconfig -p`), over one listing.
+
+    The same search as ctypes' own first step (`_findSoname_ldconfig`): the soname of the first
+    `lib<name>.` entry of the machine's ABI, else None.
+    """
+    machine = os.uname().machine + ("-32" if struct.calcsize("l") == 4 else "-64")
+    abi = {
+        "x86_64-64": "libc6,x86-64",
+        "ppc64-64": "libc6,64bit",
+        "sparc64-64": "libc6,64bit",
+        "s390x-64": "libc6,64bit",
+        "ia64-64": "libc6,IA-64",
+    }.get(machine, "libc6")
+
+    def find(name: str) -> str | None:
+        found = re.search(
+            rb"\s+(lib%s\.[^\s]+)\s+\(%s" % (re.escape(os.fsencode(name)), re.escape(abi.encode())), listing
+        )
+        return os.fsdecode(found.group(1)) if found else None
+
+    return find
+
+
+@contextlib.contextmanager
+def _libraries_from_loader_cache() -> Iterator[None]:
+    """Inside the block, `ctypes.util.find_library` reads one `ldconfig -p` listing and runs nothing else.
+
+    WeasyPrint opens each of its libraries by trying several names (Windows and macOS ones first);
+    cffi asks `find_library` about every name it cannot open, and on Linux each question runs
+    ldconfig, then gcc and ld when ldconfig does not know the name: about fifty processes, a quarter
+    of a PDF summary's CPU time. A library that only gcc or ld could find is one the dynamic loader
+    cannot open by its soname either, unless it is on LD_LIBRARY_PATH, where WeasyPrint's own
+    `.so` names open it directly.
+    """
+    import ctypes.util
+
+    try:
+        listing = subprocess.run(
+            ["/sbin/ldconfig", "-p"],
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            env={"LC_ALL": "C", "LANG": "C"},
+            check=False,
+        ).stdout
+    except OSError:
+        listing = b""
+    original = ctypes.util.find_library
+    ctypes.util.find_library = ldconfig_finder(listing)  # type: ignore[assignment]  # same signature
+    try:
+        yield
+    finally:
+        ctypes.util.find_library = original
+
+
+_IMPORTING = threading.Lock()
+
+
+def import_weasyprint() -> ModuleType:
+    """`import weasyprint`, on Linux without the dozens of library searches cffi would run for it.
+
+    Should the libraries not open that way, the import is run again the ordinary way, so what
+    loads (or the error raised) is what a plain `import weasyprint` gives.
+    """
+    if "weasyprint" in sys.modules or not sys.platform.startswith("linux"):
+        return importlib.import_module("weasyprint")
+    with _IMPORTING:  # one thread at a time swaps find_library, and puts the original back
+        try:
+            with _libraries_from_loader_cache():
+                return importlib.import_module("weasyprint")
+        except OSError:
+            for name in [m for m in sys.modules if m == "weasyprint" or m.startswith("weasyprint.")]:
+                del sys.modules[name]
+        return importlib.import_module("weasyprint")
