@@ -634,3 +634,38 @@ def test_rules_show_and_the_book_give_each_invariant_and_the_implant_prerequisit
     assert "## Safety invariants" in text
     for inv in invariants:
         assert f"### {inv['id']}" in text
+
+
+def _sharing_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every profile runs every check itself (as before checks were shared between profiles)."""
+
+    class Forgets(dict[Any, Any]):
+        def __setitem__(self, key: Any, value: Any) -> None:
+            pass
+
+    real = verify_module.SharedChecks
+    monkeypatch.setattr(verify_module, "SharedChecks", lambda: real(done=Forgets()))
+
+
+@pytest.mark.parametrize("case", ["never-fires-in-one-profile", "unreachable-status", "status-overlap"])
+def test_a_check_shared_between_profiles_finds_what_each_profile_alone_finds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """A check reading only rules that are the same in two profiles runs once (SharedChecks): same findings."""
+    rules = broken(tmp_path, case)
+    shared = verify(rules, today=TODAY)
+    assert any("not run again" in block for block in shared.enumerated)
+    _sharing_nothing(monkeypatch)
+    alone = verify(rules, today=TODAY)
+    assert not any("not run again" in block for block in alone.enumerated)
+    assert [f.to_json() for f in shared.findings] == [f.to_json() for f in alone.findings]
+
+
+@pytest.mark.slow
+def test_the_shipped_rulebook_verifies_the_same_with_checks_shared_between_profiles(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shared = verify()
+    _sharing_nothing(monkeypatch)
+    alone = verify()
+    assert [f.to_json() for f in shared.findings] == [f.to_json() for f in alone.findings]

@@ -77,6 +77,7 @@ What is enumerated, per profile:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import math
@@ -370,16 +371,56 @@ def invariants(knowledge: Knowledge, rulebook: Rulebook) -> list[Invariant]:
 # -- the per-profile audit ----------------------------------------------------------------------
 
 
+@dataclass
+class _Done:
+    """One check's outcome in the profile that ran it, for a later profile in which it reads the same rules."""
+
+    value: Any
+    findings: list[AuditFinding]
+    evaluated: list[dict[str, Any]]
+    evaluations: int
+    profile: str
+
+
+@dataclass
+class SharedChecks:
+    """Checks already run in an earlier profile, by what they read (see `ProfileAudit.signature`).
+
+    Most rules are the same in every profile. A check (does a rule ever fire; can two rules hold
+    together; is an invariant kept) reads only some rules: if each of those is the same in a later
+    profile (the same rule, the same parameter values, the same rules deriving the facts it reads,
+    down the chains), the check's outcome is the same there, and it is not run again. Its findings
+    are given again under the later profile; the answer sets it evaluated still feed that profile's
+    engine sample, so the engine check runs what it ran before.
+    """
+
+    done: dict[Any, _Done] = field(default_factory=dict)
+
+
 class ProfileAudit:
     """Every logic check and invariant for one profile."""
 
     def __init__(
-        self, rulebook: Rulebook, questionnaire: Questionnaire, profile: str, checks: list[Invariant], budget: int
+        self,
+        rulebook: Rulebook,
+        questionnaire: Questionnaire,
+        profile: str,
+        checks: list[Invariant],
+        budget: int,
+        shared: SharedChecks | None = None,
     ):
         self.profile = profile
+        self.shared = shared or SharedChecks()
+        self.reused: dict[
+            str, tuple[int, int]
+        ] = {}  # profile -> checks this profile took from it, and their evaluations
+        self._evaluated: list[dict[str, Any]] = []  # every answer set `run` evaluated, in order
+        self._signatures: dict[str, tuple[Any, ...]] = {}
+        self._sampled = 0
         self.rulebook = rulebook
         extra = [c for inv in checks for c in inv.conditions()]
         self.space = AnswerSpace(rulebook, questionnaire, profile, extra=extra, budget=budget)
+        self.by_id = {r.id: r for r in self.space.rules}
         self.evaluator = Evaluator(rulebook, profile)
         self.invariants = checks
         self.findings: list[AuditFinding] = []
@@ -420,13 +461,63 @@ class ProfileAudit:
     def run(self, answers: dict[str, Any], deciding: list[Rule] | None = None) -> Outcome:
         """The outcome of these answers; with `deciding`, of those rules alone (see `evaluator_for`)."""
         self.evaluations += 1
-        if len(self.engine_sample) < ENGINE_SAMPLE:  # a uniform sample of all evaluated (reservoir sampling)
-            self.engine_sample.append(answers)
-        elif (slot := self._sampler.randrange(self.evaluations)) < ENGINE_SAMPLE:
-            self.engine_sample[slot] = answers
+        self._evaluated.append(answers)
+        self._sample(answers)
         if deciding is None:
             return Outcome.of(zip(self.evaluator.rules, self.evaluator.truths(answers), strict=True))
         return Outcome.of(self.evaluator_for(deciding)(answers))
+
+    def _sample(self, answers: dict[str, Any]) -> None:
+        """Keep a uniform sample of every answer set evaluated for the engine check (reservoir sampling)."""
+        self._sampled += 1
+        if len(self.engine_sample) < ENGINE_SAMPLE:
+            self.engine_sample.append(answers)
+        elif (slot := self._sampler.randrange(self._sampled)) < ENGINE_SAMPLE:
+            self.engine_sample[slot] = answers
+
+    def signature(self, rule: Rule) -> tuple[Any, ...]:
+        """What a rule means in this profile: its id, the values of the parameters it reads, and the
+        signature of the rule deriving each derived fact it reads (None where no rule derives it)."""
+        if rule.id not in self._signatures:
+            atoms = rule.when.atoms()
+            params = sorted({(a.param, self.space.params[a.param]) for a in atoms if a.param is not None})
+            derived = sorted(
+                {a.fact for a in atoms if a.fact is not None and self.space.is_derived(a.fact)},
+            )
+            reads = tuple(
+                (f, self.signature(self.space.derived[f]) if f in self.space.derived else None) for f in derived
+            )
+            self._signatures[rule.id] = (rule.id, tuple(params), reads)
+        return self._signatures[rule.id]
+
+    def once(self, key: Any, check: Callable[[], Any], keep: Callable[[AuditFinding], bool] | None = None) -> Any:
+        """`check()`, or its outcome in an earlier profile where it read the same rules (`key`, see SharedChecks).
+
+        `keep`: which of the earlier findings still apply here (default: all).
+        """
+        done = self.shared.done.get(key)
+        if done is None:
+            findings, evaluated, evaluations = len(self.findings), len(self._evaluated), self.evaluations
+            value = check()
+            self.shared.done[key] = _Done(
+                value,
+                self.findings[findings:],
+                self._evaluated[evaluated:],
+                self.evaluations - evaluations,
+                self.profile,
+            )
+            return value
+        checks, evaluations = self.reused.get(done.profile, (0, 0))
+        self.reused[done.profile] = (checks + 1, evaluations + done.evaluations)
+        for answers in done.evaluated:
+            self._sample(answers)
+        self.findings += [
+            dataclasses.replace(f, profiles=(self.profile,)) for f in done.findings if keep is None or keep(f)
+        ]
+        return done.value
+
+    def rules_key(self, rules: Iterable[Rule]) -> frozenset[tuple[Any, ...]]:
+        return frozenset(self.signature(r) for r in rules)
 
     def evaluator_for(self, deciding: list[Rule]) -> RuleSubset:
         """The independent evaluator of these rules and of the rules deriving every fact they read, down the chains.
@@ -489,8 +580,11 @@ class ProfileAudit:
     # checks
     def never_fires(self) -> None:
         for rule in self.space.rules:
-            found = self.find([self.space.rule_true(rule)], holding(rule.id), rule.id, [rule])
-            if found is not None:
+
+            def fires(rule: Rule = rule) -> bool:
+                return self.find([self.space.rule_true(rule)], holding(rule.id), rule.id, [rule]) is not None
+
+            if self.once(("fires", self.signature(rule)), fires):
                 self.fires.add(rule.id)
 
     def reachability(self) -> dict[tuple[str, str], bool | None]:
@@ -501,13 +595,17 @@ class ProfileAudit:
                 if status != "not_indicated" and not self.status_rules(pid, status):
                     reached[(pid, status)] = None
                     continue
-                hit = False
-                for goals in self.status_routes(pid, status):
-                    found = self.find(goals, with_status(pid, status), f"{pid}: {status}", self.status_rules(pid))
-                    if found is not None:
-                        hit = True
-                        break
-                reached[(pid, status)] = hit
+
+                def reach(pid: str = pid, status: str = status) -> bool:
+                    for goals in self.status_routes(pid, status):
+                        found = self.find(goals, with_status(pid, status), f"{pid}: {status}", self.status_rules(pid))
+                        if found is not None:
+                            return True
+                    return False
+
+                reached[(pid, status)] = self.once(
+                    ("reach", pid, status, self.rules_key(self.status_rules(pid))), reach
+                )
         return reached
 
     def pairs(self) -> None:
@@ -516,23 +614,28 @@ class ProfileAudit:
         grouped: dict[tuple[FindingName, str, str], tuple[list[str], str, dict[str, Any]]] = {}
         for pid in PROCEDURE_IDS:
             for a, b in itertools.combinations(self.status_rules(pid), 2):
-                both = self.find(
-                    [space.rule_true(a), space.rule_true(b)],
-                    holding(a.id, b.id),
-                    f"{a.id} and {b.id}",
-                    [a, b],
-                )
-                if both is None:
+
+                def pair(a: Rule = a, b: Rule = b) -> tuple[dict[str, Any], FindingName, str, str] | None:
+                    found = self.find(
+                        [space.rule_true(a), space.rule_true(b)], holding(a.id, b.id), f"{a.id} and {b.id}", [a, b]
+                    )
+                    if found is None:
+                        return None
+                    name, first, second = self._relation(a, b)
+                    return found, name, first.id, second.id
+
+                related = self.once(("pair", self.signature(a), self.signature(b)), pair)
+                if related is None:
                     continue
-                name, first, second = self._relation(a, b)
+                both, name, first_id, second_id = related
+                first, second = self.by_id[first_id], self.by_id[second_id]
                 if name in ("status-overlap", "overlapping-rules") and "safety" in (a.layer, b.layer):
                     self.safety_overlaps += 1
                     continue
                 procedures, _, example = grouped.setdefault((name, first.id, second.id), ([], "", both))
                 procedures.append(pid)
-        rules = {r.id: r for r in space.rules}
         for (kind, one, other), (procedures, _, example) in grouped.items():
-            self.findings.append(self._pair_finding(kind, rules[one], rules[other], procedures, example))
+            self.findings.append(self._pair_finding(kind, self.by_id[one], self.by_id[other], procedures, example))
 
     def _implies(self, a: Rule, b: Rule) -> bool:
         try:
@@ -594,29 +697,80 @@ class ProfileAudit:
         return self._witness_cache[pid]
 
     def check_invariant(self, inv: Invariant) -> None:
+        """Search for answers that break the invariant, then enumerate around the premise (see `enumerate`).
+
+        Run once for the profiles in which every rule about the procedures it concerns (and about
+        urgency, if it checks that) is the same, with the parameters its premise reads (see SharedChecks).
+        """
+        concerned = set(self.concerned(inv))
+        reads = [
+            r
+            for r in self.space.rules
+            if concerned & set(r.then.procedures) or (inv.urgent and r.then.urgent_assessment)
+        ]
+        params = sorted({(a.param, self.space.params[a.param]) for c in inv.conditions() for a in c.atoms() if a.param})
+        key = ("invariant", id(inv), self.rules_key(reads), tuple(params))
+        was_broken = inv.statement in self.broken
+
+        def check() -> tuple[tuple[int, int, tuple[list[str], list[int], int, int]], bool]:
+            return self._check_invariant(inv), inv.statement in self.broken
+
+        counted, broken = self.once(key, check, keep=lambda f: not (was_broken and f.name == inv.name))
+        if broken:
+            self.broken.add(inv.statement)
+        self._count(inv, *counted)
+
+    def _count(self, inv: Invariant, count: int, distinct: int, facts: tuple[list[str], list[int], int, int]) -> None:
+        key = inv.key or inv.name
+        self.enumerated[key] = self.enumerated.get(key, 0) + count
+        self.distinct[key] = self.distinct.get(key, 0) + distinct
+        self.enumerated_facts[key] = facts
+
+    def _check_invariant(self, inv: Invariant) -> tuple[int, int, tuple[list[str], list[int], int, int]]:
+        """The symbolic search, one question per procedure, status and route (and urgency), then the enumeration.
+
+        Each question reads only the status rules of its procedure (or the urgency rules), so it is
+        asked once for the profiles in which those are the same; its answers must break the
+        invariant for that procedure (or urgency) itself.
+        """
         space = self.space
         premise = [space.cases(c, wanted) for c, wanted in inv.premises]
-
-        def broken(outcome: Outcome, answers: dict[str, Any]) -> bool:
-            return self.applies(inv, answers) and bool(inv.broken(outcome))
-
-        questions: list[tuple[str, list[list[Conj]]]] = []
+        params = tuple(
+            sorted({(a.param, space.params[a.param]) for c in inv.conditions() for a in c.atoms() if a.param})
+        )
+        questions: list[tuple[str, Invariant, list[Rule], list[list[Conj]]]] = []
         for pid in inv.procedures:
+            part = dataclasses.replace(inv, procedures=(pid,), urgent=False)
+            rules = self.status_rules(pid)
             for status in inv.forbidden_statuses():
-                for goals in self.status_routes(pid, status):
-                    questions.append((f"{pid} {status}", premise + goals))
+                for route, goals in enumerate(self.status_routes(pid, status)):
+                    questions.append((f"{pid} {status}" + f" ({route})" * bool(route), part, rules, premise + goals))
             if FALLBACK in inv.forbids:
-                no_rule = [self.space.rule_not_true(r) for r in self.status_rules(pid)]
-                questions.append((f"{pid} by the fallback", premise + no_rule))
+                no_rule = [self.space.rule_not_true(r) for r in rules]
+                questions.append((f"{pid} by the fallback", part, rules, premise + no_rule))
         if inv.urgent:
             urgent_rules = [r for r in space.rules if r.then.urgent_assessment]
-            questions.append(("no urgent assessment", premise + [space.rule_not_true(r) for r in urgent_rules]))
-        for what, goals in questions:
-            answers = self.find(goals, broken, f"{inv.name}: {what}", self.deciding_rules(inv))
-            if answers is not None:
-                self._violation(inv, answers)
+            part = dataclasses.replace(inv, procedures=(), urgent=True)
+            questions.append(
+                ("no urgent assessment", part, urgent_rules, premise + [space.rule_not_true(r) for r in urgent_rules])
+            )
+        for what, part, rules, goals in questions:
+
+            def ask(
+                what: str = what, part: Invariant = part, rules: list[Rule] = rules, goals: list[list[Conj]] = goals
+            ) -> bool:
+                def broken(outcome: Outcome, answers: dict[str, Any]) -> bool:
+                    return self.applies(inv, answers) and bool(part.broken(outcome))
+
+                answers = self.find(goals, broken, f"{inv.name}: {what.split(' (')[0]}", rules)
+                if answers is not None:
+                    self._violation(inv, answers)
+                return answers is not None
+
+            if self.once(("question", id(inv), what, self.rules_key(rules), params), ask):
+                self.broken.add(inv.statement)
                 break
-        self.enumerate(inv)
+        return self.enumerate(inv)
 
     def _violation(self, inv: Invariant, answers: dict[str, Any]) -> None:
         if inv.statement in self.broken:
@@ -678,7 +832,10 @@ class ProfileAudit:
             or (inv.urgent and r.then.urgent_assessment)
         ]
 
-    def enumerate(self, inv: Invariant) -> None:
+    def enumerate(self, inv: Invariant) -> tuple[int, int, tuple[list[str], list[int], int, int]]:
+        """Every combination of the classes of the answers the premise reads (and the rules about its
+        procedures read), over baselines; returns how many were evaluated, how many were distinct
+        to the deciding rules, and what was varied (see `_describe`)."""
         fixed: list[dict[str, Any]] = [{}, *self.examples]
         witnesses = [self.candidate_witnesses(pid) for pid in self.concerned(inv)]
         every = fixed + [w for found in witnesses for w in found]
@@ -726,10 +883,7 @@ class ProfileAudit:
                 self.evaluations += 1
                 if inv.broken(Outcome.of(held + varying(answers, dict(derived)), inv.procedures)):
                     self._violation(inv, answers)
-        key = inv.key or inv.name
-        self.enumerated[key] = self.enumerated.get(key, 0) + count
-        self.distinct[key] = self.distinct.get(key, 0) + len(seen)
-        self.enumerated_facts[key] = (facts, [len(values[f]) for f in facts], len(baselines), len(every))
+        return count, len(seen), (facts, [len(values[f]) for f in facts], len(baselines), len(every))
 
 
 def _product(facts: list[str], values: dict[str, list[Any]]) -> Iterator[dict[str, Any]]:
@@ -843,8 +997,9 @@ def verify(
     evaluators: dict[str, Evaluator] = {}
     own: dict[str, list[dict[str, Any]]] = {}
     described: dict[str, str] = {}
+    already = SharedChecks()
     for name in profiles:
-        audit = ProfileAudit(rulebook, questionnaire, name, checks, budget)
+        audit = ProfileAudit(rulebook, questionnaire, name, checks, budget, already)
         audit.examples = examples
         audit.never_fires()
         for rule in audit.space.rules:
@@ -898,6 +1053,13 @@ def _describe(audit: ProfileAudit) -> str:
         )
     if audit.safety_overlaps:
         lines.append(f"  {audit.safety_overlaps} overlaps of a safety-layer status with another rule (by design)")
+    taken = {p: n for p, n in audit.reused.items() if p != audit.profile}
+    if taken:
+        froms = ", ".join(f"{n} from {p}" for p, (n, _) in taken.items())
+        lines.append(
+            f"  {sum(n for n, _ in taken.values())} checks read only rules that are the same as in an earlier profile: "
+            f"not run again ({froms}; their {sum(e for _, e in taken.values())} evaluations stand)"
+        )
     lines.append(f"  {audit.evaluations} evaluations by the independent evaluator in all")
     return "\n".join(lines)
 
