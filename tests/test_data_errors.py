@@ -207,6 +207,13 @@ RULE_CASES: list[tuple[str, Breaker, list[str]]] = [
         ["20-options.yaml", "`sources`", "unknown source `nice-qs999`"],
     ),
     (
+        "seed_article_as_a_rule_source",
+        lambda r, k: edit(
+            r / "20-options.yaml", "sources: [nice-qs155, cms-l36850]", "sources: [seed-article, cms-l36850]"
+        ),
+        ["20-options.yaml", "`sources`", "`seed-article` is the text the knowledge base starts from", "primary"],
+    ),
+    (
         "unknown_criterion",
         lambda r, k: edit(r / "20-options.yaml", "criteria: [ESI-08]", "criteria: [ESI-99]"),
         ["rule ESI-FREQUENCY-NI", "`criteria`", "unknown criterion `ESI-99`"],

@@ -112,6 +112,8 @@ class Rule(Strict):
 
 
 PARAMETERS = "rules/parameters.yaml"
+SEED_SOURCE = "seed-article"
+"""The seed article: the procedure files cite it for what they take from it; rules and parameters may not."""
 PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 """`{parameter_id}` in an explanation or caution: the parameter's value in the chosen profile."""
 
@@ -459,7 +461,18 @@ def _check_refs(
     sources: list[str], criteria: list[str], knowledge: Knowledge, file: str, entry: str, problems: list[Problem]
 ) -> None:
     for src in sources:
-        if src not in knowledge.sources:
+        if src == SEED_SOURCE:
+            problems.append(
+                Problem(
+                    file,
+                    entry,
+                    "sources",
+                    f"`{SEED_SOURCE}` is the text the knowledge base starts from, not a publication a reviewer can "
+                    "check a rule against: cite the primary publication instead (knowledge/sources/guidelines.yaml)",
+                    "unknown-reference",
+                )
+            )
+        elif src not in knowledge.sources:
             problems.append(
                 Problem(
                     file,
