@@ -17,14 +17,18 @@ still need no absence, and a fact is unknown exactly when the evaluator finds it
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from engine.evaluation.firing import Firing
 from engine.model.conditions import Condition, dnf, effective_op
 from engine.model.facts import DERIVED, PATIENT, SEP
+from engine.model.parse_cache import cache_folder, read_cache_file, write_cache_file
 from engine.model.questionnaire import UNKNOWN, Questionnaire
 from engine.model.rulebook import Rule, Rulebook, derived_depth
 
@@ -220,7 +224,85 @@ QUALIFIER = "@"
 """Joins a derived fact's name to its variant in a joint ruleset (fact names are lower-case ids: never `@`)."""
 
 
+JOINT_FORMAT = "pain-sdm/joint-ruleset/1"
+
+
 def compile_joint(rulebook: Rulebook, questionnaire: Questionnaire) -> CompiledRuleset:
+    """`joint_ruleset`, kept in the user's cache folder: compiling it is most of a short command's own work.
+
+    The cache file is named by the rulebook version (the content hash of every rule and knowledge
+    file, the questionnaire among them) and its header carries that version and the hash of the
+    code that compiles (`code_version`): a ruleset made from other files or by other code is never
+    used, and one that does not match its digest is compiled again. A ruleset is kept only if it
+    reads back equal to the one compiled.
+    """
+    folder, code = cache_folder(), code_version()
+    if folder is None or code is None:
+        return joint_ruleset(rulebook, questionnaire)
+    path = folder / f"joint-{rulebook.version}.json"
+    header = {"format": JOINT_FORMAT, "version": rulebook.version, "code": code}
+    cached = _ruleset_from_json(read_cache_file(path, header), rulebook)
+    if cached is not None:
+        return cached
+    ruleset = joint_ruleset(rulebook, questionnaire)
+    data = _ruleset_to_json(ruleset)
+    if _ruleset_from_json(json.loads(json.dumps(data)), rulebook) == ruleset:
+        write_cache_file(path, header, data, replaces="joint-*.json")
+    return ruleset
+
+
+@functools.cache
+def code_version() -> str | None:
+    """A hash of the code that compiles a ruleset (this module, `firing`, `engine.model`); None when unreadable."""
+    here = Path(__file__).resolve()
+    digest = hashlib.sha256()
+    try:
+        for path in [here, here.parent / "firing.py", *sorted((here.parent.parent / "model").glob("*.py"))]:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    except OSError:
+        return None
+    return digest.hexdigest()[:16]
+
+
+def _ruleset_to_json(ruleset: CompiledRuleset) -> dict[str, Any]:
+    return {
+        "name": ruleset.name,
+        "definition": ruleset.definition,
+        "branches": {
+            name: [b.rule.id, b.holds, b.index, list(b.answer_facts), list(b.derived_facts), b.variant, b.asserts]
+            for name, b in ruleset.branches.items()
+        },
+        "parameters": ruleset.parameters,
+        "last_priority": ruleset.last_priority,
+        "profiles": {p: sorted(v) for p, v in ruleset.profiles.items()},
+        "marks": [[m.name, m.priority, list(m.facts)] for m in ruleset.marks],
+    }
+
+
+def _ruleset_from_json(data: Any, rulebook: Rulebook) -> CompiledRuleset | None:
+    """The ruleset `_ruleset_to_json` wrote, on this rulebook's rules; None for anything else."""
+    if not isinstance(data, dict):
+        return None
+    rules = {r.id: r for r in rulebook.rules}
+    try:
+        branches = {
+            name: Branch(rules[rid], holds, index, tuple(answers), tuple(derived), variant, asserts)
+            for name, (rid, holds, index, answers, derived, variant, asserts) in data["branches"].items()
+        }
+        return CompiledRuleset(
+            data["name"],
+            data["definition"],
+            branches,
+            data["parameters"],
+            data["last_priority"],
+            {p: frozenset(v) for p, v in data["profiles"].items()},
+            tuple(UnknownMark(name, priority, tuple(facts)) for name, priority, facts in data["marks"]),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def joint_ruleset(rulebook: Rulebook, questionnaire: Questionnaire) -> CompiledRuleset:
     """One durable ruleset that evaluates every profile at once, for comparing profiles in one run.
 
     Most rules compile to the same durable rules in every profile; those are written once. A rule

@@ -44,16 +44,17 @@ def cache_folder() -> Path | None:
     return Path(user_cache_dir("pain-sdm"))
 
 
-def _encode(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_encode(v) for v in value]
+def _tagged(value: Any) -> Any:
+    """A date or time as JSON can hold it (json.dumps asks only about what it cannot write itself)."""
     if isinstance(value, dt.datetime):
         return {_DATETIME: value.isoformat()}
     if isinstance(value, dt.date):
         return {_DATE: value.isoformat()}
-    return value
+    raise TypeError(f"{type(value).__name__} is not kept in the cache")
+
+
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data, default=_tagged, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _decode_object(obj: dict[str, Any]) -> Any:
@@ -92,15 +93,7 @@ class ParseCache:
             self.entries = self._read(self.path)
 
     def _read(self, path: Path) -> dict[str, Any]:
-        """The entries of a cache file: a header line (format, version, digest of the rest), then the entries."""
-        try:
-            header_line, _, body = path.read_bytes().partition(b"\n")
-            header = json.loads(header_line)
-            if header != {"format": FORMAT, "version": self.version, "digest": hashlib.sha256(body).hexdigest()}:
-                return {}
-            entries = json.loads(body, object_hook=_decode_object)
-        except (OSError, ValueError):
-            return {}
+        entries = read_cache_file(path, {"format": FORMAT, "version": self.version})
         return entries if isinstance(entries, dict) else {}
 
     def get(self, raw: bytes) -> Any:
@@ -111,32 +104,53 @@ class ParseCache:
         """Keep a file's parsed data, if it reads back exactly as parsed."""
         if self.path is None:
             return
-        encoded = _encode(data)
-        if not _same(json.loads(json.dumps(encoded), object_hook=_decode_object), data):
+        if not _same(json.loads(_dumps(data), object_hook=_decode_object), data):
             return
         self.entries[file_key(raw)] = data
         self.changed = True
 
     def save(self) -> None:
-        """Write the cache atomically (only if something was added); a folder that cannot be written is skipped."""
+        """Write the cache (only if something was added), in place of any other version's."""
         if self.path is None or not self.changed:
             return
-        body = json.dumps({k: _encode(v) for k, v in self.entries.items()}, ensure_ascii=False).encode()
-        header = {"format": FORMAT, "version": self.version, "digest": hashlib.sha256(body).hexdigest()}
-        data = json.dumps(header).encode() + b"\n" + body
-        with contextlib.suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            for old in self.path.parent.glob("parsed-*.json"):
-                if old != self.path:
-                    old.unlink(missing_ok=True)
-            fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=".parsed-", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                os.replace(temp, self.path)
-            finally:
-                Path(temp).unlink(missing_ok=True)
+        write_cache_file(self.path, {"format": FORMAT, "version": self.version}, self.entries, replaces="parsed-*.json")
         self.changed = False
+
+
+def read_cache_file(path: Path, header: dict[str, str]) -> Any:
+    """The data of a cache file: a header line (`header` and the digest of the rest), then the data as JSON.
+
+    MISSING when the file is not there, cannot be read, or its header or digest does not match
+    (another format or version, truncated, edited).
+    """
+    try:
+        header_line, _, body = path.read_bytes().partition(b"\n")
+        if json.loads(header_line) != {**header, "digest": hashlib.sha256(body).hexdigest()}:
+            return MISSING
+        return json.loads(body, object_hook=_decode_object)
+    except (OSError, ValueError):
+        return MISSING
+
+
+def write_cache_file(path: Path, header: dict[str, str], data: Any, replaces: str | None = None) -> None:
+    """Write a cache file atomically (see `read_cache_file`); files of the folder matching the glob `replaces` go.
+
+    A folder that cannot be written is skipped: a cache that is not kept only costs time.
+    """
+    body = _dumps(data)
+    text = json.dumps({**header, "digest": hashlib.sha256(body).hexdigest()}).encode() + b"\n" + body
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for old in path.parent.glob(replaces) if replaces else ():
+            if old != path:
+                old.unlink(missing_ok=True)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(text)
+            os.replace(temp, path)
+        finally:
+            Path(temp).unlink(missing_ok=True)
 
 
 ACTIVE: ContextVar[ParseCache | None] = ContextVar("parse_cache", default=None)

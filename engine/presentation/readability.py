@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
-from engine.model.parse_cache import cache_folder
+from engine.model.parse_cache import cache_folder, read_cache_file, write_cache_file
 
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
@@ -34,28 +31,12 @@ def _counted(phones: list[list[str]]) -> int:
 
 
 def _read_table(path: Path, dictionary: str) -> dict[str, int] | None:
-    try:
-        header, body = path.read_bytes().split(b"\n", 1)
-        meta = json.loads(header)
-        if meta != {"format": TABLE_FORMAT, "dictionary": dictionary, "digest": hashlib.sha256(body).hexdigest()}:
-            return None
-        table = json.loads(body)
-    except (OSError, ValueError):
-        return None
+    table = read_cache_file(path, {"format": TABLE_FORMAT, "dictionary": dictionary})
     return table if isinstance(table, dict) else None
 
 
 def _write_table(path: Path, dictionary: str, table: dict[str, int]) -> None:
-    body = json.dumps(table, ensure_ascii=False, separators=(",", ":")).encode()
-    meta = {"format": TABLE_FORMAT, "dictionary": dictionary, "digest": hashlib.sha256(body).hexdigest()}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".syllables-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(json.dumps(meta).encode() + b"\n" + body)
-        os.replace(temporary, path)
-    except OSError:
-        pass  # a cache that cannot be written only costs time
+    write_cache_file(path, {"format": TABLE_FORMAT, "dictionary": dictionary}, table)
 
 
 @functools.cache
