@@ -17,7 +17,7 @@ import pytest
 import yaml
 from conftest import EXAMPLES, threshold_answers
 
-from engine.audit.engine_check import engine_findings
+from engine.audit.engine_check import dense, engine_findings
 from engine.audit.verify import verify
 from engine.evaluation import compiler
 from engine.evaluation.aid import DecisionAid
@@ -169,6 +169,24 @@ def test_verify_reports_a_chain_the_engine_cannot_register_as_an_error(
     assert "error 108" in failures[0].message and "200 deep" in failures[0].message and "CHN-END" in failures[0].message
 
 
+def test_the_engine_check_finds_the_alpha_stack_limit_on_the_examples_naming_the_rules(
+    aid: DecisionAid, data: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine check alone (what `rules verify` runs last; the whole command: the slow test below)."""
+    monkeypatch.setattr(compiler, "SPREAD_FROM", 10**9)
+    rules, knowledge = data
+    multiply_option_rules(aid, rules, copies=3)
+    big = DecisionAid.load(rules, knowledge)
+    examples = [big.unwrap_answers(yaml.safe_load(p.read_text()), p.name) for p in EXAMPLES]
+    sets = [*examples, *dense(examples, big.questionnaire)]
+    findings = engine_findings(big.rulebook, big.questionnaire, {"consensus": big.evaluator("consensus")}, {}, sets)
+    failures = [f for f in findings if f.name == "engine-failure" and "fails on" in f.message]
+    assert failures and all(f.severity == "error" for f in failures), [f.message for f in findings]
+    assert "MAX_STACK_SIZE 64" in failures[0].message and "error 303" in failures[0].message
+    assert "-C3" in failures[0].message and failures[0].example in sets
+
+
+@pytest.mark.slow
 def test_verify_reports_the_alpha_stack_limit_naming_the_rules(
     aid: DecisionAid, data: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
