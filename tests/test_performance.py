@@ -11,7 +11,7 @@ import yaml
 from conftest import ROOT
 
 from engine.evaluation.aid import DecisionAid
-from engine.evaluation.result import criteria_held, with_facts
+from engine.evaluation.result import OptionResult, Result, criteria_held, with_facts
 from engine.model.loading import _NoAliasLoader, parse_text
 
 HEAVY = (
@@ -67,8 +67,25 @@ def test_a_finding_made_the_fast_way_is_the_one_pydantic_would_copy(aid: Decisio
         assert fast.facts is not template.facts
 
 
+def test_a_result_built_the_fast_way_is_the_one_pydantic_would_validate(aid: DecisionAid) -> None:
+    """`ResultBuilder.build` makes its options and result without validating them again: equal to the validated
+    models, with the same fields in the same order, the same fields set and the same JSON."""
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        fast = aid.evaluate(aid.read_answers(path), compare_profiles=False)
+        options = [OptionResult(**{k: getattr(o, k) for k in o.model_fields_set}) for o in fast.options]
+        given = {k: getattr(fast, k) for k in fast.model_fields_set if k != "options"}
+        slow = Result(**given, options=options)
+        assert slow == fast
+        for a, b in [(slow, fast), *zip(slow.options, fast.options, strict=True)]:
+            assert list(a.__dict__) == list(b.__dict__)
+            assert a.model_fields_set == b.model_fields_set
+            assert a.__pydantic_extra__ == b.__pydantic_extra__ and a.__pydantic_private__ == b.__pydantic_private__
+        assert slow.model_dump_json(exclude_unset=True) == fast.model_dump_json(exclude_unset=True)
+
+
 def test_other_profiles_compared_at_the_level_of_firings_match_their_full_results(aid: DecisionAid) -> None:
-    """`ResultBuilder.statuses` gives each procedure the status and status-setting rules that `build` gives."""
+    """`ResultBuilder.outcomes` gives each procedure the status and status-setting rules that `build` gives,
+    and the criteria held that the full trace holds."""
     for path in sorted((ROOT / "examples").glob("*.yaml")):
         answers = aid.read_answers(path)
         for profile in aid.rulebook.profiles:
@@ -76,5 +93,4 @@ def test_other_profiles_compared_at_the_level_of_firings_match_their_full_result
             firings = aid.engine(profile).run_patient(patient)
             full = aid.builder(profile).build(firings, aid.engine_name, patient.fact)
             expected = {o.procedure: (o.status, frozenset(f.rule_id for f in o.reasons)) for o in full.options}
-            assert aid.builder(profile).statuses(firings) == expected
-            assert aid.builder(profile).criteria_held(firings) == criteria_held(full.trace)
+            assert aid.builder(profile).outcomes(firings) == (expected, criteria_held(full.trace))

@@ -17,19 +17,23 @@ from engine.evaluation.compiler import CompiledRuleset, compile_joint, compile_r
 from engine.evaluation.engines import PerThread, RuleEngine, chosen_engine, engine_label, make_engine
 from engine.evaluation.evaluator import Evaluator
 from engine.evaluation.inference import Patient, PatientEncoder
-from engine.evaluation.result import FALLBACK_ID, ProfileDifference, Result, ResultBuilder, criteria_held, summary
+from engine.evaluation.result import (
+    FALLBACK_ID,
+    Outcomes,
+    ProfileDifference,
+    Result,
+    ResultBuilder,
+    criteria_held,
+    summary,
+)
 from engine.model import parse_cache
 from engine.model.knowledge import Knowledge, load_knowledge
 from engine.model.loading import read_data, validate
 from engine.model.migration import migrate
 from engine.model.questionnaire import Questionnaire, load_questionnaire
 from engine.model.rulebook import Rulebook, content_hash, load_rulebook
-from engine.model.status import Status
 from engine.model.values import Value, load_values
 from engine.paths import data_dir
-
-Outcomes = dict[str, tuple[Status, frozenset[str]]]
-"""Each procedure's status and the rules that set a status on it (FALLBACK when none)."""
 
 
 class DecisionAid:
@@ -62,6 +66,7 @@ class DecisionAid:
         self._evaluators: dict[str, Evaluator] = {}
         self._lock = threading.Lock()  # threads that ask at once compile a profile once
         self._encoder: PatientEncoder | None = None
+        self._behind: dict[str, frozenset[str]] = {}  # each rule's `_parameters_behind`, worked out on first use
 
     @classmethod
     def load(
@@ -187,10 +192,9 @@ class DecisionAid:
         for other in self.rulebook.profiles:
             if other == chosen:
                 continue
-            firings = by_profile[other]
-            builder = self.builder(other)
-            differences.extend(self._differences(mine, builder.statuses(firings), chosen, other))
-            cited |= builder.criteria_held(firings)
+            theirs, held = self.builder(other).outcomes(by_profile[other])
+            differences.extend(self._differences(mine, theirs, chosen, other))
+            cited |= held
         # A dispute also matters to this patient when another profile would change the status of an
         # option it is about (and a rule that held in some profile encodes one of its criteria).
         also = set(self.builder(chosen).disputes({d.procedure for d in differences}, cited, patient.fact))
@@ -201,7 +205,7 @@ class DecisionAid:
         """The patient's fact for the rule engine, written once (it serves every profile)."""
         if self._encoder is None:
             self._encoder = PatientEncoder(self.questionnaire)
-        return self._encoder.encode(dict(answers))  # the fields as they are (model_dump would copy)
+        return self._encoder.encode(answers.__dict__)  # the fields as they are, read only (no copy)
 
     def summarize(
         self, answers: BaseModel, profile: str | None = None, compare_profiles: bool = False
@@ -216,10 +220,16 @@ class DecisionAid:
 
     def _parameters_behind(self, rule_ids: set[str]) -> set[str]:
         """Parameters read by these rules, directly or through the derived facts they read."""
-        rulebook = self.rulebook
-        rules = [rulebook.rule(rid) for rid in rule_ids if rid != FALLBACK_ID]
-        rules += [rulebook.rule(rulebook.derived_facts[fact]) for fact in rulebook.derived_read(rules)]
-        return {a.param for r in rules for a in r.when.atoms() if a.param}
+        behind: set[str] = set()
+        for rule_id in rule_ids:
+            found = self._behind.get(rule_id)
+            if found is None:
+                rulebook = self.rulebook
+                rules = [rulebook.rule(rule_id)] if rule_id != FALLBACK_ID else []
+                rules += [rulebook.rule(rulebook.derived_facts[fact]) for fact in rulebook.derived_read(rules)]
+                found = self._behind[rule_id] = frozenset(a.param for r in rules for a in r.when.atoms() if a.param)
+            behind |= found
+        return behind
 
     def _differences(self, mine: Outcomes, theirs: Outcomes, profile: str, other: str) -> list[ProfileDifference]:
         out = []

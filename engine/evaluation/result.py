@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -136,6 +136,9 @@ def bears_on(dispute: Disagreement, procedures: set[str], cited: set[str]) -> bo
     )
 
 
+Outcomes = dict[str, tuple[Status, frozenset[str]]]
+"""Each procedure's status and the rules that set a status on it (FALLBACK when none)."""
+
 Answer = Callable[[str], Any]
 """Reads one answer of the patient by question id (`Patient.fact`); `UNKNOWN` when not given."""
 
@@ -169,28 +172,40 @@ def finding(
 
 
 _set_attribute = object.__setattr__
+_FACTS = frozenset({"facts"})
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def made(model: type[M], fields: dict[str, Any], fields_set: set[str]) -> M:
+    """The model pydantic would make of `fields` (every field, in the model's order, of its type already), unvalidated.
+
+    It sets what pydantic's constructor and shallow copy set: the fields, the fields set, no extra
+    and no private attributes (these models have none). For a result's parts, built from values
+    that are already what the fields hold; tests hold each one equal to the validated model,
+    fields set included.
+    """
+    instance = model.__new__(model)
+    _set_attribute(instance, "__dict__", fields)
+    _set_attribute(instance, "__pydantic_extra__", None)
+    _set_attribute(instance, "__pydantic_fields_set__", fields_set)
+    _set_attribute(instance, "__pydantic_private__", None)
+    return instance
 
 
 def with_facts(template: Finding, facts: dict[str, Any]) -> Finding:
-    """`template.model_copy(update={"facts": facts})`, about three times faster.
-
-    It sets what pydantic's own shallow copy sets (the fields, the fields set, no extra and no
-    private attributes: a Finding has none); a test holds the two equal, fields set included.
-    """
-    copied = Finding.__new__(Finding)
+    """`template.model_copy(update={"facts": facts})`, about three times faster (see `made`)."""
     fields = template.__dict__.copy()
     fields["facts"] = facts
-    _set_attribute(copied, "__dict__", fields)
-    _set_attribute(copied, "__pydantic_extra__", None)
-    _set_attribute(copied, "__pydantic_fields_set__", {*template.__pydantic_fields_set__, "facts"})
-    _set_attribute(copied, "__pydantic_private__", None)
-    return copied
+    return made(Finding, fields, template.__pydantic_fields_set__ | _FACTS)
 
 
 @dataclass(frozen=True, slots=True)
 class Role:
     """What one rule's finding (for one polarity) does in a result, worked out once and read for every patient."""
 
+    template: Finding
+    """The finding without the patient's facts (every patient's finding is a copy with its facts)."""
     order: int
     """The rule's place in the rulebook: findings are resolved in rulebook order."""
     procedures: tuple[str, ...]
@@ -203,7 +218,18 @@ class Role:
     """The criteria it encodes, if it held (see `criteria_held`)."""
 
 
-def _by_order(pair: tuple[Role, Finding]) -> int:
+Placed = tuple[Role, Finding]
+"""A finding of one patient with its rule's role."""
+
+
+_OPTION_FIELDS = frozenset(OptionResult.model_fields)
+"""The fields `build` sets on an option: every one."""
+
+_RESULT_FIELDS = frozenset(Result.model_fields) - {"schema_", "profile_differences"}
+"""The fields `build` sets on a result: every one but those left at their defaults."""
+
+
+def _by_order(pair: Placed) -> int:
     return pair[0].order
 
 
@@ -222,12 +248,13 @@ class ResultBuilder:
         self.params = params
         self._rules = {r.id: r for r in rulebook.rules}
         self._order = {r.id: i for i, r in enumerate(rulebook.rules)}
-        self._templates: dict[tuple[str, bool], Finding] = {}
         self._fallbacks: dict[str, Finding] = {}
-        self._roles: dict[tuple[str, bool], Role] = {}
+        self._roles: tuple[dict[str, Role], dict[str, Role]] = ({}, {})
+        """Each rule's role, for a finding that it does not hold (index False) or holds (True), made on first use."""
         self._every_profile = [
             {pid: p.value(name) for pid, p in rulebook.parameters.items()} for name in rulebook.profiles
         ]
+        self._conditions: dict[str, tuple[tuple[str, ...], list[dict[str, int | float]]]] = {}
 
     def disputes(self, procedures: set[str], cited: set[str], answer: Answer) -> list[str]:
         """The disputes that bear on this patient: about `procedures` and `cited` (`bears_on`), and not ruled
@@ -239,15 +266,29 @@ class ResultBuilder:
             if not bears_on(d, procedures, cited):
                 continue
             if d.when is not None:
-                values = {a.fact: known(answer(a.fact)) for a in d.when.atoms() if a.fact is not None}
-                if all(d.when.truth(values, params) is False for params in self._every_profile):
+                facts, every_profile = self._condition(d)
+                values = {fact: known(answer(fact)) for fact in facts}
+                if all(d.when.truth(values, params) is False for params in every_profile):
                     continue
             out.append(d.id)
         return out
 
+    def _condition(self, dispute: Disagreement) -> tuple[tuple[str, ...], list[dict[str, int | float]]]:
+        """The facts a dispute's `when` reads, and the profiles' values of the parameters it reads (each set once:
+        profiles that agree on them give it the same truth)."""
+        found = self._conditions.get(dispute.id)
+        if found is None:
+            assert dispute.when is not None
+            atoms = dispute.when.atoms()
+            read = sorted({a.param for a in atoms if a.param is not None})
+            distinct = {tuple(params[p] for p in read): params for params in self._every_profile}
+            facts = tuple(dict.fromkeys(a.fact for a in atoms if a.fact is not None))
+            found = self._conditions[dispute.id] = (facts, list(distinct.values()))
+        return found
+
     def finding(self, firing: Firing) -> Finding:
         """The evidence record for one firing (the same as `finding`, faster)."""
-        return with_facts(self._template(firing), dict(firing.facts))
+        return with_facts(self._role_of(firing).template, dict(firing.facts))
 
     def _fallback(self, pid: str) -> Finding:
         if pid not in self._fallbacks:
@@ -263,22 +304,17 @@ class ResultBuilder:
             )
         return self._fallbacks[pid]
 
-    def _template(self, firing: Firing) -> Finding:
-        template = self._templates.get(firing.key)
-        if template is None:
-            rule = self._rules[firing.rule_id]
-            template = finding(rule, Firing(rule.id, firing.holds), self.params, self.rulebook, self.knowledge)
-            self._templates[firing.key] = template
-        return template
-
     def _role_of(self, firing: Firing) -> Role:
-        return self._role(self._template(firing))
+        role = self._roles[firing.holds].get(firing.rule_id)
+        return role if role is not None else self._role(firing.rule_id, firing.holds)
 
-    def _role(self, f: Finding) -> Role:
-        template = self._templates.get((f.rule_id, f.holds)) or f
+    def _role(self, rule_id: str, holds: bool) -> Role:
+        rule = self._rules[rule_id]
+        template = finding(rule, Firing(rule_id, holds), self.params, self.rulebook, self.knowledge)
         status = Status(template.status) if template.status is not None else None
         role = Role(
-            self._order[f.rule_id],
+            template,
+            self._order[rule_id],
             tuple(dict.fromkeys(template.procedures)),  # a procedure named twice is one reason, not two
             status,
             status.rank if status is not None else -1,
@@ -287,14 +323,22 @@ class ResultBuilder:
             tuple(template.steps),
             frozenset(template.criteria) if template.holds else frozenset(),
         )
-        self._roles[(f.rule_id, f.holds)] = role
+        self._roles[holds][rule_id] = role
         return role
 
-    def _resolve(self, trace: list[Finding], answer: Answer) -> Resolution:
-        """One status per procedure (the most restrictive wins), with the findings behind each."""
+    def _placed(self, firings: list[Firing], with_patient_facts: bool) -> list[Placed]:
+        """Each firing's role with its finding (the template alone when the facts are not wanted), in firing order."""
         roles, role = self._roles, self._role
-        in_order = sorted(((roles.get((f.rule_id, f.holds)) or role(f), f) for f in trace), key=_by_order)
-        setting: dict[str, list[tuple[Role, Finding]]] = {pid: [] for pid in PROCEDURE_IDS}
+        out = []
+        for firing in firings:
+            r = roles[firing.holds].get(firing.rule_id) or role(firing.rule_id, firing.holds)
+            out.append((r, with_facts(r.template, dict(firing.facts)) if with_patient_facts else r.template))
+        return out
+
+    def _resolve(self, placed: list[Placed], answer: Answer) -> Resolution:
+        """One status per procedure (the most restrictive wins), with the findings behind each."""
+        in_order = sorted(placed, key=_by_order)
+        setting: dict[str, list[Placed]] = {pid: [] for pid in PROCEDURE_IDS}
         cautions: dict[str, list[Finding]] = {pid: [] for pid in PROCEDURE_IDS}
         declined: dict[str, Finding] = {}
         for pair in in_order:
@@ -308,7 +352,7 @@ class ResultBuilder:
                     declined[pid] = f
         options = []
         for pid, mine in setting.items():
-            status = status_model.resolve(r.status for r, _ in mine if r.status is not None)
+            status = status_model.resolve([r.status for r, _ in mine if r.status is not None]) if mine else None
             steps: dict[str, Step] = {}
             if status is None:
                 status, reasons = FALLBACK_STATUS, [self._fallback(pid)]
@@ -326,67 +370,74 @@ class ResultBuilder:
         cited: set[str] = set().union(*(r.criteria for r, _ in in_order))
         disagreements = self.disputes(open_procedures, cited, answer)
         derived = [f for r, f in in_order if r.kind == "derived"]
-        return Resolution(trace, options, urgent, derived, disagreements)
+        return Resolution([f for _, f in placed], options, urgent, derived, disagreements)
 
     def build(self, firings: list[Firing], engine: str, answer: Answer) -> Result:
         """The result of one patient's firings, made by `engine` (its name and version); `answer` reads answers."""
-        found = self._resolve([self.finding(f) for f in firings], answer)
+        found = self._resolve(self._placed(firings, True), answer)
         names = self.knowledge.procedures
-        return Result(
-            rulebook_version=self.rulebook.version,
-            engine=engine,
-            profile=self.profile,
-            urgent_assessment=bool(found.urgent),
-            urgent_reasons=found.urgent,
-            options=[
-                OptionResult(
-                    procedure=o.procedure,
-                    name=names[o.procedure].name,
-                    status=o.status,
-                    reasons=o.reasons,
-                    cautions=o.cautions,
-                    next_steps=o.next_steps,
-                    declined=o.declined,
-                )
-                for o in found.options
-            ],
-            derived=found.derived,
-            trace=found.trace,
-            disagreements=found.disagreements,
-        )
+        options = [
+            made(
+                OptionResult,
+                {
+                    "procedure": o.procedure,
+                    "name": names[o.procedure].name,
+                    "status": o.status,
+                    "reasons": o.reasons,
+                    "cautions": o.cautions,
+                    "next_steps": o.next_steps,
+                    "declined": o.declined,
+                },
+                set(_OPTION_FIELDS),
+            )
+            for o in found.options
+        ]
+        fields = {
+            "schema_": SCHEMA,
+            "rulebook_version": self.rulebook.version,
+            "engine": engine,
+            "profile": self.profile,
+            "urgent_assessment": bool(found.urgent),
+            "urgent_reasons": found.urgent,
+            "options": options,
+            "derived": found.derived,
+            "trace": found.trace,
+            "profile_differences": [],
+            "disagreements": found.disagreements,
+        }
+        return made(Result, fields, set(_RESULT_FIELDS))
 
-    def statuses(self, firings: list[Firing]) -> dict[str, tuple[Status, frozenset[str]]]:
-        """Each procedure's status and the ids of the rules that set a status on it, as `build` resolves them.
+    def outcomes(self, firings: list[Firing]) -> tuple[Outcomes, set[str]]:
+        """Each procedure's status and the ids of the rules that set a status on it, as `build` resolves them,
+        and the criteria held (`criteria_held` of the findings).
 
         For comparing profiles: no evidence record is built (what each rule does is worked out once, `Role`).
         """
         setting: dict[str, list[Status]] = {}
         reasons: dict[str, set[str]] = {}
-        roles, role = self._roles, self._role_of
+        held: set[str] = set()
+        roles, role = self._roles, self._role
         for firing in firings:
-            r = roles.get((firing.rule_id, firing.holds)) or role(firing)
+            r = roles[firing.holds].get(firing.rule_id) or role(firing.rule_id, firing.holds)
+            if r.criteria:
+                held |= r.criteria
             if r.kind != "status" or r.status is None:
                 continue
             for pid in r.procedures:
-                setting.setdefault(pid, []).append(r.status)
-                reasons.setdefault(pid, set()).add(firing.rule_id)
-        out: dict[str, tuple[Status, frozenset[str]]] = {}
+                if pid in setting:
+                    setting[pid].append(r.status)
+                    reasons[pid].add(firing.rule_id)
+                else:
+                    setting[pid], reasons[pid] = [r.status], {firing.rule_id}
+        out: Outcomes = {}
         for pid in PROCEDURE_IDS:
-            resolved = status_model.resolve(setting.get(pid, ()))
+            resolved = status_model.resolve(setting[pid]) if pid in setting else None
             out[pid] = (FALLBACK_STATUS, FALLBACK_SET) if resolved is None else (resolved, frozenset(reasons[pid]))
-        return out
-
-    def criteria_held(self, firings: list[Firing]) -> set[str]:
-        """`criteria_held` of these firings' findings, without building them."""
-        roles, role = self._roles, self._role_of
-        held: set[str] = set()
-        for firing in firings:
-            held |= (roles.get((firing.rule_id, firing.holds)) or role(firing)).criteria
-        return held
+        return out, held
 
     def summarize(self, firings: list[Firing], engine: str, answer: Answer) -> dict[str, Any]:
         """`summary(self.build(firings, engine, answer))`, without building the evidence records (much faster)."""
-        found = self._resolve([self._template(f) for f in firings], answer)
+        found = self._resolve(self._placed(firings, False), answer)
         return _summary(self.rulebook.version, engine, self.profile, found, [])
 
 

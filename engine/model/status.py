@@ -52,6 +52,8 @@ STATUSES: tuple[Status, ...] = tuple(Status)
 
 _RANK: dict[Status, int] = {s: i for i, s in enumerate(STATUSES)}
 
+_BY_NAME: dict[str, Status] = {s.value: s for s in STATUSES}
+
 OPEN_STATUSES: frozenset[Status] = frozenset({Status.CANDIDATE, Status.AFTER_PREREQUISITE})
 
 _LABELS: dict[Status, str] = {
@@ -95,8 +97,11 @@ def resolve(statuses: Iterable[str]) -> Status | None:
     A procedure no rule sets a status for gets FALLBACK_STATUS, with the fallback reason.
     """
     best: Status | None = None
+    best_rank = -1
     for name in statuses:
-        status = Status(name)
-        if best is None or _RANK[status] > _RANK[best]:
-            best = status
+        status = _BY_NAME.get(name)  # a Status is its own name as a key (it is a str): no enum lookup per call
+        if status is None:
+            status = Status(name)  # not a status: raises, naming it
+        if _RANK[status] > best_rank:
+            best, best_rank = status, _RANK[status]
     return best
