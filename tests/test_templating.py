@@ -1,16 +1,20 @@
-"""WeasyPrint is imported without cffi's library searches, and opens the same libraries as a plain import."""
+"""Templates are compiled once per source (the code kept in the cache folder); WeasyPrint imports without searches."""
 
 from __future__ import annotations
 
 import ctypes.util
+import json
 import platform
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
+import jinja2
 import pytest
 from conftest import ROOT
 
-from engine.presentation.templating import ldconfig_finder
+from engine.presentation.templating import TemplateCodeCache, ldconfig_finder
 
 LISTING = b"""3 libs found in cache `/etc/ld.so.cache'
 \tlibpangoft2-1.0.so.0 (libc6,x86-64) => /lib/x86_64-linux-gnu/libpangoft2-1.0.so.0
@@ -70,3 +74,67 @@ def test_weasyprint_imported_without_searches_opens_the_same_libraries_as_a_plai
     ]
     assert opened[0] == opened[1]
     assert "libpango" in opened[0]
+
+
+def environment_with_cache(folder: Path, templates: Path) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates), bytecode_cache=TemplateCodeCache(folder), auto_reload=False
+    )
+
+
+def refusing_to_compile(env: jinja2.Environment, monkeypatch: pytest.MonkeyPatch) -> jinja2.Environment:
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("compiled again, not read from the cache")
+
+    monkeypatch.setattr(env, "compile", refuse)
+    return env
+
+
+def test_a_compiled_template_is_read_back_from_the_cache_and_renders_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "page.html").write_text("Hello {{ name }}{% for i in items %} {{ i }}{% endfor %}\n", "utf-8")
+    first = environment_with_cache(tmp_path / "cache", templates).get_template("page.html")
+    (stored,) = (tmp_path / "cache").iterdir()
+    second = refusing_to_compile(environment_with_cache(tmp_path / "cache", templates), monkeypatch)
+    rendered = second.get_template("page.html").render(name="Ann", items=[1, 2])
+    assert rendered == first.render(name="Ann", items=[1, 2]) == "Hello Ann 1 2"
+    assert stored.read_bytes().startswith(b"{")  # a header line, then the code
+
+
+def compiles(folder: Path, templates: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    """How many times a fresh environment compiled page.html to render it, and what it rendered."""
+    env = environment_with_cache(folder, templates)
+    calls: list[str] = []
+    compile_ = env.compile
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0])
+        return compile_(*args, **kwargs)
+
+    monkeypatch.setattr(env, "compile", counted)
+    rendered = env.get_template("page.html").render(x=1)
+    return len(calls), rendered
+
+
+def test_a_changed_template_or_a_damaged_or_foreign_file_is_compiled_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    templates, cache = tmp_path / "templates", tmp_path / "cache"
+    templates.mkdir()
+    page = templates / "page.html"
+    page.write_text("one {{ x }}", "utf-8")
+    assert compiles(cache, templates, monkeypatch) == (1, "one 1")
+    assert compiles(cache, templates, monkeypatch) == (0, "one 1")
+    page.write_text("two {{ x }}", "utf-8")
+    assert compiles(cache, templates, monkeypatch) == (1, "two 1")
+    (stored,) = cache.iterdir()
+    header, _, body = stored.read_bytes().partition(b"\n")
+    stored.write_bytes(header + b"\n" + body[:-8])  # truncated: the digest no longer matches
+    assert compiles(cache, templates, monkeypatch) == (1, "two 1")
+    foreign = json.loads(header) | {"python": "0000"}  # compiled by another Python
+    stored.write_bytes(json.dumps(foreign).encode() + b"\n" + body)
+    assert compiles(cache, templates, monkeypatch) == (1, "two 1")
+    assert compiles(cache, templates, monkeypatch) == (0, "two 1")

@@ -118,26 +118,41 @@ class ParseCache:
 
 
 def read_cache_file(path: Path, header: dict[str, str]) -> Any:
-    """The data of a cache file: a header line (`header` and the digest of the rest), then the data as JSON.
+    """The data of a cache file written by `write_cache_file`, or MISSING (see `read_cache_bytes`)."""
+    body = read_cache_bytes(path, header)
+    if body is None:
+        return MISSING
+    try:
+        return json.loads(body, object_hook=_decode_object)
+    except ValueError:
+        return MISSING
 
-    MISSING when the file is not there, cannot be read, or its header or digest does not match
+
+def write_cache_file(path: Path, header: dict[str, str], data: Any, replaces: str | None = None) -> None:
+    """Keep `data` as JSON in a cache file (see `write_cache_bytes`)."""
+    write_cache_bytes(path, header, _dumps(data), replaces)
+
+
+def read_cache_bytes(path: Path, header: dict[str, str]) -> bytes | None:
+    """The body of a cache file: after a header line (`header` and the digest of the rest).
+
+    None when the file is not there, cannot be read, or its header or digest does not match
     (another format or version, truncated, edited).
     """
     try:
         header_line, _, body = path.read_bytes().partition(b"\n")
         if json.loads(header_line) != {**header, "digest": hashlib.sha256(body).hexdigest()}:
-            return MISSING
-        return json.loads(body, object_hook=_decode_object)
+            return None
     except (OSError, ValueError):
-        return MISSING
+        return None
+    return body
 
 
-def write_cache_file(path: Path, header: dict[str, str], data: Any, replaces: str | None = None) -> None:
-    """Write a cache file atomically (see `read_cache_file`); files of the folder matching the glob `replaces` go.
+def write_cache_bytes(path: Path, header: dict[str, str], body: bytes, replaces: str | None = None) -> None:
+    """Write a cache file atomically (see `read_cache_bytes`); files of the folder matching the glob `replaces` go.
 
     A folder that cannot be written is skipped: a cache that is not kept only costs time.
     """
-    body = _dumps(data)
     text = json.dumps({**header, "digest": hashlib.sha256(body).hexdigest()}).encode() + b"\n" + body
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)

