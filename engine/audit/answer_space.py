@@ -365,7 +365,7 @@ class AnswerSpace:
         """Search on from the state narrowed by one alternative of a goal (compatible with it)."""
         merged = self.merge(state, alternative)
         assert merged is not None
-        changed = frozenset(f for f, mask in merged.items() if state.get(f) != mask)
+        changed = frozenset(f for f in alternative if state.get(f) != merged[f])
         return self._search(merged, goals, committed, changed)
 
     def witness(self, state: Conj) -> dict[str, Any]:
