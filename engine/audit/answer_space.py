@@ -332,7 +332,8 @@ class AnswerSpace:
             kept.append(goal)
         best = kept[best_index][1] if best_index >= 0 else None
         if best is not None and len(best) == 1:
-            return self._narrow(state, best[0], kept[:best_index] + kept[best_index + 1 :], committed)
+            merged, changed = self._narrowed(state, best[0])
+            return self._search(merged, kept[:best_index] + kept[best_index + 1 :], committed, changed)
         derived_facts = self.rulebook.derived_facts
         for fact, mask in state.items():
             if fact not in derived_facts or fact in committed or mask == self.full(fact):
@@ -355,18 +356,22 @@ class AnswerSpace:
         if best is not None:
             rest = kept[:best_index] + kept[best_index + 1 :]
             for option in best:
-                found = self._narrow(state, option, rest, committed)
+                merged, changed = self._narrowed(state, option)
+                found = self._search(merged, rest, committed, changed)
                 if found is not None:
                     return found
             return None
         return state
 
-    def _narrow(self, state: Conj, alternative: Conj, goals: list[_Goal], committed: frozenset[str]) -> Conj | None:
-        """Search on from the state narrowed by one alternative of a goal (compatible with it)."""
+    def _narrowed(self, state: Conj, alternative: Conj) -> tuple[Conj, frozenset[str]]:
+        """The state narrowed by one alternative of a goal (compatible with it), and the facts it narrowed.
+
+        (It returns, rather than searching on, so that a level of the search is two calls deep: the
+        search recurses once per goal taken, and long chains of derived facts are deep.)
+        """
         merged = self.merge(state, alternative)
         assert merged is not None
-        changed = frozenset(f for f in alternative if state.get(f) != merged[f])
-        return self._search(merged, goals, committed, changed)
+        return merged, frozenset(f for f in alternative if state.get(f) != merged[f])
 
     def witness(self, state: Conj) -> dict[str, Any]:
         """Answers (as an answers file would hold them) meeting the constraints; others left unknown."""
