@@ -2,9 +2,9 @@
 
 The adapter registers each ruleset on its own isolated `durable.engine.Host` and drives the
 native handle that Host made (see engine/inference.py); these tests
-hold it to what was measured about durable_rules: sessions must be deleted (at most 1,024 may
-live), deleting a session in which no action ran crashes the process, an action's error
-must surface, and an engine belongs to one thread.
+hold it to what was measured about durable_rules: one session serves every patient as a fresh
+one would (at most 1,024 may live), deleting a session in which no action ran crashes the
+process, an action's error must surface, and an engine belongs to one thread.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 import pytest
-from conftest import answers_strategy
+from conftest import ROOT, answers_strategy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -66,6 +66,23 @@ def test_more_patients_than_durable_keeps_sessions_for(aid: DecisionAid) -> None
     first = engine.run(fact)
     for _ in range(SESSION_LIMIT + 100):
         assert engine.run(fact) == first
+
+
+def test_one_session_serves_every_patient_as_a_fresh_session_would(aid: DecisionAid) -> None:
+    """After every example patient has been through the aid's engines (one session each, which other tests
+    use too), a patient fires there what it fires in a fresh engine's first session, on one profile's ruleset
+    and on the joint one; between patients the session is empty."""
+    patients = [aid.patient(aid.read_answers(path)) for path in sorted((ROOT / "examples").glob("*.yaml"))]
+    single, joint = aid.engine(aid.rulebook.default_profile), aid.joint_engine()
+    assert isinstance(single, DurableEngine) and isinstance(joint, DurableEngine)
+    for one in patients:
+        single.run_patient(one), joint.run_profiles(one)
+    # a fresh engine costs a rule network's registration: one for each ruleset
+    assert single.run_patient(patients[0]) == DurableEngine(
+        aid.compiled(aid.rulebook.default_profile), aid.questionnaire
+    ).run_patient(patients[0])
+    assert joint.run_profiles(patients[1]) == DurableEngine(aid.joint(), aid.questionnaire).run_profiles(patients[1])
+    assert single.held_facts() == joint.held_facts() == []
 
 
 def test_a_patient_for_whom_no_rule_fires_does_not_crash_the_engine(aid: DecisionAid) -> None:
