@@ -47,6 +47,10 @@ def _compared(name: str, symbol: str, operand: Any) -> str:
     if kind is None:
         raise EngineError(f"the Python engine cannot compare with {operand!r} (the compiler wrote something new)")
     value = f"f.get({name!r})"
+    if symbol == "==" and type(operand) is str:
+        return f"{value} == {operand!r}"  # only a string equals a string (the facts are read from JSON)
+    if symbol == "==" and type(operand) is bool:
+        return f"{value} is {operand!r}"
     return f"({kind.format(v=value)} and {value} {symbol} {operand!r})"
 
 
