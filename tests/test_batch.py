@@ -58,6 +58,7 @@ def patients(aid: DecisionAid) -> list[dict[str, Any]]:
     return list(generate(aid, 2000, seed=8))
 
 
+@pytest.mark.slow  # the longest end-to-end walks run with the slow tests (CI runs them every time)
 def test_two_workers_write_exactly_what_one_process_writes(
     aid: DecisionAid, patients: list[dict[str, Any]], tmp_path: Path
 ) -> None:

@@ -449,6 +449,7 @@ def defined_question_ids() -> list[str]:
     return ids
 
 
+@pytest.mark.slow  # the longest end-to-end walks run with the slow tests (CI runs them every time)
 def test_every_question_is_asked_when_every_skip_condition_opens(aid: DecisionAid, tmp_path: Path) -> None:
     """Two walks open every skip condition between them: some questions exclude each other (the weeks or
     the months of the pain; the baclofen test judged by tone for spasticity, other trials by relief). Not

@@ -166,6 +166,7 @@ def new_visit(page: Any, server: str) -> tuple[str, str]:
     return vid.group(1), link
 
 
+@pytest.mark.slow  # the longest end-to-end walks run with the slow tests (CI runs them every time)
 def test_the_patient_fills_in_the_whole_form_on_a_phone_by_keyboard_alone(
     aid: DecisionAid, server: str, browser: Any
 ) -> None:
@@ -205,6 +206,7 @@ def test_the_patient_fills_in_the_whole_form_on_a_phone_by_keyboard_alone(
     assert desk.locator("#record").inner_text().startswith("This evaluation is stored as record number")
 
 
+@pytest.mark.slow  # the longest end-to-end walks run with the slow tests (CI runs them every time)
 def test_the_clinician_reviews_edits_after_the_results_takes_the_sure_test_and_downloads_the_pdf(
     aid: DecisionAid, server: str, browser: Any, tmp_path: Path
 ) -> None:
