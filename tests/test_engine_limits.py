@@ -169,13 +169,21 @@ def test_verify_reports_a_chain_the_engine_cannot_register_as_an_error(
     assert "error 108" in failures[0].message and "200 deep" in failures[0].message and "CHN-END" in failures[0].message
 
 
+def four_times_without_the_layout(
+    aid: DecisionAid, data: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, Path]:
+    """Four times the option rules, compiled without the alpha-network layout (as before it): the stack overflows."""
+    monkeypatch.setattr(compiler, "SPREAD_FROM", 10**9)
+    rules, _ = data
+    multiply_option_rules(aid, rules, copies=3)
+    return data
+
+
 def test_the_engine_check_finds_the_alpha_stack_limit_on_the_examples_naming_the_rules(
     aid: DecisionAid, data: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The engine check alone (what `rules verify` runs last; the whole command: the slow test below)."""
-    monkeypatch.setattr(compiler, "SPREAD_FROM", 10**9)
-    rules, knowledge = data
-    multiply_option_rules(aid, rules, copies=3)
+    rules, knowledge = four_times_without_the_layout(aid, data, monkeypatch)
     big = DecisionAid.load(rules, knowledge)
     examples = [big.unwrap_answers(yaml.safe_load(p.read_text()), p.name) for p in EXAMPLES]
     sets = [*examples, *dense(examples, big.questionnaire)]
@@ -191,9 +199,7 @@ def test_verify_reports_the_alpha_stack_limit_naming_the_rules(
     aid: DecisionAid, data: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without the compiler's layout (as before it), four times the option rules overflow the stack."""
-    monkeypatch.setattr(compiler, "SPREAD_FROM", 10**9)
-    rules, knowledge = data
-    multiply_option_rules(aid, rules, copies=3)
+    rules, knowledge = four_times_without_the_layout(aid, data, monkeypatch)
     report = verify(rules, knowledge, REVIEWED, profile="consensus")
     failures = [f for f in report.findings if f.name == "engine-failure"]
     assert failures, [f.name for f in report.findings if f.severity == "error"]

@@ -411,9 +411,8 @@ class ProfileAudit:
     ):
         self.profile = profile
         self.shared = shared or SharedChecks()
-        self.reused: dict[
-            str, tuple[int, int]
-        ] = {}  # profile -> checks this profile took from it, and their evaluations
+        # profile -> how many checks this profile took from it, and their evaluations
+        self.reused: dict[str, tuple[int, int]] = {}
         self._evaluated: list[dict[str, Any]] = []  # every answer set `run` evaluated, in order
         self._signatures: dict[str, tuple[Any, ...]] = {}
         self._sampled = 0
@@ -480,15 +479,16 @@ class ProfileAudit:
         signature of the rule deriving each derived fact it reads (None where no rule derives it)."""
         if rule.id not in self._signatures:
             atoms = rule.when.atoms()
-            params = sorted({(a.param, self.space.params[a.param]) for a in atoms if a.param is not None})
-            derived = sorted(
-                {a.fact for a in atoms if a.fact is not None and self.space.is_derived(a.fact)},
-            )
+            derived = sorted({a.fact for a in atoms if a.fact is not None and self.space.is_derived(a.fact)})
             reads = tuple(
                 (f, self.signature(self.space.derived[f]) if f in self.space.derived else None) for f in derived
             )
-            self._signatures[rule.id] = (rule.id, tuple(params), reads)
+            self._signatures[rule.id] = (rule.id, self.parameter_values(atoms), reads)
         return self._signatures[rule.id]
+
+    def parameter_values(self, atoms: Iterable[Condition]) -> tuple[tuple[str, int | float], ...]:
+        """The parameters these atoms read, each with its value in this profile (in id order)."""
+        return tuple(sorted({(a.param, self.space.params[a.param]) for a in atoms if a.param is not None}))
 
     def once(self, key: Any, check: Callable[[], Any], keep: Callable[[AuditFinding], bool] | None = None) -> Any:
         """`check()`, or its outcome in an earlier profile where it read the same rules (`key`, see SharedChecks).
@@ -708,12 +708,12 @@ class ProfileAudit:
             for r in self.space.rules
             if concerned & set(r.then.procedures) or (inv.urgent and r.then.urgent_assessment)
         ]
-        params = sorted({(a.param, self.space.params[a.param]) for c in inv.conditions() for a in c.atoms() if a.param})
-        key = ("invariant", id(inv), self.rules_key(reads), tuple(params))
+        params = self.parameter_values(a for c in inv.conditions() for a in c.atoms())
+        key = ("invariant", id(inv), self.rules_key(reads), params)
         was_broken = inv.statement in self.broken
 
         def check() -> tuple[tuple[int, int, tuple[list[str], list[int], int, int]], bool]:
-            return self._check_invariant(inv), inv.statement in self.broken
+            return self._check_invariant(inv, params), inv.statement in self.broken
 
         counted, broken = self.once(key, check, keep=lambda f: not (was_broken and f.name == inv.name))
         if broken:
@@ -726,18 +726,17 @@ class ProfileAudit:
         self.distinct[key] = self.distinct.get(key, 0) + distinct
         self.enumerated_facts[key] = facts
 
-    def _check_invariant(self, inv: Invariant) -> tuple[int, int, tuple[list[str], list[int], int, int]]:
+    def _check_invariant(
+        self, inv: Invariant, params: tuple[tuple[str, int | float], ...]
+    ) -> tuple[int, int, tuple[list[str], list[int], int, int]]:
         """The symbolic search, one question per procedure, status and route (and urgency), then the enumeration.
 
         Each question reads only the status rules of its procedure (or the urgency rules), so it is
         asked once for the profiles in which those are the same; its answers must break the
-        invariant for that procedure (or urgency) itself.
+        invariant for that procedure (or urgency) itself. `params`: the parameters the premise reads.
         """
         space = self.space
         premise = [space.cases(c, wanted) for c, wanted in inv.premises]
-        params = tuple(
-            sorted({(a.param, space.params[a.param]) for c in inv.conditions() for a in c.atoms() if a.param})
-        )
         questions: list[tuple[str, Invariant, list[Rule], list[list[Conj]]]] = []
         for pid in inv.procedures:
             part = dataclasses.replace(inv, procedures=(pid,), urgent=False)
