@@ -14,9 +14,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import typer
+from engine import memory
 
-from engine.errors import PainSdmError
+memory.pause_for_start_up()  # until the decision aid is loaded: see engine/memory.py
+
+import typer  # noqa: E402
+
+from engine.errors import PainSdmError  # noqa: E402
 
 F = TypeVar("F", bound=Callable[..., Any])
 

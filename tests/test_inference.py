@@ -1,7 +1,7 @@
 """The durable_rules adapter: the same firings as the independent evaluator, and safe to run for ever.
 
-The adapter registers each ruleset on its own isolated `durable.engine.Host` and drives the
-native handle that Host made (see engine/inference.py); these tests
+The adapter creates each ruleset in durable's native engine, as `durable.engine.Host` would, and
+drives its native handle (see engine/evaluation/inference.py); these tests
 hold it to what was measured about durable_rules: one session serves every patient as a fresh
 one would (at most 1,024 may live), deleting a session in which no action ran crashes the
 process, an action's error must surface, and an engine belongs to one thread.
@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 import pytest
+import yaml
 from conftest import ROOT, answers_strategy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -128,16 +129,15 @@ def test_an_engine_refuses_a_second_thread(aid: DecisionAid) -> None:
     assert len(errors) == 1 and "second thread" in str(errors[0])
 
 
-def test_each_engine_has_its_own_host_and_starts_no_timer_thread(aid: DecisionAid) -> None:
-    import durable.engine
-
+def test_each_engine_has_its_own_native_ruleset_and_starts_no_timer_thread(aid: DecisionAid) -> None:
     threads = threading.active_count()
     first = DurableEngine(aid.compiled("consensus"), aid.questionnaire)
     second = DurableEngine(aid.compiled("consensus"), aid.questionnaire)
-    assert isinstance(first._host, durable.engine.Host)
-    assert first._host is not second._host, "a Host per engine: ruleset names never clash"
+    assert first._handle != second._handle, "a native ruleset per engine, though both have the same name"
+    answers = aid.unwrap_answers(yaml.safe_load((ROOT / "examples" / "sciatica.yaml").read_text()), "sciatica")
+    assert first.run(patient(aid, answers)) == second.run(patient(aid, answers)) != []
     assert first.run(patient(aid, {})) == second.run(patient(aid, {}))
-    assert threading.active_count() == threads, "the Host's polling timers are never started"
+    assert threading.active_count() == threads, "no polling timer thread is ever started"
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

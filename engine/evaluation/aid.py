@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from engine import memory
 from engine.errors import AnswersError, Problem
 from engine.evaluation.compiler import CompiledRuleset, compile_joint, compile_rulebook, profile_parameters
 from engine.evaluation.engines import PerThread, RuleEngine, chosen_engine, engine_label, make_engine
@@ -76,13 +77,18 @@ class DecisionAid:
 
         `engine` is auto, durable_rules or python (default: `PAIN_SDM_ENGINE`, else auto).
         """
-        kdir = data_dir("knowledge", knowledge_dir)
-        rdir = data_dir("rules", rules_dir)
-        with parse_cache.using(content_hash({"rules": rdir, "knowledge": kdir})):
-            knowledge = load_knowledge(kdir)
-            questionnaire = load_questionnaire(kdir / "questionnaire.yaml", knowledge.conditions, knowledge.treatments)
-            rulebook = load_rulebook(rdir, knowledge, questionnaire, kdir)
-            values = load_values(kdir / "values.yaml", questionnaire)
+        try:
+            kdir = data_dir("knowledge", knowledge_dir)
+            rdir = data_dir("rules", rules_dir)
+            with memory.building(), parse_cache.using(content_hash({"rules": rdir, "knowledge": kdir})):
+                knowledge = load_knowledge(kdir)
+                questionnaire = load_questionnaire(
+                    kdir / "questionnaire.yaml", knowledge.conditions, knowledge.treatments
+                )
+                rulebook = load_rulebook(rdir, knowledge, questionnaire, kdir)
+                values = load_values(kdir / "values.yaml", questionnaire)
+        finally:
+            memory.start_up_done()
         return cls(knowledge, questionnaire, rulebook, values, engine)
 
     @property
@@ -138,7 +144,8 @@ class DecisionAid:
         if profile not in self._compiled:
             with self._lock:
                 if profile not in self._compiled:
-                    self._compiled[profile] = compile_rulebook(self.rulebook, profile, self.questionnaire)
+                    with memory.building():
+                        self._compiled[profile] = compile_rulebook(self.rulebook, profile, self.questionnaire)
         return self._compiled[profile]
 
     def joint(self) -> CompiledRuleset:
@@ -146,7 +153,8 @@ class DecisionAid:
         if self._joint is None:
             with self._lock:
                 if self._joint is None:
-                    self._joint = compile_joint(self.rulebook, self.questionnaire)
+                    with memory.building():
+                        self._joint = compile_joint(self.rulebook, self.questionnaire)
         return self._joint
 
     def joint_engine(self) -> RuleEngine:

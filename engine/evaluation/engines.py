@@ -70,8 +70,7 @@ CHOICES = ("auto", DURABLE, PYTHON)
 def durable_version() -> str | None:
     """durable_rules' version if it loads on this Python, else None (2.0.28 cannot load on 3.13 or later)."""
     try:
-        import durable.engine  # noqa: F401
-        import durable_rules_engine  # noqa: F401
+        import durable_rules_engine  # noqa: F401  (the native engine the adapter drives)
     except ImportError:
         return None
     try:
@@ -107,10 +106,13 @@ def engine_label(choice: str) -> str:
 
 
 def make_engine(choice: str, compiled: CompiledRuleset, questionnaire: Questionnaire) -> RuleEngine:
-    if choice == DURABLE:
-        from engine.evaluation.inference import DurableEngine
+    from engine import memory
 
-        return DurableEngine(compiled, questionnaire)
-    from engine.evaluation.python_engine import PythonEngine
+    with memory.building():
+        if choice == DURABLE:
+            from engine.evaluation.inference import DurableEngine
 
-    return PythonEngine(compiled, questionnaire)
+            return DurableEngine(compiled, questionnaire)
+        from engine.evaluation.python_engine import PythonEngine
+
+        return PythonEngine(compiled, questionnaire)

@@ -1,9 +1,9 @@
 """The one adapter around durable_rules. Nothing else in pain-sdm imports durable.
 
 It follows what was measured about durable_rules (see the project notes):
-- each compiled rulebook and profile is registered on its own isolated `durable.engine.Host`
-  (a subclass whose polling timer threads never start: nothing here uses timers), and its
-  ruleset is then driven through the native handle that Host created;
+- each compiled rulebook and profile is created as a ruleset of its own in durable's native engine,
+  as `durable.engine.Host` would register it, and driven through its native handle (no Host:
+  a Host's polling timer threads gave wrong outputs, and nothing here uses its action loop);
 - strictly one live session per engine: each patient's facts are asserted into it and retracted
   right after, and a session an evaluation failed in is deleted (the next patient starts another);
 - every fact kind is accepted by a rule, so no fact is ever "not handled";
@@ -165,30 +165,21 @@ class PatientEncoder:
         return Patient(",".join(parts), read)
 
 
-def _host_ruleset(name: str, definition: dict[str, Any]) -> tuple[Any, Any, Any]:
-    """Register `definition` on a new isolated Host; return the Host, durable's native module and the handle.
+def _native_ruleset(name: str, definition: dict[str, Any]) -> tuple[Any, Any]:
+    """Create `definition` as a ruleset of durable's native engine; return the native module and the handle.
 
-    Every rule names an action by its rule name; the Host resolves it (it is never called: the
-    adapter dispatches actions itself), so no rule is left without one.
+    This is what `durable.engine.Host.register_rulesets` does for each ruleset (`Ruleset.__init__`
+    calls `create_ruleset` with the definition's JSON text), without what this adapter does not
+    use: a Host's two polling timer threads (measured: they cause wrong outputs), its directory of
+    names (each handle is its own ruleset: names never clash) and its action table (the adapter
+    dispatches actions itself). The JSON text is written once, here.
     """
-    import durable.engine
     import durable_rules_engine
 
-    class QuietHost(durable.engine.Host):  # type: ignore[misc]
-        """A Host whose two polling timer threads never start (measured: they cause wrong outputs)."""
-
-        def _run(self) -> None:
-            return None
-
-        def get_action(self, action_name: str) -> Any:
-            return lambda c: None
-
     text = json.dumps(definition, ensure_ascii=False)
-    if text != to_json(definition):
+    if ("e-" in text or "e+" in text) and _BARE_EXPONENT.search(text):
         raise EngineError("a rule threshold is too small for the rule engine to read (write it without an exponent)")
-    host = QuietHost()
-    host.register_rulesets({name: {rule: {**body, "run": rule} for rule, body in definition.items()}})
-    return host, durable_rules_engine, host.get_ruleset(name)._handle
+    return durable_rules_engine, durable_rules_engine.create_ruleset(name, text)
 
 
 class _Run:
@@ -218,7 +209,7 @@ class DurableEngine:
         self._sid: str | None = None
         """The live session's id; None until the first patient, and after an evaluation failed in it."""
         self._run: _Run | None = None
-        definition = json.loads(json.dumps(compiled.definition))  # a deep copy (register_rulesets mutates it)
+        definition = dict(compiled.definition)  # the compiled rules are only read: the added ones go in a copy
         last = compiled.last_priority
         definition[ACCEPT_ANY] = {"all": [{"f": {"$ex": {"t": 1}}}, {"never": {"t": NEVER}}], "pri": last}
         definition[PATIENT_SEEN] = {"all": [{"p": {"t": PATIENT}}], "pri": last}
@@ -230,7 +221,7 @@ class DurableEngine:
             definition[mark.name] = {"all": [{"p": {"t": PATIENT}}], "pri": mark.priority}
             self._actions[mark.name] = self._mark_action(mark)
         try:
-            self._host, self._native, self._handle = _host_ruleset(compiled.name, definition)
+            self._native, self._handle = _native_ruleset(compiled.name, definition)
         except EngineError:
             raise
         except Exception as exc:
