@@ -5,13 +5,26 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, answers_strategy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine.evaluation.aid import DecisionAid
-from engine.evaluation.result import OptionResult, Result, criteria_held, with_facts
+from engine.evaluation.compiler import profile_parameters
+from engine.evaluation.firing import Firing
+from engine.evaluation.result import (
+    FINDINGS_KEPT,
+    Finding,
+    OptionResult,
+    Result,
+    ResultBuilder,
+    criteria_held,
+    with_facts,
+)
 from engine.model.loading import _NoAliasLoader, parse_text
 
 HEAVY = (
@@ -94,3 +107,41 @@ def test_other_profiles_compared_at_the_level_of_firings_match_their_full_result
             full = aid.builder(profile).build(firings, aid.engine_name, patient.fact)
             expected = {o.procedure: (o.status, frozenset(f.rule_id for f in o.reasons)) for o in full.options}
             assert aid.builder(profile).outcomes(firings) == (expected, criteria_held(full.trace))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_findings_kept_for_reuse_give_the_result_a_fresh_builder_gives(aid: DecisionAid, data: st.DataObject) -> None:
+    """A builder keeps the findings it made (by rule and facts) and shares them with later patients: each result
+    is the one a builder that never saw another patient makes, to the JSON text."""
+    answers = aid.parse_answers(data.draw(answers_strategy(aid)))
+    profile = data.draw(st.sampled_from(sorted(aid.rulebook.profiles)))
+    patient = aid.patient(answers)
+    firings = aid.engine(profile).run_patient(patient)
+    warm = aid.builder(profile).build(firings, aid.engine_name, patient.fact)
+    fresh = ResultBuilder(aid.rulebook, aid.knowledge, profile, profile_parameters(aid.rulebook, profile))
+    cold = fresh.build(firings, aid.engine_name, patient.fact)
+    assert warm == cold and warm.to_json_text() == cold.to_json_text()
+    assert [f.model_fields_set for f in warm.trace] == [f.model_fields_set for f in cold.trace]
+
+
+def test_a_kept_finding_is_shared_only_for_the_same_facts_of_the_same_types(aid: DecisionAid) -> None:
+    """2 and 2.0 (and True and 1) are equal as keys but are different facts; a value that cannot be a key
+    is made each time."""
+    rule = next(r for r in aid.rulebook.rules if r.then.kind == "status")
+    builder = ResultBuilder(aid.rulebook, aid.knowledge, "consensus", profile_parameters(aid.rulebook, "consensus"))
+
+    def finding_of(facts: dict[str, Any]) -> Finding:
+        ((_, found),) = builder._placed([Firing(rule.id, True, 0, facts)], True)
+        return found
+
+    two, two_again, two_float = finding_of({"x": 2}), finding_of({"x": 2}), finding_of({"x": 2.0})
+    assert two is two_again, "the same facts: one shared record"
+    assert two is not two_float and type(two_float.facts["x"]) is float
+    assert finding_of({"x": True}).facts == {"x": True} and finding_of({"x": 1}) is not finding_of({"x": True})
+    assert finding_of({"x": ["a", "b"]}) is finding_of({"x": ["a", "b"]}) is not finding_of({"x": ["b", "a"]})
+    odd = {"x": {"nested": 1}}
+    assert finding_of(odd) is not finding_of(odd) and finding_of(odd).facts == odd
+    for _ in range(FINDINGS_KEPT + 1):  # past the limit it starts again: kept findings stay bounded
+        finding_of({"x": _})
+    assert len(builder._findings) <= FINDINGS_KEPT

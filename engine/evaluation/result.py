@@ -216,7 +216,16 @@ class Role:
     steps: tuple[Step, ...]
     criteria: frozenset[str]
     """The criteria it encodes, if it held (see `criteria_held`)."""
+    sets_status_on: tuple[str, ...]
+    """The procedures it sets a status on (its procedures, if it sets a status)."""
+    caution_on: tuple[str, ...]
+    declines: tuple[str, ...]
+    fields_set: frozenset[str]
+    """The fields set of a patient's finding: the template's and `facts`."""
 
+
+FINDINGS_KEPT = 20_000
+"""Findings with their facts kept for reuse by one builder (a few MiB at most; then it starts again)."""
 
 Placed = tuple[Role, Finding]
 """A finding of one patient with its rule's role."""
@@ -255,6 +264,8 @@ class ResultBuilder:
             {pid: p.value(name) for pid, p in rulebook.parameters.items()} for name in rulebook.profiles
         ]
         self._conditions: dict[str, tuple[tuple[str, ...], list[dict[str, int | float]]]] = {}
+        self._findings: dict[tuple[Any, ...], Finding] = {}
+        """Findings made for patients, by role and facts (see `_placed`)."""
 
     def disputes(self, procedures: set[str], cited: set[str], answer: Answer) -> list[str]:
         """The disputes that bear on this patient: about `procedures` and `cited` (`bears_on`), and not ruled
@@ -312,51 +323,95 @@ class ResultBuilder:
         rule = self._rules[rule_id]
         template = finding(rule, Firing(rule_id, holds), self.params, self.rulebook, self.knowledge)
         status = Status(template.status) if template.status is not None else None
+        procedures = tuple(dict.fromkeys(template.procedures))  # a procedure named twice is one reason, not two
         role = Role(
             template,
             self._order[rule_id],
-            tuple(dict.fromkeys(template.procedures)),  # a procedure named twice is one reason, not two
+            procedures,
             status,
             status.rank if status is not None else -1,
             template.kind,
             template.urgent_assessment,
             tuple(template.steps),
             frozenset(template.criteria) if template.holds else frozenset(),
+            procedures if status is not None else (),
+            procedures if template.kind == "caution" else (),
+            procedures if template.kind == "declined" else (),
+            frozenset(template.__pydantic_fields_set__ | _FACTS),
         )
         self._roles[holds][rule_id] = role
         return role
 
     def _placed(self, firings: list[Firing], with_patient_facts: bool) -> list[Placed]:
-        """Each firing's role with its finding (the template alone when the facts are not wanted), in firing order."""
-        roles, role = self._roles, self._role
+        """Each firing's role with its finding (the template alone when the facts are not wanted), in firing order.
+
+        A rule's finding with the same facts is the same frozen record for every patient: the last
+        FINDINGS_KEPT of them are kept and shared, not made again (most rules read a few yes/no answers).
+        """
+        roles, role, kept = self._roles, self._role, self._findings
         out = []
         for firing in firings:
             r = roles[firing.holds].get(firing.rule_id) or role(firing.rule_id, firing.holds)
-            out.append((r, with_facts(r.template, dict(firing.facts)) if with_patient_facts else r.template))
+            if not with_patient_facts:
+                out.append((r, r.template))
+                continue
+            facts = firing.facts
+            # each value with its type: 2 and 2.0 (and True and 1) are equal keys, not the same facts
+            key = (id(r), *[(k, type(v), tuple(v) if type(v) is list else v) for k, v in facts.items()])
+            keep = True
+            try:
+                found = kept.get(key)
+            except TypeError:  # a value that cannot be a key (none of today's answers): made, not kept
+                found, keep = None, False
+            if found is None:
+                fields = r.template.__dict__.copy()
+                fields["facts"] = dict(facts)
+                found = made(Finding, fields, set(r.fields_set))
+                if keep:
+                    if len(kept) >= FINDINGS_KEPT:
+                        kept.clear()
+                    kept[key] = found
+            out.append((r, found))
         return out
 
     def _resolve(self, placed: list[Placed], answer: Answer) -> Resolution:
         """One status per procedure (the most restrictive wins), with the findings behind each."""
         in_order = sorted(placed, key=_by_order)
-        setting: dict[str, list[Placed]] = {pid: [] for pid in PROCEDURE_IDS}
-        cautions: dict[str, list[Finding]] = {pid: [] for pid in PROCEDURE_IDS}
+        setting: dict[str, list[Placed]] = {}
+        cautions: dict[str, list[Finding]] = {}
         declined: dict[str, Finding] = {}
+        urgent: list[Finding] = []
+        derived: list[Finding] = []
+        cited: set[str] = set()
         for pair in in_order:
             r, f = pair
-            for pid in r.procedures:
-                if r.status is not None:
+            for pid in r.sets_status_on:
+                if pid in setting:
                     setting[pid].append(pair)
-                if r.kind == "caution":
+                else:
+                    setting[pid] = [pair]
+            for pid in r.caution_on:
+                if pid in cautions:
                     cautions[pid].append(f)
-                elif r.kind == "declined" and pid not in declined:
-                    declined[pid] = f
+                else:
+                    cautions[pid] = [f]
+            for pid in r.declines:
+                declined.setdefault(pid, f)
+            if r.urgent:
+                urgent.append(f)
+            if r.kind == "derived":
+                derived.append(f)
+            if r.criteria:
+                cited |= r.criteria
         options = []
-        for pid, mine in setting.items():
-            status = status_model.resolve([r.status for r, _ in mine if r.status is not None]) if mine else None
+        open_procedures = set()
+        for pid in PROCEDURE_IDS:
+            mine = setting.get(pid)
             steps: dict[str, Step] = {}
-            if status is None:
+            if mine is None:
                 status, reasons = FALLBACK_STATUS, [self._fallback(pid)]
             else:  # the reasons for the status it comes to first, then the others, most restrictive first
+                status = status_model.resolve([r.status for r, _ in mine if r.status is not None]) or FALLBACK_STATUS
                 chosen = status
                 ranked = sorted(mine, key=lambda pair: (pair[0].status != chosen, -pair[0].rank)) if mine[1:] else mine
                 reasons = [f for _, f in ranked]
@@ -364,12 +419,12 @@ class ResultBuilder:
                     for r, _ in ranked:  # a deferred option shows what settles the safety issue, not later steps
                         for step in r.steps if r.status == status else ():
                             steps.setdefault(step.id, step)
-            options.append(ResolvedOption(pid, status, reasons, cautions[pid], list(steps.values()), declined.get(pid)))
-        urgent = [f for r, f in in_order if r.urgent]
-        open_procedures = {o.procedure for o in options if o.status.is_open}
-        cited: set[str] = set().union(*(r.criteria for r, _ in in_order))
+            if status.is_open:
+                open_procedures.add(pid)
+            options.append(
+                ResolvedOption(pid, status, reasons, cautions.get(pid, []), list(steps.values()), declined.get(pid))
+            )
         disagreements = self.disputes(open_procedures, cited, answer)
-        derived = [f for r, f in in_order if r.kind == "derived"]
         return Resolution([f for _, f in placed], options, urgent, derived, disagreements)
 
     def build(self, firings: list[Firing], engine: str, answer: Answer) -> Result:
