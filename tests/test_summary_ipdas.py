@@ -171,11 +171,17 @@ def test_icon_arrays_draw_100_people_with_the_affected_ones_filled(printed: dict
         ]
         assert len(arrays) == len(expected), name
         for (label, body), f in zip(arrays, expected, strict=True):
-            circles = re.findall(r"<circle [^>]*>", body)
-            assert len(circles) == 100 and label.startswith(f"{f.count} of 100"), (name, label)
-            filled = sum('fill="#111"' in c for c in circles)
+            # one path of circles per group: the affected people filled black, the others open and grey
+            groups = re.findall(r'<path fill="(#\w+)" stroke="(#\w+)" stroke-width="0.9" d="([^"]*)"/>', body)
+            people = {(fill, stroke): len(re.findall(r"M[^M]+z", d)) for fill, stroke, d in groups}
+            assert len(groups) == len(people) and set(people) <= {("#111", "#111"), ("#fff", "#555")}, (name, groups)
+            assert sum(people.values()) == 100 and label.startswith(f"{f.count} of 100"), (name, label)
+            filled = people.get(("#111", "#111"), 0)
             assert filled == f.count, f"{name}: {label}: {filled} filled"
-            assert all('fill="#fff"' in c and 'stroke="#555"' in c for c in circles if 'fill="#111"' not in c)
+            # each circle starts at its right, 3.9 from its centre: one in each cell of the 10 x 10 grid
+            starts = re.findall(r"M([\d.]+) (\d+)c", "".join(d for _, _, d in groups))
+            centres = sorted((round(float(x) - 3.9), int(y)) for x, y in starts)
+            assert centres == sorted((10 * (i % 10) + 5, 10 * (i // 10) + 5) for i in range(100)), name
             assert f"{f.filled} " in p.md, f"{name}: the Markdown says {f.filled!r}"
             drawn += 1
     assert drawn >= 6

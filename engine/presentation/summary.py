@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import math
 import re
 from collections.abc import Iterable
@@ -88,6 +89,29 @@ OPTION_GRID_COLUMNS = 4
 """At most this many options as columns of the page-1 Option Grid (conservative care always one of them)."""
 DENOMINATOR = 100
 """Every figure is given as so many people in this many: one denominator throughout, so options compare."""
+ICON_RADIUS = 3.9
+"""An icon array is 10 rows of 10 people, each a circle of this radius centred in a cell 10 units square."""
+_QUARTER = 4 / 3 * (2**0.5 - 1)
+"""A cubic Bézier curve through a quarter circle has its control points this fraction of the radius out."""
+
+
+@functools.cache
+def person_path(index: int) -> str:
+    """The SVG path data of person `index` (0 to 99, row by row) of an icon array: one circle.
+
+    The circle is drawn as four Bézier quarters, starting at its right. All the affected people
+    are then one path and the others another: the array is two SVG elements, not a hundred
+    circles, which WeasyPrint reads and draws several times faster (the same picture).
+    """
+    r, k = ICON_RADIUS, round(ICON_RADIUS * _QUARTER, 3)
+    right = 10 * (index % 10) + 5 + r
+    middle = 10 * (index // 10) + 5
+    return (
+        f"M{right:g} {middle}c0 {k:g} {k - r:g} {r:g} {-r:g} {r:g}s{-r:g} {k - r:g} {-r:g} {-r:g}"
+        f"s{r - k:g} {-r:g} {r:g} {-r:g}s{r:g} {r - k:g} {r:g} {r:g}z"
+    )
+
+
 FREQUENCY_KEY = (
     "How often, in words: "
     + "; ".join(
@@ -149,6 +173,16 @@ class FigureView:
     def filled(self) -> str:
         """The icon array's caption and its Markdown form: '48 of 100'."""
         return f"{self.count} of {DENOMINATOR}"
+
+    @property
+    def affected_people(self) -> str:
+        """The icon array's filled circles (its first `count` people) as one SVG path."""
+        return "".join(person_path(i) for i in range(self.count))
+
+    @property
+    def other_people(self) -> str:
+        """The icon array's open circles (the people after the first `count`) as one SVG path."""
+        return "".join(person_path(i) for i in range(self.count, DENOMINATOR))
 
     @property
     def sentence(self) -> str:
