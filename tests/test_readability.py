@@ -165,3 +165,38 @@ def test_a_syllable_table_of_every_dictionary_word_reads_back_whole(tmp_path: Pa
     path = tmp_path / "syllables.json"
     readability._write_table(path, "dictionary-1", table)
     assert readability._read_table(path, "dictionary-1") == table
+
+
+def test_words_the_dictionary_lacks_are_hyphenated_where_pyphen_hyphenates_them() -> None:
+    """Syllables of a word missing from the CMU dictionary: Pyphen's points plus one, found here over the kept
+    patterns (Pyphen's own parse of its file, Liang's algorithm), on every fifth dictionary word and the words a
+    summary has that the dictionary lacks (numbers, abbreviations, drug names)."""
+    import pyphen  # type: ignore[import-untyped]
+
+    hyphenator = pyphen.Pyphen(lang=readability.HYPHENATION_LANGUAGE)
+    assert readability.parse_patterns(readability._pattern_file()) == {
+        letters: (start, tuple(int(v) for v in values)) for letters, (start, values) in hyphenator.hd.patterns.items()
+    }
+    lacking = ["100", "2025", "asra", "bmj", "cbt", "epidurals", "opioids", "sciatica", "don't", "a", "ab", "x1y2"]
+    words = [*list(readability._syllable_table())[::5], *lacking]
+    assert [readability.hyphenation_points(w) for w in words] == [hyphenator.positions(w) for w in words]
+    assert readability.hyphenation_points("sciatica") and readability.syllables("sciatica") == 4
+    assert readability.syllables("100") == 1
+
+
+def test_the_pattern_file_read_without_importing_pyphen_is_the_one_pyphen_reads() -> None:
+    import pyphen
+
+    path = pyphen.LANGUAGES[pyphen.language_fallback(readability.HYPHENATION_LANGUAGE)]
+    assert readability._pattern_file() == path.read_bytes()
+
+
+def test_the_kept_hyphenation_patterns_are_read_back_only_when_they_match(tmp_path: Path) -> None:
+    path = tmp_path / "hyphenation.marshal"
+    patterns = {"ab": (1, (1,)), "tion": (0, (5, 0, 2))}
+    readability._write_patterns(path, "patterns-1", patterns)
+    assert readability._read_patterns(path, "patterns-1") == patterns
+    assert readability._read_patterns(path, "patterns-2") is None
+    path.write_bytes(path.read_bytes().replace(b"tion", b"sion"))
+    assert readability._read_patterns(path, "patterns-1") is None
+    assert readability._read_patterns(tmp_path / "missing.marshal", "patterns-1") is None
