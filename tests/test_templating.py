@@ -51,6 +51,14 @@ print(sorted({{m for m in maps if m.startswith("/") and m.rsplit("/", 1)[-1].sta
 """
 
 
+def fresh_python(code: str) -> str:
+    """What `code` prints, run in a new interpreter (where nothing is imported yet)."""
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True, timeout=120
+    )
+    return run.stdout
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
 def test_weasyprint_imported_without_searches_opens_the_same_libraries_as_a_plain_import() -> None:
@@ -61,19 +69,53 @@ def test_weasyprint_imported_without_searches_opens_the_same_libraries_as_a_plai
         "import_weasyprint()\n"
         "assert ctypes.util.find_library is original, 'find_library was left swapped'"
     )
-    opened = [
-        subprocess.run(
-            [sys.executable, "-c", LIBRARIES.format(imports=imports)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            check=True,
-            timeout=120,
-        ).stdout
-        for imports in (fast, "import weasyprint")
-    ]
+    opened = [fresh_python(LIBRARIES.format(imports=imports)) for imports in (fast, "import weasyprint")]
     assert opened[0] == opened[1]
     assert "libpango" in opened[0]
+
+
+DEFERRED = """
+import sys
+from engine.presentation import templating
+{setup}
+weasyprint = templating.import_weasyprint()
+import weasyprint.pdf.fonts as fonts
+deferred = sorted(templating.DEFERRED_IMPORTS)
+print(sorted(m for m in deferred if m in sys.modules))
+import fontTools.varLib.instancer as instancer
+if fonts.instantiateVariableFont is instancer.instantiateVariableFont:
+    print("the instancer's own function")
+else:
+    instancer.instantiateVariableFont = lambda font, axes, static: ("instanced", font, axes, static)
+    print(fonts.instantiateVariableFont("font", {{"wght": 700}}, static=True))
+import fontTools.subset
+print(fonts.subset.Options is fontTools.subset.Options and fonts.subset.Subsetter is fontTools.subset.Subsetter)
+"""
+
+
+def deferred_run(setup: str = "") -> list[str]:
+    return fresh_python(DEFERRED.format(setup=setup)).splitlines()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the deferred import is Linux's")
+def test_the_font_modules_a_summary_does_not_use_are_imported_only_when_weasyprint_uses_them() -> None:
+    """fontTools' subsetter and instancer are not imported with WeasyPrint; what WeasyPrint took from them
+    reaches the real modules once used (the instancer's function called through, the subsetter's classes)."""
+    not_imported, called, same_classes = deferred_run()
+    assert not_imported == "[]"
+    assert called == "('instanced', 'font', {'wght': 700}, True)"
+    assert same_classes == "True"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the deferred import is Linux's")
+def test_weasyprint_is_imported_the_ordinary_way_when_it_takes_a_name_a_stand_in_lacks() -> None:
+    """A WeasyPrint that imports another name from a deferred module still imports (the ordinary way)."""
+    lacking = 'templating.DEFERRED_IMPORTS["fontTools.varLib.instancer"] = ()'
+    imported, function, same_classes = deferred_run(lacking)
+    assert imported == str(sorted(["fontTools.subset", "fontTools.varLib.instancer"]))
+    assert function == "the instancer's own function"
+    assert same_classes == "True"
 
 
 def environment_with_cache(folder: Path, templates: Path) -> jinja2.Environment:

@@ -194,22 +194,76 @@ def _libraries_from_loader_cache() -> Iterator[None]:
         ctypes.util.find_library = original
 
 
+DEFERRED_IMPORTS: dict[str, tuple[str, ...]] = {
+    "fontTools.subset": (),
+    "fontTools.varLib.instancer": ("instantiateVariableFont",),
+}
+"""Modules WeasyPrint imports for fonts a summary never has, and the names it takes from each.
+
+fontTools' subsetter serves only when HarfBuzz cannot subset a font, its instancer only a
+variable font; importing them (and fontTools.varLib under them) was about 60 ms of a PDF
+summary. They are imported when first used instead.
+"""
+
+
+class DeferredModule(ModuleType):
+    """Stands for a module in what WeasyPrint imports: the module itself is imported when first read from."""
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("__") or sys.modules.get(self.__name__) is self:
+            raise AttributeError(name)  # introspection, or a read while it still stands in sys.modules
+        return getattr(importlib.import_module(self.__name__), name)
+
+
+def _deferred_function(module: str, name: str) -> Callable[..., object]:
+    def call(*args: object, **kwargs: object) -> object:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"`{module}.{name}`, imported when first called."
+    return call
+
+
+@contextlib.contextmanager
+def _font_modules_deferred() -> Iterator[None]:
+    """Inside the block, the modules of `DEFERRED_IMPORTS` not yet imported are `DeferredModule`s in sys.modules.
+
+    They leave sys.modules with the block, so that any later import (their first use included)
+    imports the real modules.
+    """
+    stand_ins: dict[str, ModuleType] = {}
+    for module, names in DEFERRED_IMPORTS.items():
+        if module not in sys.modules:
+            stand_ins[module] = DeferredModule(module)
+            for name in names:
+                setattr(stand_ins[module], name, _deferred_function(module, name))
+    sys.modules.update(stand_ins)
+    try:
+        yield
+    finally:
+        for module, stand_in in stand_ins.items():
+            if sys.modules.get(module) is stand_in:
+                del sys.modules[module]
+
+
 _IMPORTING = threading.Lock()
 
 
 def import_weasyprint() -> ModuleType:
-    """`import weasyprint`, on Linux without the dozens of library searches cffi would run for it.
+    """`import weasyprint`, on Linux without the dozens of library searches cffi would run for it,
+    and without the font modules a summary does not use (`DEFERRED_IMPORTS`).
 
-    Should the libraries not open that way, the import is run again the ordinary way, so what
-    loads (or the error raised) is what a plain `import weasyprint` gives.
+    Should that import fail (the libraries do not open that way, or WeasyPrint takes other
+    names from those modules), it is run again the ordinary way, so what loads (or the error
+    raised) is what a plain `import weasyprint` gives.
     """
     if "weasyprint" in sys.modules or not sys.platform.startswith("linux"):
         return importlib.import_module("weasyprint")
-    with _IMPORTING:  # one thread at a time swaps find_library, and puts the original back
+    with _IMPORTING:  # one thread at a time swaps find_library and sys.modules entries, and puts them back
         try:
-            with _libraries_from_loader_cache():
+            with _libraries_from_loader_cache(), _font_modules_deferred():
                 return importlib.import_module("weasyprint")
-        except OSError:
+        except (OSError, ImportError):
             for name in [m for m in sys.modules if m == "weasyprint" or m.startswith("weasyprint.")]:
                 del sys.modules[name]
         return importlib.import_module("weasyprint")
