@@ -6,12 +6,10 @@ with their exit code (2 for bad input); nothing is written when input is bad.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import gc
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -91,30 +89,6 @@ def handles_errors(func: F) -> F:
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-_PROCESS_ENDS_AFTER_COMMAND = False
-"""Set by `main`, which ends the process (os._exit) as soon as its one command returns."""
-
-
-@contextlib.contextmanager
-def cycle_collection_paused() -> Iterator[None]:
-    """Inside the block, Python's cycle collector does not run; after it, it runs again as before.
-
-    A command that makes one document keeps nearly everything it builds until it is done: each
-    pass of the collector walks every object loaded so far and frees almost nothing. For a PDF
-    summary that was three full passes over some 140,000 objects, about a seventh of its CPU
-    time; its peak memory is the same without them. When the process ends right after the
-    command (`main`), the collector is left off: turned back on, its first pass would walk
-    everything the command made, to free what the exit frees anyway.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled and not _PROCESS_ENDS_AFTER_COMMAND:
-            gc.enable()
 
 
 def emit(text: str, output: Path | None, force: bool) -> None:
@@ -588,9 +562,10 @@ def summary(
 
     checked_text(patient_label, "patient label", MAX_LABEL)
     checked_text(clinician, "clinician's name", MAX_LABEL)
-    with cycle_collection_paused():
+    aid = load_aid(rules, knowledge)
+    with memory.building(until_exit=True):  # a summary keeps what it builds until it is written
         write_summary(
-            load_aid(rules, knowledge),
+            aid,
             source,
             fmt.value if fmt else None,
             output,
@@ -957,8 +932,7 @@ def main() -> None:
     import os
     import threading
 
-    global _PROCESS_ENDS_AFTER_COMMAND
-    _PROCESS_ENDS_AFTER_COMMAND = True
+    memory.exit_follows_command()
     try:
         app()
         code: Any = 0

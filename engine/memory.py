@@ -15,6 +15,7 @@ import gc
 from collections.abc import Iterator
 
 _paused_for_start_up = False
+_exit_follows_command = False
 
 
 def pause_for_start_up() -> None:
@@ -34,13 +35,26 @@ def start_up_done() -> None:
         gc.enable()
 
 
+def exit_follows_command() -> None:
+    """Note that the process ends as soon as its one command returns (the command line's `main` says so)."""
+    global _exit_follows_command
+    _exit_follows_command = True
+
+
 @contextlib.contextmanager
-def building() -> Iterator[None]:
-    """Pause cyclic collection inside the block (nested blocks keep it paused until the outermost ends)."""
+def building(until_exit: bool = False) -> Iterator[None]:
+    """Pause cyclic collection inside the block (nested blocks keep it paused until the outermost ends).
+
+    `until_exit`: a block that makes the rest of a command's work, all of it kept until the
+    command is done (a PDF summary: three full passes over some 140,000 objects, about 0.2 s of
+    CPU, freed nothing). When the process ends right after the command, the collector is left
+    paused: turned back on, its first pass would walk everything the command made, to free
+    what the exit frees anyway.
+    """
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        if was_enabled:
+        if was_enabled and not (until_exit and _exit_follows_command):
             gc.enable()

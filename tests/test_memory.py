@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import ROOT
 
 from engine import memory
@@ -76,3 +77,19 @@ def test_start_up_done_without_a_pause_changes_nothing() -> None:
     frozen = gc.get_freeze_count()
     memory.start_up_done()
     assert gc.isenabled() and gc.get_freeze_count() == frozen
+
+
+def test_a_block_until_exit_restores_collection_unless_the_process_ends_after_the_command(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert gc.isenabled()
+    with memory.building(until_exit=True):
+        assert not gc.isenabled()
+    assert gc.isenabled(), "in a process that goes on (a test, the web server), collection resumes"
+    monkeypatch.setattr(memory, "_exit_follows_command", True)
+    try:
+        with memory.building(until_exit=True):
+            assert not gc.isenabled()
+        assert not gc.isenabled(), "the command line's main ends the process next: collection stays paused"
+    finally:
+        gc.enable()
