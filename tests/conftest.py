@@ -134,3 +134,22 @@ def threshold_answers(aid: DecisionAid, rng: random.Random) -> dict[str, Any]:
     if id(aid) not in _TARGETS:
         _TARGETS[id(aid)] = rule_targets(aid.rulebook)
     return near_thresholds(aid.questionnaire, _TARGETS[id(aid)], rng)
+
+
+def copy_data(tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the shipped rules and knowledge folders, to change."""
+    rules, knowledge = tmp_path / "rules", tmp_path / "knowledge"
+    shutil.copytree(ROOT / "rules", rules)
+    shutil.copytree(ROOT / "knowledge", knowledge)
+    return rules, knowledge
+
+
+CHANGED_TITLE = "A changed title"
+
+
+def change_a_rule_title(rules: Path) -> None:
+    """Give the first rule of the first rule file that has one the title CHANGED_TITLE (another rulebook version)."""
+    path = next(p for p in sorted(rules.rglob("*.yaml")) if "title:" in p.read_text(encoding="utf-8"))
+    text = path.read_text(encoding="utf-8")
+    old_title = next(line for line in text.splitlines() if line.strip().startswith("title:"))
+    path.write_text(text.replace(old_title, old_title.split("title:")[0] + f"title: {CHANGED_TITLE}", 1), "utf-8")

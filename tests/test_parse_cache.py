@@ -8,20 +8,19 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import CHANGED_TITLE, ROOT, change_a_rule_title, copy_data, run_cli
 
 from engine.evaluation import compiler
 from engine.evaluation.aid import DecisionAid
-from engine.model import parse_cache
+from engine.model import parse_cache, snapshot
 
 EXAMPLE = ROOT / "examples" / "sciatica.yaml"
 
 
-def copy_data(tmp_path: Path) -> tuple[Path, Path]:
-    rules, knowledge = tmp_path / "rules", tmp_path / "knowledge"
-    shutil.copytree(ROOT / "rules", rules)
-    shutil.copytree(ROOT / "knowledge", knowledge)
-    return rules, knowledge
+@pytest.fixture(autouse=True)
+def no_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loads here parse their files (or read them from this cache), not a snapshot (tests/test_snapshot.py)."""
+    monkeypatch.setattr(snapshot, "read_snapshot", lambda *_: None)
 
 
 def cache_files(folder: Path) -> list[Path]:
@@ -41,13 +40,10 @@ def test_a_second_load_reads_the_cache_and_gives_the_same_rulebook(parse_cache_f
 def test_a_changed_rule_file_is_parsed_again_not_taken_from_the_cache(tmp_path: Path, parse_cache_folder: Path) -> None:
     rules, knowledge = copy_data(tmp_path)
     before = DecisionAid.load(rules, knowledge)
-    path = next(p for p in sorted(rules.rglob("*.yaml")) if "title:" in p.read_text(encoding="utf-8"))
-    text = path.read_text(encoding="utf-8")
-    old_title = next(line for line in text.splitlines() if line.strip().startswith("title:"))
-    path.write_text(text.replace(old_title, old_title.split("title:")[0] + "title: A changed title", 1), "utf-8")
+    change_a_rule_title(rules)
     after = DecisionAid.load(rules, knowledge)
     assert after.rulebook.version != before.rulebook.version
-    assert "A changed title" in {r.title for r in after.rulebook.rules}
+    assert CHANGED_TITLE in {r.title for r in after.rulebook.rules}
     assert [p.name for p in cache_files(parse_cache_folder)] == [f"parsed-{after.rulebook.version}.json"]
 
 

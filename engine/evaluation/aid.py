@@ -27,7 +27,7 @@ from engine.evaluation.result import (
     criteria_held,
     summary,
 )
-from engine.model import parse_cache
+from engine.model import parse_cache, snapshot
 from engine.model.knowledge import Knowledge, load_knowledge
 from engine.model.loading import read_data, validate
 from engine.model.migration import migrate
@@ -80,13 +80,21 @@ class DecisionAid:
         try:
             kdir = data_dir("knowledge", knowledge_dir)
             rdir = data_dir("rules", rules_dir)
-            with memory.building(), parse_cache.using(content_hash({"rules": rdir, "knowledge": kdir})):
-                knowledge = load_knowledge(kdir)
-                questionnaire = load_questionnaire(
-                    kdir / "questionnaire.yaml", knowledge.conditions, knowledge.treatments
-                )
-                rulebook = load_rulebook(rdir, knowledge, questionnaire, kdir)
-                values = load_values(kdir / "values.yaml", questionnaire)
+            version = content_hash({"rules": rdir, "knowledge": kdir})
+            key = snapshot.snapshot_key(version, {"rules": rdir, "knowledge": kdir})
+            with memory.building():
+                kept = snapshot.read_snapshot(version, key)
+                if kept is not None:
+                    knowledge, questionnaire, rulebook, values = kept
+                else:
+                    with parse_cache.using(version):
+                        knowledge = load_knowledge(kdir)
+                        questionnaire = load_questionnaire(
+                            kdir / "questionnaire.yaml", knowledge.conditions, knowledge.treatments
+                        )
+                        rulebook = load_rulebook(rdir, knowledge, questionnaire, kdir)
+                        values = load_values(kdir / "values.yaml", questionnaire)
+                    snapshot.write_snapshot(version, key, (knowledge, questionnaire, rulebook, values))
         finally:
             memory.start_up_done()
         return cls(knowledge, questionnaire, rulebook, values, engine)

@@ -18,7 +18,6 @@ still need no absence, and a fact is unknown exactly when the evaluator finds it
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from typing import Any
 from engine.evaluation.firing import Firing
 from engine.model.conditions import Condition, dnf, effective_op
 from engine.model.facts import DERIVED, PATIENT, SEP
-from engine.model.parse_cache import cache_folder, read_cache_file, write_cache_file
+from engine.model.parse_cache import cache_folder, code_hash, read_cache_file, write_cache_file
 from engine.model.questionnaire import UNKNOWN, Questionnaire
 from engine.model.rulebook import Rule, Rulebook, derived_depth
 
@@ -255,13 +254,7 @@ def compile_joint(rulebook: Rulebook, questionnaire: Questionnaire) -> CompiledR
 def code_version() -> str | None:
     """A hash of the code that compiles a ruleset (this module, `firing`, `engine.model`); None when unreadable."""
     here = Path(__file__).resolve()
-    digest = hashlib.sha256()
-    try:
-        for path in [here, here.parent / "firing.py", *sorted((here.parent.parent / "model").glob("*.py"))]:
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    except OSError:
-        return None
-    return digest.hexdigest()[:16]
+    return code_hash([here, here.parent / "firing.py", *sorted((here.parent.parent / "model").glob("*.py"))])
 
 
 def _ruleset_to_json(ruleset: CompiledRuleset) -> dict[str, Any]:

@@ -34,7 +34,7 @@ FALLBACK_TEXT = (
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class Finding(Model):
@@ -99,7 +99,7 @@ class Result(Model):
     profile_differences: list[ProfileDifference] = []
     disagreements: list[str] = []
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
 
     def option(self, procedure: str) -> OptionResult:
         return next(o for o in self.options if o.procedure == procedure)

@@ -86,7 +86,7 @@ Truth = bool | None  # None is "unknown"
 class Condition(BaseModel):
     """One node of a condition tree: exactly one of `all`, `any`, `not`, or an atom (`fact` + `op`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
     all: list[Condition] | None = None
     any: list[Condition] | None = None
@@ -167,8 +167,6 @@ class Condition(BaseModel):
         children = self.all if self.all is not None else self.any if self.any is not None else [self.not_]
         return [a for c in children if c is not None for a in c.atoms()]
 
-
-Condition.model_rebuild()
 
 Literal_ = tuple[Condition, bool]
 """An atom and whether it is negated."""

@@ -54,7 +54,7 @@ def frequency_word(per_100: float) -> str:
 class Strict(BaseModel):
     """Base for data-file models: unknown fields are errors, strings are not coerced."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 SourceKind = Literal[
@@ -279,7 +279,7 @@ class About(Strict):
 class Knowledge(BaseModel):
     """Everything under knowledge/ except the questionnaire, validated and cross-checked."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     procedures: dict[str, Procedure]
     sources: dict[str, Source]

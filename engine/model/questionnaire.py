@@ -166,7 +166,7 @@ def _treatment_questions(term: Term, section: str) -> list[Question]:
 class Questionnaire(BaseModel):
     """The expanded, validated questionnaire, in asking order."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     sections: list[Section]
     questions: dict[str, Question]

@@ -180,7 +180,7 @@ class ProfileFile(Strict):
 class Rulebook(BaseModel):
     """All rules (every status), parameters and profiles, with the content hash of the data."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     rules: list[Rule]
     parameters: dict[str, Parameter]

@@ -40,7 +40,7 @@ class ValuesFile(Strict):
 class ValueNote(BaseModel):
     """How one option fits one value the patient stated."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     question: str
     label: str
