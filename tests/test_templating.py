@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes.util
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import jinja2
 import pytest
 from conftest import ROOT
 
-from engine.presentation.templating import TemplateCodeCache, ldconfig_finder
+from engine.presentation.templating import KeptCParses, TemplateCodeCache, ldconfig_finder
 
 LISTING = b"""3 libs found in cache `/etc/ld.so.cache'
 \tlibpangoft2-1.0.so.0 (libc6,x86-64) => /lib/x86_64-linux-gnu/libpangoft2-1.0.so.0
@@ -180,3 +181,96 @@ def test_a_changed_template_or_a_damaged_or_foreign_file_is_compiled_again(
     stored.write_bytes(json.dumps(foreign).encode() + b"\n" + body)
     assert compiles(cache, templates, monkeypatch) == (1, "two 1")
     assert compiles(cache, templates, monkeypatch) == (0, "two 1")
+
+
+C_DECLARATIONS = "typedef struct { int x, y; } Point; typedef unsigned int glyph_t; int area(Point *p);"
+
+
+def counted_original(calls: list[str]) -> Any:
+    import cffi.cparser  # type: ignore[import-untyped]
+
+    original = cffi.cparser.Parser._parse
+
+    def parse(parser: Any, csource: str) -> Any:
+        calls.append(csource)
+        return original(parser, csource)
+
+    return parse
+
+
+def test_a_kept_c_parse_is_the_parse_cffi_makes_and_is_read_back_only_when_it_matches(tmp_path: Path) -> None:
+    import pickle
+
+    import cffi.cparser
+
+    path = tmp_path / "c-parses.pickle"
+    calls: list[str] = []
+    original = counted_original(calls)
+    first = KeptCParses(path, {"cffi": "1"})
+    parsed = first.parse(cffi.cparser.Parser(), C_DECLARATIONS, original)
+    first.save()
+    again = KeptCParses(path, {"cffi": "1"}).parse(cffi.cparser.Parser(), C_DECLARATIONS, original)
+    assert len(calls) == 1, "read back, not parsed again"
+    assert pickle.dumps(again) == pickle.dumps(parsed) == pickle.dumps(original(cffi.cparser.Parser(), C_DECLARATIONS))
+    declared = cffi.cparser.Parser()
+    declared.parse(C_DECLARATIONS)
+    KeptCParses(path, {"cffi": "1"}).parse(declared, C_DECLARATIONS, original)
+    assert len(calls) == 3, "other declared type names make another preamble: parsed"
+    KeptCParses(path, {"cffi": "2"}).parse(cffi.cparser.Parser(), C_DECLARATIONS, original)
+    assert len(calls) == 4, "another cffi's file is not read"
+    path.write_bytes(path.read_bytes().replace(b"area", b"size"))
+    KeptCParses(path, {"cffi": "1"}).parse(cffi.cparser.Parser(), C_DECLARATIONS, original)
+    assert len(calls) == 5, "an edited file is not read"
+
+
+def test_the_kept_c_parses_are_the_most_recently_used(tmp_path: Path) -> None:
+    import cffi.cparser
+
+    from engine.presentation.templating import KEPT_C_PARSES
+
+    calls: list[str] = []
+    original = counted_original(calls)
+    kept = KeptCParses(tmp_path / "c-parses.pickle", {"cffi": "1"})
+    parser = cffi.cparser.Parser()
+    texts = [f"int f{i}(void);" for i in range(KEPT_C_PARSES + 5)]
+    kept.parse(parser, texts[0], original)
+    for text in texts[1:]:
+        kept.parse(parser, texts[0], original)  # used again: stays
+        kept.parse(parser, text, original)
+    kept.save()
+    calls.clear()
+    reread = KeptCParses(tmp_path / "c-parses.pickle", {"cffi": "1"})
+    for text in [texts[0], *texts[-(KEPT_C_PARSES - 1) :]]:
+        reread.parse(parser, text, original)
+    assert calls == []
+    reread.parse(parser, texts[1], original)
+    assert calls == [texts[1]], "the least recently used went"
+
+
+KEPT_RUN = """
+import cffi.cparser
+calls = []
+original = cffi.cparser.Parser._parse
+def counted(parser, csource):
+    calls.append(csource)
+    return original(parser, csource)
+cffi.cparser.Parser._parse = counted
+from engine.presentation import templating
+weasyprint = templating.import_weasyprint()
+from weasyprint.text.ffi import ffi
+ffi.typeof("hb_codepoint_t[123]")
+print(len(calls))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the kept parses serve the Linux import")
+def test_weasyprint_s_declarations_and_the_types_it_names_later_are_parsed_once(tmp_path: Path) -> None:
+    env = {**os.environ, "PAIN_SDM_CACHE": str(tmp_path)}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", KEPT_RUN], capture_output=True, text=True, cwd=ROOT, env=env, check=True, timeout=120
+        ).stdout.strip()
+        for _ in range(2)
+    ]
+    assert int(runs[0]) >= 2, "the first import parses the declarations, then the type named after it"
+    assert runs[1] == "0", "the next import reads both back"

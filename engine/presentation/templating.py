@@ -8,13 +8,16 @@ they pass user text through the `md` filter, which neutralises Markdown and HTML
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
+import hashlib
 import importlib
 import importlib.util
 import logging
 import marshal
 import os
+import pickle
 import re
 import struct
 import subprocess
@@ -24,6 +27,7 @@ import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import jinja2
 from jinja2 import BytecodeCache, Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -246,6 +250,113 @@ def _font_modules_deferred() -> Iterator[None]:
                 del sys.modules[module]
 
 
+C_PARSES_FORMAT = "pain-sdm/c-parses/1"
+KEPT_C_PARSES = 64
+"""At most this many parses are kept, the most recently used: WeasyPrint asks cffi for array types
+whose lengths (a font's glyph count) change from one document to the next."""
+
+
+class KeptCParses:
+    """pycparser's parses of the C text WeasyPrint gives cffi, kept in the cache folder.
+
+    cffi parses WeasyPrint's declarations of Pango, HarfBuzz and the rest on every import, and
+    every C type WeasyPrint names when it draws, each behind a preamble naming every type
+    declared so far: about 60 ms of a PDF summary. A parse depends on nothing but that text and
+    those names (`cffi.cparser.Parser._parse`), so it is kept under their SHA-256, pickled, in
+    one file named for cffi's and pycparser's versions, with a digest (see `read_cache_bytes`):
+    a file of another version, or edited, is not read. A text not kept is parsed as before.
+    """
+
+    def __init__(self, path: Path | None, versions: dict[str, str]) -> None:
+        self.path = path
+        self.header = {"format": C_PARSES_FORMAT, **versions}
+        self.kept: dict[str, bytes] | None = None
+        self.added = False
+        self.lock = threading.Lock()
+
+    def _read(self) -> dict[str, bytes]:
+        body = read_cache_bytes(self.path, self.header) if self.path is not None else None
+        try:
+            kept = pickle.loads(body) if body is not None else {}  # noqa: S301  # our own file, digest checked
+        except Exception:  # noqa: BLE001  # an unreadable file is one not kept
+            return {}
+        return kept if isinstance(kept, dict) else {}
+
+    def parse(self, parser: Any, csource: str, original: Callable[[Any, str], tuple[Any, ...]]) -> tuple[Any, ...]:
+        """`original(parser, csource)`, or the parse kept for the same text and declared type names."""
+        typedefs = sorted(name for name in parser._declarations if name.startswith("typedef "))
+        key = hashlib.sha256("\0".join([csource, *typedefs]).encode()).hexdigest()
+        with self.lock:
+            if self.kept is None:
+                self.kept = self._read()
+            pickled = self.kept.pop(key, None)
+            if pickled is not None:
+                self.kept[key] = pickled  # the most recently used last
+                with contextlib.suppress(Exception):
+                    return tuple(pickle.loads(pickled))  # noqa: S301
+        parsed = original(parser, csource)
+        try:
+            pickled = pickle.dumps(parsed, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001  # a parse that cannot be kept is only not kept
+            return parsed
+        with self.lock:
+            self.kept[key] = pickled
+            while len(self.kept) > KEPT_C_PARSES:
+                del self.kept[next(iter(self.kept))]
+            self.added = True
+        return parsed
+
+    def save(self) -> None:
+        """Write the file if a parse was added (at exit: the types WeasyPrint names come as it draws)."""
+        with self.lock:
+            if self.path is not None and self.added and self.kept is not None:
+                write_cache_bytes(self.path, self.header, pickle.dumps(self.kept, protocol=pickle.HIGHEST_PROTOCOL))
+                self.added = False
+
+
+def _kept_c_parses() -> KeptCParses | None:
+    """The kept parses for the installed cffi and pycparser, None if cffi's parser is not the one known here."""
+    try:
+        import cffi  # type: ignore[import-untyped]
+        import cffi.cparser  # type: ignore[import-untyped]
+        import pycparser  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    if not callable(getattr(cffi.cparser.Parser, "_parse", None)):
+        return None
+    folder = cache_folder()
+    versions = {"cffi": cffi.__version__, "pycparser": pycparser.__version__}
+    path = folder / f"c-parses-{cffi.__version__}-{pycparser.__version__}.pickle" if folder is not None else None
+    kept = KeptCParses(path, versions)
+    atexit.register(kept.save)
+    return kept
+
+
+@contextlib.contextmanager
+def _c_parses_kept() -> Iterator[KeptCParses | None]:
+    """Inside the block, cffi's parsers use the kept parses; the parser WeasyPrint's FFI keeps goes on using them."""
+    kept = _kept_c_parses()
+    if kept is None:
+        yield None
+        return
+    import cffi.cparser
+
+    original = cffi.cparser.Parser._parse
+
+    def parse(parser: Any, csource: str) -> tuple[Any, ...]:
+        return kept.parse(parser, csource, original)
+
+    cffi.cparser.Parser._parse = parse
+    try:
+        yield kept
+    finally:
+        cffi.cparser.Parser._parse = original
+    ffi = getattr(sys.modules.get("weasyprint.text.ffi"), "ffi", None)
+    parser = getattr(ffi, "_parser", None)
+    if isinstance(parser, cffi.cparser.Parser):
+        parser._parse = types.MethodType(parse, parser)  # this parser only
+
+
 _IMPORTING = threading.Lock()
 
 
@@ -261,7 +372,7 @@ def import_weasyprint() -> ModuleType:
         return importlib.import_module("weasyprint")
     with _IMPORTING:  # one thread at a time swaps find_library and sys.modules entries, and puts them back
         try:
-            with _libraries_from_loader_cache(), _font_modules_deferred():
+            with _libraries_from_loader_cache(), _font_modules_deferred(), _c_parses_kept():
                 return importlib.import_module("weasyprint")
         except (OSError, ImportError):
             for name in [m for m in sys.modules if m == "weasyprint" or m.startswith("weasyprint.")]:
