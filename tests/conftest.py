@@ -72,9 +72,25 @@ def records_database(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
     return path
 
 
+@pytest.fixture(scope="session")
+def shared_cache_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
 @pytest.fixture(autouse=True)
-def parse_cache_folder(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test, and every CLI it starts, caches parsed data files in a temporary folder, never the user's own."""
+def cache_in_a_temporary_folder(shared_cache_folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test, and every CLI it starts, keeps its caches (parsed files, snapshot, compiled rulesets) in a
+    temporary folder, never the user's own: one folder for the tests of this test process, so that a command
+    does not parse and validate the rulebook again in every test (the caches' own tests have one each)."""
+    monkeypatch.setenv("PAIN_SDM_CACHE", str(shared_cache_folder))
+    return shared_cache_folder
+
+
+@pytest.fixture
+def parse_cache_folder(
+    cache_in_a_temporary_folder: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A cache folder of the test's own, empty when it starts: for the tests of the caches."""
     path = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("PAIN_SDM_CACHE", str(path))
     return path
