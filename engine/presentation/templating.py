@@ -210,18 +210,25 @@ summary. They are imported when first used instead.
 """
 
 
+def _real_module(name: str) -> ModuleType:
+    """The module itself, imported now if a `DeferredModule` still stands for it."""
+    if isinstance(sys.modules.get(name), DeferredModule):
+        del sys.modules[name]
+    return importlib.import_module(name)
+
+
 class DeferredModule(ModuleType):
     """Stands for a module in what WeasyPrint imports: the module itself is imported when first read from."""
 
     def __getattr__(self, name: str) -> object:
-        if name.startswith("__") or sys.modules.get(self.__name__) is self:
-            raise AttributeError(name)  # introspection, or a read while it still stands in sys.modules
-        return getattr(importlib.import_module(self.__name__), name)
+        if name.startswith("__"):
+            raise AttributeError(name)  # introspection (by the import system among others) imports nothing
+        return getattr(_real_module(self.__name__), name)
 
 
 def _deferred_function(module: str, name: str) -> Callable[..., object]:
     def call(*args: object, **kwargs: object) -> object:
-        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+        return getattr(_real_module(module), name)(*args, **kwargs)
 
     call.__name__ = call.__qualname__ = name
     call.__doc__ = f"`{module}.{name}`, imported when first called."
@@ -232,8 +239,8 @@ def _deferred_function(module: str, name: str) -> Callable[..., object]:
 def _font_modules_deferred() -> Iterator[None]:
     """Inside the block, the modules of `DEFERRED_IMPORTS` not yet imported are `DeferredModule`s in sys.modules.
 
-    They leave sys.modules with the block, so that any later import (their first use included)
-    imports the real modules.
+    Those not used meanwhile leave sys.modules with the block, so that any later import (their
+    first use included) imports the real modules.
     """
     stand_ins: dict[str, ModuleType] = {}
     for module, names in DEFERRED_IMPORTS.items():
@@ -362,11 +369,10 @@ _IMPORTING = threading.Lock()
 
 def import_weasyprint() -> ModuleType:
     """`import weasyprint`, on Linux without the dozens of library searches cffi would run for it,
-    and without the font modules a summary does not use (`DEFERRED_IMPORTS`).
+    without the font modules a summary does not use (`DEFERRED_IMPORTS`), and with cffi's parses kept.
 
-    Should that import fail (the libraries do not open that way, or WeasyPrint takes other
-    names from those modules), it is run again the ordinary way, so what loads (or the error
-    raised) is what a plain `import weasyprint` gives.
+    Should that import fail (the libraries do not open that way), it is run again the ordinary
+    way, so what loads (or the error raised) is what a plain `import weasyprint` gives.
     """
     if "weasyprint" in sys.modules or not sys.platform.startswith("linux"):
         return importlib.import_module("weasyprint")
