@@ -17,7 +17,7 @@ from engine.evaluation.aid import DecisionAid
 from engine.evaluation.compiler import profile_parameters
 from engine.evaluation.firing import Firing
 from engine.evaluation.result import (
-    FINDINGS_KEPT,
+    RECORDS_KEPT,
     Finding,
     OptionResult,
     Result,
@@ -142,6 +142,20 @@ def test_a_kept_finding_is_shared_only_for_the_same_facts_of_the_same_types(aid:
     assert finding_of({"x": ["a", "b"]}) is finding_of({"x": ["a", "b"]}) is not finding_of({"x": ["b", "a"]})
     odd = {"x": {"nested": 1}}
     assert finding_of(odd) is not finding_of(odd) and finding_of(odd).facts == odd
-    for _ in range(FINDINGS_KEPT + 1):  # past the limit it starts again: kept findings stay bounded
+    for _ in range(RECORDS_KEPT + 1):  # past the limit it starts again: kept findings stay bounded
         finding_of({"x": _})
-    assert len(builder._findings) <= FINDINGS_KEPT
+    assert len(builder._findings) <= RECORDS_KEPT
+
+
+def test_the_same_findings_come_to_the_same_shared_option_records(aid: DecisionAid) -> None:
+    """An option resolved from the same findings (shared records, see above) is kept and shared too."""
+    answers = aid.read_answers(ROOT / "examples" / "sciatica.yaml")
+    first, again = (aid.evaluate(answers, compare_profiles=False) for _ in range(2))
+    assert all(a is b for a, b in zip(first.options, again.options, strict=True))
+    assert first.to_json_text() == again.to_json_text()
+    facet = aid.evaluate(aid.read_answers(ROOT / "examples" / "facet-back-pain.yaml"), compare_profiles=False)
+    assert facet.statuses() != first.statuses(), "other findings: other options"
+    fresh = ResultBuilder(aid.rulebook, aid.knowledge, "consensus", profile_parameters(aid.rulebook, "consensus"))
+    patient = aid.patient(answers)
+    rebuilt = fresh.build(aid.engine("consensus").run_patient(patient), aid.engine_name, patient.fact)
+    assert rebuilt.options == first.options and rebuilt.options[0] is not first.options[0]

@@ -224,8 +224,8 @@ class Role:
     """The fields set of a patient's finding: the template's and `facts`."""
 
 
-FINDINGS_KEPT = 20_000
-"""Findings with their facts kept for reuse by one builder (a few MiB at most; then it starts again)."""
+RECORDS_KEPT = 20_000
+"""Findings, and options, kept for reuse by one builder, of each (a few MiB at most; then it starts again)."""
 
 Placed = tuple[Role, Finding]
 """A finding of one patient with its rule's role."""
@@ -266,6 +266,9 @@ class ResultBuilder:
         self._conditions: dict[str, tuple[tuple[str, ...], list[dict[str, int | float]]]] = {}
         self._findings: dict[tuple[Any, ...], Finding] = {}
         """Findings made for patients, by role and facts (see `_placed`)."""
+        self._options: dict[tuple[Any, ...], ResolvedOption] = {}
+        """Options resolved for patients, by procedure and the findings behind them (see `_resolve`)."""
+        self._option_results: dict[int, tuple[ResolvedOption, OptionResult]] = {}
 
     def disputes(self, procedures: set[str], cited: set[str], answer: Answer) -> list[str]:
         """The disputes that bear on this patient: about `procedures` and `cited` (`bears_on`), and not ruled
@@ -346,7 +349,7 @@ class ResultBuilder:
         """Each firing's role with its finding (the template alone when the facts are not wanted), in firing order.
 
         A rule's finding with the same facts is the same frozen record for every patient: the last
-        FINDINGS_KEPT of them are kept and shared, not made again (most rules read a few yes/no answers).
+        RECORDS_KEPT of them are kept and shared, not made again (most rules read a few yes/no answers).
         """
         roles, role, kept = self._roles, self._role, self._findings
         out = []
@@ -368,7 +371,7 @@ class ResultBuilder:
                 fields["facts"] = dict(facts)
                 found = made(Finding, fields, set(r.fields_set))
                 if keep:
-                    if len(kept) >= FINDINGS_KEPT:
+                    if len(kept) >= RECORDS_KEPT:
                         kept.clear()
                     kept[key] = found
             out.append((r, found))
@@ -405,8 +408,24 @@ class ResultBuilder:
                 cited |= r.criteria
         options = []
         open_procedures = set()
+        kept = self._options
         for pid in PROCEDURE_IDS:
             mine = setting.get(pid)
+            mine_cautions = cautions.get(pid)
+            mine_declined = declined.get(pid)
+            # the same findings (kept ones are the same records) come to the same option: kept and shared
+            key = (
+                pid,
+                tuple([id(f) for _, f in mine]) if mine else (),
+                tuple(map(id, mine_cautions)) if mine_cautions else (),
+                id(mine_declined),
+            )
+            option = kept.get(key)
+            if option is not None:
+                options.append(option)
+                if option.status.is_open:
+                    open_procedures.add(pid)
+                continue
             steps: dict[str, Step] = {}
             if mine is None:
                 status, reasons = FALLBACK_STATUS, [self._fallback(pid)]
@@ -421,32 +440,18 @@ class ResultBuilder:
                             steps.setdefault(step.id, step)
             if status.is_open:
                 open_procedures.add(pid)
-            options.append(
-                ResolvedOption(pid, status, reasons, cautions.get(pid, []), list(steps.values()), declined.get(pid))
-            )
+            option = ResolvedOption(pid, status, reasons, mine_cautions or [], list(steps.values()), mine_declined)
+            if len(kept) >= RECORDS_KEPT:
+                kept.clear()
+            kept[key] = option  # it holds the findings of its key: their ids stay theirs while it is kept
+            options.append(option)
         disagreements = self.disputes(open_procedures, cited, answer)
         return Resolution([f for _, f in placed], options, urgent, derived, disagreements)
 
     def build(self, firings: list[Firing], engine: str, answer: Answer) -> Result:
         """The result of one patient's firings, made by `engine` (its name and version); `answer` reads answers."""
         found = self._resolve(self._placed(firings, True), answer)
-        names = self.knowledge.procedures
-        options = [
-            made(
-                OptionResult,
-                {
-                    "procedure": o.procedure,
-                    "name": names[o.procedure].name,
-                    "status": o.status,
-                    "reasons": o.reasons,
-                    "cautions": o.cautions,
-                    "next_steps": o.next_steps,
-                    "declined": o.declined,
-                },
-                set(_OPTION_FIELDS),
-            )
-            for o in found.options
-        ]
+        options = [self._option_result(o) for o in found.options]
         fields = {
             "schema_": SCHEMA,
             "rulebook_version": self.rulebook.version,
@@ -461,6 +466,29 @@ class ResultBuilder:
             "disagreements": found.disagreements,
         }
         return made(Result, fields, set(_RESULT_FIELDS))
+
+    def _option_result(self, option: ResolvedOption) -> OptionResult:
+        """The option's record in a result: made once for a kept option (see `_resolve`), then shared."""
+        entry = self._option_results.get(id(option))
+        if entry is not None and entry[0] is option:
+            return entry[1]
+        made_option = made(
+            OptionResult,
+            {
+                "procedure": option.procedure,
+                "name": self.knowledge.procedures[option.procedure].name,
+                "status": option.status,
+                "reasons": option.reasons,
+                "cautions": option.cautions,
+                "next_steps": option.next_steps,
+                "declined": option.declined,
+            },
+            set(_OPTION_FIELDS),
+        )
+        if len(self._option_results) >= RECORDS_KEPT:
+            self._option_results.clear()
+        self._option_results[id(option)] = (option, made_option)  # held, so its id is not another's
+        return made_option
 
     def outcomes(self, firings: list[Firing]) -> tuple[Outcomes, set[str]]:
         """Each procedure's status and the ids of the rules that set a status on it, as `build` resolves them,
