@@ -14,13 +14,13 @@ import pytest
 from conftest import CHANGED_TITLE, ROOT, change_a_rule_title, copy_data, run_cli
 
 from engine.evaluation.aid import DecisionAid
-from engine.model import knowledge, snapshot
+from engine.model import knowledge, parse_cache, snapshot
 
 EXAMPLE = ROOT / "examples" / "sciatica.yaml"
 
 
 def snapshots(cache: Path) -> list[Path]:
-    return sorted((cache / snapshot.PRIVATE).glob("loaded-*.pickle"))
+    return sorted((cache / parse_cache.PRIVATE).glob("loaded-*.pickle"))
 
 
 def loads_from_files_fail(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,6 +21,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
@@ -177,6 +178,47 @@ def write_cache_bytes(path: Path, header: dict[str, str], body: bytes, replaces:
             os.replace(temp, path)
         finally:
             Path(temp).unlink(missing_ok=True)
+
+
+PRIVATE = "private"
+"""The cache folder's subfolder for cache files that are pickles, readable and writable by the user alone."""
+
+
+def private_cache_path(name: str) -> Path | None:
+    """Where a cache file that is a pickle lives: in PRIVATE of the cache folder; None when caching is off."""
+    folder = cache_folder()
+    return None if folder is None else folder / PRIVATE / name
+
+
+def _owned_by_user_alone(path: Path) -> bool:
+    """The file and its folder belong to this user, neither is a link, and no one else can write either."""
+    getuid = getattr(os, "getuid", None)
+    if getuid is None:  # no owners to check (Windows): the user's own cache folder is trusted as a whole
+        return True
+    try:
+        for item in (path, path.parent):
+            info = item.lstat()
+            if stat.S_ISLNK(info.st_mode) or info.st_uid != getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                return False
+    except OSError:
+        return False
+    return True
+
+
+def read_private_cache_bytes(path: Path, header: dict[str, str]) -> bytes | None:
+    """`read_cache_bytes` of a file only this user can have written (a pickle runs what it reads); else None."""
+    if not path.exists() or not _owned_by_user_alone(path):
+        return None
+    return read_cache_bytes(path, header)
+
+
+def write_private_cache_bytes(path: Path, header: dict[str, str], body: bytes, replaces: str | None = None) -> None:
+    """`write_cache_bytes` into a folder made readable and writable by this user alone."""
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.parent.stat().st_uid == getattr(os, "getuid", lambda: -1)():
+            path.parent.chmod(0o700)
+        write_cache_bytes(path, header, body, replaces)
 
 
 ACTIVE: ContextVar[ParseCache | None] = ContextVar("parse_cache", default=None)

@@ -25,14 +25,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import pickle
-import stat
 import sys
 from pathlib import Path
 from typing import Any
 
-from engine.model.parse_cache import cache_folder, code_hash, read_cache_bytes, write_cache_bytes
+from engine.model.parse_cache import code_hash, private_cache_path, read_private_cache_bytes, write_private_cache_bytes
 
 FORMAT = "pain-sdm/loaded-data/1"
 
@@ -60,36 +58,16 @@ def snapshot_key(version: str, folders: dict[str, Path]) -> str | None:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
-PRIVATE = "private"
-"""The cache folder's subfolder for snapshots, made readable and writable by the user alone."""
-
-
 def _path(version: str) -> Path | None:
-    folder = cache_folder()
-    return None if folder is None else folder / PRIVATE / f"loaded-{version}.pickle"
-
-
-def _owned_by_user_alone(path: Path) -> bool:
-    """The file and its folder belong to this user, and no one else can write either."""
-    getuid = getattr(os, "getuid", None)
-    if getuid is None:  # no owners to check (Windows): the user's own cache folder is trusted as a whole
-        return True
-    try:
-        for item in (path, path.parent):
-            info = item.lstat()
-            if stat.S_ISLNK(info.st_mode) or info.st_uid != getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-                return False
-    except OSError:
-        return False
-    return True
+    return private_cache_path(f"loaded-{version}.pickle")
 
 
 def read_snapshot(version: str, key: str | None) -> tuple[Any, ...] | None:
     """The loaded data kept under `key` for this rulebook version, or None (not kept, not matching, not safe)."""
     path = _path(version)
-    if key is None or path is None or not path.exists() or not _owned_by_user_alone(path):
+    if key is None or path is None:
         return None
-    body = read_cache_bytes(path, {"format": FORMAT, "key": key})
+    body = read_private_cache_bytes(path, {"format": FORMAT, "key": key})
     if body is None:
         return None
     try:
@@ -110,10 +88,4 @@ def write_snapshot(version: str, key: str | None, data: tuple[Any, ...]) -> None
             return
     except Exception:  # something that does not pickle: no snapshot, loading as always
         return
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if path.parent.stat().st_uid == getattr(os, "getuid", lambda: -1)():
-            path.parent.chmod(0o700)
-    except OSError:
-        return
-    write_cache_bytes(path, {"format": FORMAT, "key": key}, body, replaces="loaded-*.pickle")
+    write_private_cache_bytes(path, {"format": FORMAT, "key": key}, body, replaces="loaded-*.pickle")
