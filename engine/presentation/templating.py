@@ -34,7 +34,14 @@ from jinja2 import BytecodeCache, Environment, FileSystemLoader, StrictUndefined
 from jinja2.bccache import Bucket
 
 from engine.errors import UsageError
-from engine.model.parse_cache import cache_folder, read_cache_bytes, write_cache_bytes
+from engine.model.parse_cache import (
+    cache_folder,
+    private_cache_path,
+    read_cache_bytes,
+    read_private_cache_bytes,
+    write_cache_bytes,
+    write_private_cache_bytes,
+)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -270,8 +277,9 @@ class KeptCParses:
     every C type WeasyPrint names when it draws, each behind a preamble naming every type
     declared so far: about 60 ms of a PDF summary. A parse depends on nothing but that text and
     those names (`cffi.cparser.Parser._parse`), so it is kept under their SHA-256, pickled, in
-    one file named for cffi's and pycparser's versions, with a digest (see `read_cache_bytes`):
-    a file of another version, or edited, is not read. A text not kept is parsed as before.
+    one file named for cffi's and pycparser's versions, with a digest, among the cache folder's
+    private files (see `read_private_cache_bytes`): a file of another version, edited, or that
+    someone else could have written, is not read. A text not kept is parsed as before.
     """
 
     def __init__(self, path: Path | None, versions: dict[str, str]) -> None:
@@ -282,7 +290,7 @@ class KeptCParses:
         self.lock = threading.Lock()
 
     def _read(self) -> dict[str, bytes]:
-        body = read_cache_bytes(self.path, self.header) if self.path is not None else None
+        body = read_private_cache_bytes(self.path, self.header) if self.path is not None else None
         try:
             kept = pickle.loads(body) if body is not None else {}  # noqa: S301  # our own file, digest checked
         except Exception:  # noqa: BLE001  # an unreadable file is one not kept
@@ -317,7 +325,8 @@ class KeptCParses:
         """Write the file if a parse was added (at exit: the types WeasyPrint names come as it draws)."""
         with self.lock:
             if self.path is not None and self.added and self.kept is not None:
-                write_cache_bytes(self.path, self.header, pickle.dumps(self.kept, protocol=pickle.HIGHEST_PROTOCOL))
+                kept = pickle.dumps(self.kept, protocol=pickle.HIGHEST_PROTOCOL)
+                write_private_cache_bytes(self.path, self.header, kept)
                 self.added = False
 
 
@@ -331,10 +340,8 @@ def _kept_c_parses() -> KeptCParses | None:
         return None
     if not callable(getattr(cffi.cparser.Parser, "_parse", None)):
         return None
-    folder = cache_folder()
     versions = {"cffi": cffi.__version__, "pycparser": pycparser.__version__}
-    path = folder / f"c-parses-{cffi.__version__}-{pycparser.__version__}.pickle" if folder is not None else None
-    kept = KeptCParses(path, versions)
+    kept = KeptCParses(private_cache_path(f"c-parses-{cffi.__version__}-{pycparser.__version__}.pickle"), versions)
     atexit.register(kept.save)
     return kept
 
