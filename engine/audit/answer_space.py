@@ -259,24 +259,36 @@ class AnswerSpace:
         """
         self.stats.queries += 1
         self._steps = 0
-        self._failed: set[tuple[frozenset[tuple[str, int]], frozenset[int], frozenset[str]]] = set()
-        return self._search({}, [(id(goal), goal, None) for goal in goals], frozenset(), frozenset())
+        self._failed: dict[int, list[tuple[Conj, frozenset[str], list[_Goal]]]] = {}
+        return self._search({}, 0, [(id(goal), goal, None) for goal in goals], frozenset(), frozenset())
 
     def _search(
-        self, state: Conj, goals: list[_Goal], committed: frozenset[str], changed: frozenset[str]
+        self, state: Conj, hashed: int, goals: list[_Goal], committed: frozenset[str], changed: frozenset[str]
     ) -> Conj | None:
-        # The search reaches the same constraints with the same goals left by many paths (goals met
-        # in another order): what failed once fails again, so it is not searched again. Only
-        # failures are kept, so the answers found are the ones the whole search would find first.
-        key = (frozenset(state.items()), frozenset(goal[0] for goal in goals), committed)
-        if key in self._failed:
-            return None
-        found = self._step(state, goals, committed, changed)
+        """One node, unless the same state, goals left and derived facts settled failed before.
+
+        The search reaches the same constraints with the same goals left by many paths (goals met
+        in another order): what failed once fails again, so it is not searched again. Only
+        failures are kept, so the answers found are the ones the whole search would find first.
+        `hashed`: the hash of the state (the exclusive or of `hash((fact, mask))` over its items), kept
+        up as the state narrows, so that a node builds no key from the whole state; the states and
+        goals are compared only where it matches.
+        """
+        key = hashed ^ hash(committed)
+        failed = self._failed.get(key)
+        if failed is not None:
+            numbers = {goal[0] for goal in goals}
+            for old_state, old_committed, old_goals in failed:
+                if old_state == state and old_committed == committed and numbers == {goal[0] for goal in old_goals}:
+                    return None
+        found = self._step(state, hashed, goals, committed, changed)
         if found is None:
-            self._failed.add(key)
+            self._failed.setdefault(key, []).append((state, committed, goals))
         return found
 
-    def _step(self, state: Conj, goals: list[_Goal], committed: frozenset[str], changed: frozenset[str]) -> Conj | None:
+    def _step(
+        self, state: Conj, hashed: int, goals: list[_Goal], committed: frozenset[str], changed: frozenset[str]
+    ) -> Conj | None:
         """One node: a goal the state meets already is dropped, and a goal with one way left is taken.
 
         Before choosing among the ways of a goal, a derived fact the state constrains is settled
@@ -301,7 +313,11 @@ class AnswerSpace:
             else:
                 compatible = []
                 met = False
+                fresh = facts is None  # a goal not checked against the state yet: every alternative is
                 for alternative in alternatives:
+                    if not fresh and changed.isdisjoint(alternative):
+                        compatible.append(alternative)  # as in the parent node: open, and not met
+                        continue
                     # how `merge(state, alternative)` would come out (the search's inner loop, inlined):
                     # no class left for some fact, the state itself, or the state narrowed
                     narrows = False
@@ -332,8 +348,8 @@ class AnswerSpace:
             kept.append(goal)
         best = kept[best_index][1] if best_index >= 0 else None
         if best is not None and len(best) == 1:
-            merged, changed = self._narrowed(state, best[0])
-            return self._search(merged, kept[:best_index] + kept[best_index + 1 :], committed, changed)
+            merged, narrowed_hash, changed = self._narrowed(state, hashed, best[0])
+            return self._search(merged, narrowed_hash, kept[:best_index] + kept[best_index + 1 :], committed, changed)
         derived_facts = self.rulebook.derived_facts
         for fact, mask in state.items():
             if fact not in derived_facts or fact in committed or mask == self.full(fact):
@@ -346,6 +362,7 @@ class AnswerSpace:
                 more = [] if rule is None else [self.cases(rule.when, frozenset({value}))]
                 found = self._search(
                     narrowed,
+                    hashed ^ hash((fact, mask)) ^ hash((fact, 1 << index)),
                     [*kept, *((id(goal), goal, None) for goal in more)],
                     committed | {fact},
                     frozenset({fact}),
@@ -356,22 +373,33 @@ class AnswerSpace:
         if best is not None:
             rest = kept[:best_index] + kept[best_index + 1 :]
             for option in best:
-                merged, changed = self._narrowed(state, option)
-                found = self._search(merged, rest, committed, changed)
+                merged, narrowed_hash, changed = self._narrowed(state, hashed, option)
+                found = self._search(merged, narrowed_hash, rest, committed, changed)
                 if found is not None:
                     return found
             return None
         return state
 
-    def _narrowed(self, state: Conj, alternative: Conj) -> tuple[Conj, frozenset[str]]:
-        """The state narrowed by one alternative of a goal (compatible with it), and the facts it narrowed.
+    def _narrowed(self, state: Conj, hashed: int, alternative: Conj) -> tuple[Conj, int, frozenset[str]]:
+        """The state narrowed by one alternative of a goal (compatible with it), its hash, and the facts it narrowed.
 
         (It returns, rather than searching on, so that a level of the search is two calls deep: the
         search recurses once per goal taken, and long chains of derived facts are deep.)
         """
-        merged = self.merge(state, alternative)
-        assert merged is not None
-        return merged, frozenset(f for f in alternative if state.get(f) != merged[f])
+        merged = dict(state)
+        changed = []
+        for fact, mask in alternative.items():
+            held = merged.get(fact)
+            if held is None:
+                merged[fact] = mask
+            elif mask & held != held:
+                hashed ^= hash((fact, held))
+                merged[fact] = mask = mask & held
+            else:
+                continue
+            hashed ^= hash((fact, mask))
+            changed.append(fact)
+        return merged, hashed, frozenset(changed)
 
     def witness(self, state: Conj) -> dict[str, Any]:
         """Answers (as an answers file would hold them) meeting the constraints; others left unknown."""

@@ -433,6 +433,8 @@ class ProfileAudit:
         self._witness_cache: dict[str, list[dict[str, Any]]] = {}
         self._evaluators: dict[frozenset[str], RuleSubset] = {}
         self._premises: dict[str, list[tuple[RuleTest, Wanted]]] = {}
+        self._every_rule: RuleSubset | None = None
+        self._baselines: dict[int, tuple[dict[str, Any], list[Truth], list[int]]] = {}  # by id, the baseline kept
         self.examples: list[dict[str, Any]] = []
         self.engine_sample: list[dict[str, Any]] = []  # answer sets the search evaluated, run on durable_rules too
         self._sampler = random.Random(ENGINE_SAMPLE)  # noqa: S311 - a fixed seed: the same sample every run
@@ -531,6 +533,17 @@ class ProfileAudit:
             rules = [*deciding, *(space.derived[f] for f in self.rulebook.derived_read(deciding) if f in space.derived)]
             self._evaluators[key] = self.evaluator.subset({r.id for r in rules})
         return self._evaluators[key]
+
+    def baseline_truths(self, base: dict[str, Any]) -> tuple[list[Truth], list[int]]:
+        """Every rule's truth on a baseline of the enumeration (in the evaluator's order), and the places of
+        those that hold: worked out once per baseline, for every invariant enumerated over it."""
+        known = self._baselines.get(id(base))
+        if known is None or known[0] is not base:
+            if self._every_rule is None:
+                self._every_rule = self.evaluator.subset([r.id for r in self.evaluator.rules])
+            truths = [truth for _, truth in self._every_rule(base)]
+            known = self._baselines[id(base)] = (base, truths, [i for i, t in enumerate(truths) if t is True])
+        return known[1], known[2]
 
     def applies(self, inv: Invariant, answers: dict[str, Any]) -> bool:
         """Whether each of the invariant's premises takes a truth it wants on these answers (derived facts unknown)."""
@@ -857,12 +870,22 @@ class ProfileAudit:
         # baseline: the others are evaluated once per baseline, and only their holding ones are kept.
         # Two answer sets are the same to the deciding rules when they agree on every answer those read:
         # on the baseline's part of them (kept with the baseline), and on the combination's.
+        # A rule reading no varied answer has the truth the whole rulebook gives it on the baseline (the
+        # rules deriving what it reads read none either): taken from `baseline_truths`, worked out once.
         fixed_rules, varying = evaluator.split(facts)
+        fixed_at = set(fixed_rules.indices)
+        derivers = [
+            (i, rule.then.derive)
+            for rule, i in zip(fixed_rules.rules, fixed_rules.indices, strict=True)
+            if rule.then.derive is not None
+        ]
+        every_rule = self.evaluator.rules
         varied = [f for f in read if f in values]
         settled = []
         for base in baselines:
-            derived: dict[str, Truth] = {}
-            held = [(rule, truth) for rule, truth in fixed_rules(base, derived) if truth is True]
+            truths, holds = self.baseline_truths(base)
+            held: list[tuple[Rule, Truth]] = [(every_rule[i], True) for i in holds if i in fixed_at]
+            derived: dict[str, Truth] = {derive: truths[i] for i, derive in derivers}
             settled.append(
                 (base, held, derived, tuple(hashable(base.get(f, UNKNOWN)) for f in read if f not in values))
             )

@@ -16,7 +16,7 @@ and the firings to durable_rules' on the golden cases and on generated patients.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -132,10 +132,19 @@ def compile_condition(node: Condition, derived: Collection[str], params: dict[st
 
 @dataclass(frozen=True)
 class RuleSubset:
-    """Some rules of an evaluator, in its order, with their compiled tests: see `Evaluator.subset`."""
+    """Some rules of an evaluator, in its order, with their compiled tests: see `Evaluator.subset`.
+
+    `indices`: each rule's place in the evaluator's `rules` (and in what `Evaluator.truths` returns).
+    """
 
     rules: list[Rule]
     tests: list[RuleTest]
+    indices: list[int]
+    _steps: list[tuple[Rule, RuleTest, str | None]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        steps = [(rule, test, rule.then.derive) for rule, test in zip(self.rules, self.tests, strict=True)]
+        object.__setattr__(self, "_steps", steps)
 
     def __call__(self, answers: Answers, derived: dict[str, Truth] | None = None) -> list[tuple[Rule, Truth]]:
         """Each rule with its truth on these answers; `derived` holds the derived facts known before, and
@@ -143,10 +152,10 @@ class RuleSubset:
         if derived is None:
             derived = {}
         out = []
-        for rule, test in zip(self.rules, self.tests, strict=True):
+        for rule, test, derive in self._steps:
             truth = test(answers, derived)
-            if rule.then.derive is not None:
-                derived[rule.then.derive] = truth
+            if derive is not None:
+                derived[derive] = truth
             out.append((rule, truth))
         return out
 
@@ -166,7 +175,9 @@ class RuleSubset:
         return self._pick(fixed), self._pick(moving)
 
     def _pick(self, indices: list[int]) -> RuleSubset:
-        return RuleSubset([self.rules[i] for i in indices], [self.tests[i] for i in indices])
+        return RuleSubset(
+            [self.rules[i] for i in indices], [self.tests[i] for i in indices], [self.indices[i] for i in indices]
+        )
 
 
 class Evaluator:
@@ -250,7 +261,7 @@ class Evaluator:
         They must include the rules deriving every derived fact they read, down the chains.
         """
         chosen = sorted(self._index[r] for r in rule_ids)
-        return RuleSubset([self.rules[i] for i in chosen], [self._tests[i] for i in chosen])
+        return RuleSubset([self.rules[i] for i in chosen], [self._tests[i] for i in chosen], chosen)
 
     def evaluate_rules(
         self, answers: Answers, only: Collection[str] | None = None
