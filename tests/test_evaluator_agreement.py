@@ -57,3 +57,18 @@ def test_agrees_on_generated_patients(aid: DecisionAid, per_profile: int) -> Non
     active = {r.id for r in aid.rulebook.rules if r.active}
     share = len(fired & active) / len(active)
     assert share >= 0.8, f"only {share:.0%} of active rules fired; never: {sorted(active - fired)}"
+
+
+def test_firing_keys_are_the_keys_of_the_firings_in_order(aid: DecisionAid) -> None:
+    """`Evaluator.firing_keys` (what `rules verify` holds the engines to) is `firings` without the facts read."""
+    rng = random.Random(SEED + 1)
+    answer_sets = [aid.parse_answers(case.answers, case.id).model_dump() for case in load_cases()]
+    answer_sets += [aid.parse_answers(threshold_answers(aid, rng)).model_dump() for _ in range(200)]
+    derived_false = 0
+    for profile in aid.rulebook.profiles:
+        evaluator = aid.evaluator(profile)
+        for answers in answer_sets:
+            keys = [f.key for f in evaluator.firings(answers)]
+            assert evaluator.firing_keys(answers) == keys, (profile, answers)
+            derived_false += sum(not holds for _, holds in keys)
+    assert derived_false, "no derived fact was shown false: the keys of a false derived fact went untested"

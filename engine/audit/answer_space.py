@@ -114,6 +114,7 @@ class AnswerSpace:
                 self.atoms.setdefault(atom.fact, []).append(atom)
         self._domains: dict[str, list[Any]] = {}
         self._cases: dict[tuple[int, Wanted], list[Conj]] = {}
+        self._masks: dict[tuple[str, str, type, Any], dict[Truth, int]] = {}
         self._keep: list[Condition] = []  # keeps ids of cached condition objects alive and unique
         self.stats = SearchStats()
 
@@ -153,9 +154,12 @@ class AnswerSpace:
         chosen = self.atoms.get(fact, []) if atoms is None else atoms
         # atoms with the same test give the same truth: each test counts once (rules repeat them)
         tests = {(a.op or "", hashable(self.operand(a))): atom_test(a.op or "", self.operand(a)) for a in chosen}
+        values = self.raw_values(fact)
+        if not tests:
+            return values[:1]  # every value has the empty signature
         seen: dict[tuple[Truth, ...], Any] = {}
-        for value in self.raw_values(fact):
-            signature = tuple(test(value) for test in tests.values())
+        columns = [list(map(test, values)) for test in tests.values()]  # each test's truth on every value
+        for signature, value in zip(zip(*columns, strict=True), values, strict=True):
             seen.setdefault(signature, value)
         return list(seen.values())
 
@@ -177,13 +181,26 @@ class AnswerSpace:
     # -- conditions as alternatives -------------------------------------------------------
 
     def atom_mask(self, atom: Condition, wanted: Wanted) -> int:
-        assert atom.fact is not None and atom.op is not None
-        test = atom_test(atom.op, self.operand(atom))
+        """The classes of the atom's fact on which the atom takes one of the `wanted` truth values."""
+        by_truth = self._atom_masks(atom)
         mask = 0
-        for index, value in enumerate(self.domain(atom.fact)):
-            if test(value) in wanted:
-                mask |= 1 << index
+        for truth in wanted:
+            mask |= by_truth.get(truth, 0)
         return mask
+
+    def _atom_masks(self, atom: Condition) -> dict[Truth, int]:
+        """For each truth value, the classes on which the atom takes it: once per test, as rules repeat tests."""
+        assert atom.fact is not None and atom.op is not None
+        operand = self.operand(atom)
+        key = (atom.fact, atom.op, type(operand), hashable(operand))
+        by_truth = self._masks.get(key)
+        if by_truth is None:
+            by_truth = self._masks[key] = {}
+            test = atom_test(atom.op, operand)
+            for index, value in enumerate(self.domain(atom.fact)):
+                truth = test(value)
+                by_truth[truth] = by_truth.get(truth, 0) | 1 << index
+        return by_truth
 
     def cases(self, node: Condition, wanted: Wanted) -> list[Conj]:
         """The alternatives under which `node` takes one of the `wanted` truth values."""

@@ -27,8 +27,7 @@ from engine.evaluation.compiler import CompiledRuleset, compile_joint, compile_r
 from engine.evaluation.engines import DURABLE, PYTHON, RuleEngine, durable_version, engine_label, make_engine
 from engine.evaluation.evaluator import Evaluator
 from engine.evaluation.firing import Firing
-from engine.evaluation.inference import Patient, to_json
-from engine.model.facts import flatten, unflatten
+from engine.evaluation.inference import Patient, PatientEncoder
 from engine.model.questionnaire import Questionnaire
 from engine.model.rulebook import Rulebook, derived_depth
 
@@ -161,23 +160,48 @@ def engine_findings(
     profile's independent evaluator. `evaluators`: the profiles checked.
     """
     findings: list[Any] = []
+    encoder = PatientEncoder(questionnaire)  # the patient fact as `evaluate` writes it: `to_json(flatten(...))`
     for name, evaluator in evaluators.items():
         compiled = compile_rulebook(rulebook, name, questionnaire)
-        findings += _ruleset_findings(rulebook, questionnaire, compiled, {name: evaluator}, own.get(name, []), name)
+        answer_sets = own.get(name, [])
+        findings += _ruleset_findings(rulebook, questionnaire, encoder, compiled, {name: evaluator}, answer_sets, name)
     joint = compile_joint(rulebook, questionnaire)
-    findings += _ruleset_findings(rulebook, questionnaire, joint, evaluators, shared, "every profile at once")
+    findings += _ruleset_findings(rulebook, questionnaire, encoder, joint, evaluators, shared, "every profile at once")
     return findings
 
 
-def _patient(answers: dict[str, Any], questionnaire: Questionnaire) -> Patient:
-    """The answer set as the engines' patient fact (`flatten`, as an answers file would give it)."""
-    fact = flatten(answers, questionnaire)
-    return Patient(to_json(fact)[1:-1], lambda fact_id: unflatten(fact, fact_id, questionnaire))
+_Ran = dict[str, set[tuple[str, bool]]]
+"""What one engine fired for one patient: each profile's firing keys."""
+
+
+def _run(
+    engines: dict[str, RuleEngine], patient: Patient, profiles: tuple[str, ...], joint: bool
+) -> tuple[dict[str, _Ran | EngineError], dict[str, set[str] | None]]:
+    """One patient on every engine: each engine's firing keys by profile (or its failure), and for each
+    profile on which durable_rules and the Python engine fire differently, the rules only one fires."""
+    firings: dict[str, dict[str, list[Firing]]] = {}
+    outcomes: dict[str, _Ran | EngineError] = {}
+    for choice, engine in engines.items():
+        try:
+            by_profile = engine.run_profiles(patient) if joint else {profiles[0]: engine.run_patient(patient)}
+        except EngineError as exc:
+            outcomes[choice] = exc
+            continue
+        firings[choice] = by_profile
+        outcomes[choice] = {name: {f.key for f in fired} for name, fired in by_profile.items()}
+    engines_differ: dict[str, set[str] | None] = {}
+    if len(firings) == 2:
+        for name in profiles:
+            durable, python = firings[DURABLE][name], firings[PYTHON][name]
+            if durable != python:
+                engines_differ[name] = {f.rule_id for f in durable} ^ {f.rule_id for f in python}
+    return outcomes, engines_differ
 
 
 def _ruleset_findings(
     rulebook: Rulebook,
     questionnaire: Questionnaire,
+    encoder: PatientEncoder,
     compiled: CompiledRuleset,
     evaluators: dict[str, Evaluator],
     answer_sets: list[dict[str, Any]],
@@ -209,27 +233,22 @@ def _ruleset_findings(
     which = " (the joint ruleset of every profile)" if joint else ""
     failures: dict[tuple[str, str], tuple[set[str], dict[str, Any], int]] = {}
     disagreements: list[AuditFinding] = []
-    ran_on: dict[str, dict[str, dict[str, list[Firing]] | EngineError]] = {}
+    # Answer sets that are one fact to the engines (e.g. a number unknown or left out) run once.
+    ran_on: dict[str, tuple[dict[str, _Ran | EngineError], dict[str, set[str] | None]]] = {}
     for answers in answer_sets:
-        expected = {name: evaluator.firings(answers) for name, evaluator in evaluators.items()}
-        patient = _patient(answers, questionnaire)
-        # Answer sets that are one fact to the engines (e.g. a number unknown or left out) run once.
-        outcomes = ran_on.setdefault(patient.text, {})
-        found: dict[str, dict[str, list[Firing]]] = {}
-        for choice, engine in engines.items():
-            if choice not in outcomes:
-                try:
-                    outcomes[choice] = (
-                        engine.run_profiles(patient) if joint else {profiles[0]: engine.run_patient(patient)}
-                    )
-                except EngineError as exc:
-                    outcomes[choice] = exc
-            outcome = outcomes[choice]
-            if isinstance(outcome, dict):
+        expected = {name: evaluator.firing_keys(answers) for name, evaluator in evaluators.items()}
+        patient = encoder.encode(answers)
+        ran = ran_on.get(patient.text)
+        if ran is None:
+            ran = ran_on[patient.text] = _run(engines, patient, profiles, joint)
+        outcomes, engines_differ = ran
+        found: dict[str, _Ran] = {}
+        for choice, outcome in outcomes.items():
+            if not isinstance(outcome, EngineError):
                 found[choice] = outcome
             else:
                 key = (choice, _limit(str(outcome)))
-                held = {f.rule_id for firings in expected.values() for f in firings}
+                held = {rule_id for keys in expected.values() for rule_id, _ in keys}
                 seen = failures.get(key)
                 failures[key] = (
                     held | (seen[0] if seen else set()),
@@ -240,7 +259,7 @@ def _ruleset_findings(
             continue
         for name, wanted in expected.items():
             for choice, by_profile in found.items():
-                differ = {f.key for f in by_profile[name]} ^ {f.key for f in wanted}
+                differ = by_profile[name] ^ set(wanted)
                 if differ:
                     disagreements.append(
                         AuditFinding(
@@ -253,8 +272,8 @@ def _ruleset_findings(
                             answers,
                         )
                     )
-            if len(found) == 2 and found[DURABLE][name] != found[PYTHON][name]:
-                differ_ids = {f.rule_id for f in found[DURABLE][name]} ^ {f.rule_id for f in found[PYTHON][name]}
+            differ_ids = engines_differ.get(name)
+            if differ_ids is not None:
                 how = (
                     f"fire other rules: {_named(differ_ids)}"
                     if differ_ids

@@ -432,6 +432,8 @@ class ProfileAudit:
         self.fires: set[str] = set()
         self._witness_cache: dict[str, list[dict[str, Any]]] = {}
         self._evaluators: dict[frozenset[str], RuleSubset] = {}
+        self._chains: dict[str, frozenset[str]] = {}
+        self._status_rules: dict[tuple[str, str | None], list[Rule]] = {}
         self._premises: dict[str, list[tuple[RuleTest, Wanted]]] = {}
         self._every_rule: RuleSubset | None = None
         self._baselines: dict[int, tuple[dict[str, Any], list[Truth], list[int]]] = {}  # by id, the baseline kept
@@ -441,11 +443,15 @@ class ProfileAudit:
 
     # helpers
     def status_rules(self, pid: str, status: str | None = None) -> list[Rule]:
-        return [
-            r
-            for r in self.space.rules
-            if r.then.status is not None and pid in r.then.procedures and status in (None, r.then.status)
-        ]
+        """The active rules setting a status (or this one) on `pid`, in rulebook order (a kept list: not to change)."""
+        found = self._status_rules.get((pid, status))
+        if found is None:
+            found = self._status_rules[(pid, status)] = [
+                r
+                for r in self.space.rules
+                if r.then.status is not None and pid in r.then.procedures and status in (None, r.then.status)
+            ]
+        return found
 
     def restrictive(self, pid: str, status: str) -> list[Rule]:
         """The status rules that would win over `status` (by the one resolution, engine.model.status.resolve)."""
@@ -529,10 +535,17 @@ class ProfileAudit:
         """
         key = frozenset(r.id for r in deciding)
         if key not in self._evaluators:
-            space = self.space
-            rules = [*deciding, *(space.derived[f] for f in self.rulebook.derived_read(deciding) if f in space.derived)]
-            self._evaluators[key] = self.evaluator.subset({r.id for r in rules})
+            self._evaluators[key] = self.evaluator.subset(set().union(*(self._reads(rule) for rule in deciding)))
         return self._evaluators[key]
+
+    def _reads(self, rule: Rule) -> frozenset[str]:
+        """The rule and the rules deriving every fact it reads, down the chains (their ids)."""
+        reads = self._chains.get(rule.id)
+        if reads is None:
+            derived = self.space.derived
+            chain = (derived[f].id for f in self.rulebook.derived_read([rule]) if f in derived)
+            reads = self._chains[rule.id] = frozenset((rule.id, *chain))
+        return reads
 
     def baseline_truths(self, base: dict[str, Any]) -> tuple[list[Truth], list[int]]:
         """Every rule's truth on a baseline of the enumeration (in the evaluator's order), and the places of

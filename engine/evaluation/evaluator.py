@@ -255,6 +255,21 @@ class Evaluator:
         """The rules that hold (and derived facts shown false), with the facts each read."""
         return self._firings(answers)
 
+    def firing_keys(self, answers: Answers) -> list[tuple[str, bool]]:
+        """The key of each of `firings(answers)`, in order, from the rules' truths (no facts read, no firings
+        made): what `rules verify` holds the engines to. A rule fires when it holds; a derived fact's rule
+        fires when its truth is known, holding or not."""
+        return [
+            (rule_id, truth)
+            for (rule_id, derives), truth in zip(self._kinds, self._truths(answers), strict=True)
+            if truth is True or (derives and truth is not None)
+        ]
+
+    @cached_property
+    def _kinds(self) -> list[tuple[str, bool]]:
+        """Each rule's id, and whether it derives a fact."""
+        return [(rule.id, rule.then.derive is not None) for rule in self.rules]
+
     def subset(self, rule_ids: Collection[str]) -> RuleSubset:
         """These rules alone, evaluated by the compiled code of this evaluator (nothing compiled again).
 
