@@ -594,6 +594,24 @@ def test_generated_patients_never_contradict_what_the_search_proved(aid: Decisio
         assert not [p for p in implies if p[0] in holding and p[1] not in holding]
 
 
+def test_an_implication_decided_from_the_alternatives_is_the_searchs_verdict(tmp_path: Path, aid: DecisionAid) -> None:
+    """`AnswerSpace.implied` decides some implications between rules without a search: always as the search does
+    (on the shipped rules, and on rules one of which implies another)."""
+    decided: dict[bool, int] = {True: 0, False: 0}
+    books = [aid] + [DecisionAid.load(broken(tmp_path / case, case)) for case in ("subsumed-rule", "duplicate-rule")]
+    for book in books:
+        space = AnswerSpace(book.rulebook, book.questionnaire, book.rulebook.default_profile)
+        for pid in PROCEDURE_IDS:
+            rules = [r for r in space.rules if r.then.status is not None and pid in r.then.procedures]
+            for a, b in itertools.permutations(rules, 2):
+                premise, denial = space.rule_true(a), space.rule_not_true(b)
+                verdict = space.implied(premise, space.rule_true(b), denial)
+                if verdict is not None:
+                    assert verdict == (space.solve([premise, denial]) is None), (a.id, b.id)
+                    decided[verdict] += 1
+    assert decided[True] and decided[False], decided
+
+
 def test_each_condition_compiles_to_exactly_the_answers_that_give_each_truth(aid: DecisionAid) -> None:
     """The search's alternatives for 'true', 'false', 'unknown' and 'not true' match three-valued evaluation."""
     from engine.audit.answer_space import FALSE, NOT_TRUE, TRUE, UNKNOWN_, truth_of

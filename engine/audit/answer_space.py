@@ -267,6 +267,35 @@ class AnswerSpace:
     def rule_not_true(self, rule: Rule) -> list[Conj]:
         return self.cases(rule.when, NOT_TRUE)
 
+    def implied(self, premise: list[Conj], conclusion: list[Conj], denial: list[Conj]) -> bool | None:
+        """Whether answers meeting `premise` always meet `conclusion` (`denial`: the alternatives under which
+        they do not), where the alternatives alone decide it; None where only a search can.
+
+        True when each alternative of the premise lies within one of the conclusion (for every fact the
+        latter constrains, the former allows only classes the latter allows); False when an alternative
+        of the premise and one of the denial agree on some class of every fact both constrain and neither
+        constrains a derived fact (any answers in both meet the premise and not the conclusion). A
+        search (`solve([premise, denial])`) comes to the same verdict; this is a question without its steps.
+        """
+        if all(
+            any(
+                all(fact in alternative and not alternative[fact] & ~allowed for fact, allowed in way.items())
+                for way in conclusion
+            )
+            for alternative in premise
+        ):
+            self.stats.queries += 1
+            return True
+        derived = self.rulebook.derived_facts.keys()
+        answers_only = [d for d in denial if derived.isdisjoint(d)]
+        for alternative in premise:
+            if not derived.isdisjoint(alternative):
+                continue
+            if any(self.merge(alternative, d) is not None for d in answers_only):
+                self.stats.queries += 1
+                return False
+        return None
+
     # -- the search ----------------------------------------------------------------------
 
     def solve(self, goals: list[list[Conj]]) -> Conj | None:

@@ -66,7 +66,9 @@ What is enumerated, per profile:
 1. Symbolically, everything: each logic check and each invariant is a question put to
    `AnswerSpace.solve`, a complete search over the classes of every answer the active rules
    read (see engine.audit.answer_space). Answers it finds are re-run through the independent
-   evaluator and must behave as predicted.
+   evaluator and must behave as predicted. Whether one rule implies another (for the relation of
+   two rules that can hold together) is decided from their alternatives alone where those decide
+   it (`AnswerSpace.implied`, the search's verdict without its steps), else by the search.
 2. Explicitly, a covering design for each invariant, run through the independent evaluator
    (no durable_rules): the *projected facts* are the answers the invariant's premise reads
    plus every answer read by the rules that read those; each takes one value per class of the
@@ -664,8 +666,14 @@ class ProfileAudit:
             self.findings.append(self._pair_finding(kind, self.by_id[one], self.by_id[other], procedures, example))
 
     def _implies(self, a: Rule, b: Rule) -> bool:
+        """Whether `b` holds whenever `a` does: from the rules' alternatives where they decide it, else by a search."""
+        space = self.space
+        premise, denial = space.rule_true(a), space.rule_not_true(b)
+        decided = space.implied(premise, space.rule_true(b), denial)
+        if decided is not None:
+            return decided
         try:
-            return self.space.solve([self.space.rule_true(a), self.space.rule_not_true(b)]) is None
+            return space.solve([premise, denial]) is None
         except SearchBudgetExceeded:
             return False
 
