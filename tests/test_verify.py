@@ -22,7 +22,7 @@ from conftest import ROOT, run_cli, threshold_answers
 
 import engine.audit.verify as verify_module
 from engine.audit.acceptances import FindingName
-from engine.audit.answer_space import AnswerSpace
+from engine.audit.answer_space import AnswerSpace, essential_goals
 from engine.audit.verify import AuditFinding, VerifyReport, verify
 from engine.evaluation.aid import DecisionAid
 from engine.model import status as status_model
@@ -564,8 +564,31 @@ def test_the_search_never_searches_again_what_it_found_impossible(aid: DecisionA
     space = AnswerSpace(aid.rulebook, aid.questionnaire, aid.rulebook.default_profile, budget=1000)
     agreeing = [[{"pain_duration_months": 0b01}, {"pain_duration_months": 0b11}] for _ in range(20)]
     contradicting = [[{"age_years": 0b01}, {"age_years": 0b10}], [{"age_years": 0b100}, {"age_years": 0b1000}]]
-    assert space.solve([*agreeing, *contradicting]) is None
-    assert space.solve([*agreeing, contradicting[0]]) == {"pain_duration_months": 0b01, "age_years": 0b01}
+    assert space.search([*agreeing, *contradicting]) is None
+    assert space.search([*agreeing, contradicting[0]]) == {"pain_duration_months": 0b01, "age_years": 0b01}
+
+
+def test_goals_other_goals_imply_are_searched_without_first_and_the_answers_are_the_whole_searchs(
+    tmp_path: Path,
+) -> None:
+    """`solve` first searches without the goals that others imply (copies of a rule at other thresholds):
+    where those cannot hold together it stops; else the answers are those the search over every goal finds."""
+    from bench.scale import scaled_rulebook
+
+    rules, knowledge = scaled_rulebook(2, tmp_path)
+    book = DecisionAid.load(rules, knowledge)
+    space = AnswerSpace(book.rulebook, book.questionnaire, book.rulebook.default_profile)
+    outcomes = {"impossible": 0, "found": 0}
+    for pid in PROCEDURE_IDS:
+        status_rules = [r for r in space.rules if r.then.status is not None and pid in r.then.procedures]
+        no_rule = [space.rule_not_true(r) for r in status_rules]
+        some_rule = [space.rule_true(r) for r in status_rules[:1]]
+        for goals in (no_rule, no_rule[1:], some_rule + no_rule[1:]):
+            found = space.solve(goals)
+            assert found == space.search(goals), pid
+            if len(essential_goals(goals)) < len(goals):
+                outcomes["found" if found is not None else "impossible"] += 1
+    assert all(outcomes.values()), outcomes  # both ways out were taken
 
 
 # -- the search agrees with the independent evaluator on generated patients ----------------------

@@ -277,13 +277,7 @@ class AnswerSpace:
         constrains a derived fact (any answers in both meet the premise and not the conclusion). A
         search (`solve([premise, denial])`) comes to the same verdict; this is a question without its steps.
         """
-        if all(
-            any(
-                all(fact in alternative and not alternative[fact] & ~allowed for fact, allowed in way.items())
-                for way in conclusion
-            )
-            for alternative in premise
-        ):
+        if _within_one(premise, conclusion):
             self.stats.queries += 1
             return True
         derived = self.rulebook.derived_facts.keys()
@@ -301,9 +295,28 @@ class AnswerSpace:
     def solve(self, goals: list[list[Conj]]) -> Conj | None:
         """Constraints (one fact -> classes each) under which every goal holds, or None if none exist.
 
+        A goal that another goal implies (each of the other's alternatives lies within one of its own)
+        adds no constraint: the goals without it are searched first, and if they cannot hold together,
+        neither can all of them. Otherwise (or if that search runs out of steps) every goal is searched,
+        so the answers found are the ones the whole search finds first. (Copies of a rule at other
+        thresholds make many such goals: "no rule sets this procedure's status" at 8x the option rules
+        took 45,000 steps a procedure, 2,000 to 3,000 without them.)
+
         Raises `SearchBudgetExceeded` when the search needs more than `budget` steps.
         """
         self.stats.queries += 1
+        essential = essential_goals(goals) if len(goals) > 2 else goals
+        if len(essential) < len(goals):
+            try:
+                if self.search(essential) is None:
+                    return None
+            except SearchBudgetExceeded:
+                pass
+        return self.search(goals)
+
+    def search(self, goals: list[list[Conj]]) -> Conj | None:
+        """The search for answers meeting every goal, with its own budget and memory of failures (`solve` first
+        drops the goals others imply)."""
         self._steps = 0
         self._failed: dict[int, list[tuple[Conj, frozenset[str], list[_Goal]]]] = {}
         return self._search({}, 0, [(id(goal), goal, None) for goal in goals], frozenset(), frozenset())
@@ -456,6 +469,35 @@ class AnswerSpace:
             value = self.domain(fact)[(mask & -mask).bit_length() - 1]
             answers[fact] = as_answer(value)
         return answers
+
+
+def _within_one(premise: list[Conj], conclusion: list[Conj]) -> bool:
+    """Whether each alternative of `premise` lies within one of `conclusion` (for every fact that one
+    constrains, it allows only classes that one allows): whatever meets the premise meets the conclusion."""
+    return all(
+        any(
+            all(fact in alternative and not alternative[fact] & ~allowed for fact, allowed in way.items())
+            for way in conclusion
+        )
+        for alternative in premise
+    )
+
+
+def essential_goals(goals: list[list[Conj]]) -> list[list[Conj]]:
+    """The goals, in order, without each that another one kept implies (`_within_one`); only goals on the
+    same facts are compared (as copies of a rule at other thresholds are). Answers meet all the goals
+    exactly when they meet these."""
+    on: dict[frozenset[str], list[int]] = {}
+    for index, goal in enumerate(goals):
+        on.setdefault(frozenset(fact for alternative in goal for fact in alternative), []).append(index)
+    dropped: set[int] = set()
+    for same in on.values():
+        for index in same:
+            if any(
+                other != index and other not in dropped and _within_one(goals[other], goals[index]) for other in same
+            ):
+                dropped.add(index)
+    return [goal for index, goal in enumerate(goals) if index not in dropped]
 
 
 def hashable(value: Any) -> Any:
