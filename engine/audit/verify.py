@@ -274,9 +274,26 @@ class Outcome:
 
         Only the statuses of `procedures` are resolved (the others are left out).
         """
-        setting: dict[str, list[str]] = {pid: [] for pid in procedures}
-        urgent = False
-        held = []
+        return Tally.of(results, procedures).outcome()
+
+
+@dataclass
+class Tally:
+    """The rules holding so far and what they set (for `Outcome`): the part of an enumeration's answers that
+    a baseline fixes is tallied once, and each combination adds its own rules to a copy."""
+
+    setting: dict[str, list[str]]
+    urgent: bool = False
+    held: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, results: Iterable[tuple[Rule, Truth]], procedures: tuple[str, ...]) -> Tally:
+        return cls({pid: [] for pid in procedures}).add(results)
+
+    def add(self, results: Iterable[tuple[Rule, Truth]]) -> Tally:
+        """This tally with the rules of `results` that hold added (in place)."""
+        setting, held = self.setting, self.held
+        urgent = self.urgent
         for rule, truth in results:
             if truth is not True:
                 continue
@@ -287,10 +304,17 @@ class Outcome:
                 for pid in then.procedures:
                     if pid in setting:
                         setting[pid].append(then.status)
-        resolved = {pid: status_model.resolve(statuses) for pid, statuses in setting.items()}
+        self.urgent = urgent
+        return self
+
+    def copy(self) -> Tally:
+        return Tally({pid: list(statuses) for pid, statuses in self.setting.items()}, self.urgent, list(self.held))
+
+    def outcome(self) -> Outcome:
+        resolved = {pid: status_model.resolve(statuses) for pid, statuses in self.setting.items()}
         statuses = {pid: FALLBACK_STATUS if s is None else s for pid, s in resolved.items()}
         fallback = frozenset(pid for pid, s in resolved.items() if s is None)
-        return cls(statuses, urgent, frozenset(held), fallback)
+        return Outcome(statuses, self.urgent, frozenset(self.held), fallback)
 
 
 Expectation = Callable[[Outcome, dict[str, Any]], bool]
@@ -908,13 +932,18 @@ class ProfileAudit:
             held: list[tuple[Rule, Truth]] = [(every_rule[i], True) for i in holds if i in fixed_at]
             derived: dict[str, Truth] = {derive: truths[i] for i, derive in derivers}
             settled.append(
-                (base, held, derived, tuple(hashable(base.get(f, UNKNOWN)) for f in read if f not in values))
+                (
+                    base,
+                    Tally.of(held, inv.procedures),
+                    derived,
+                    tuple(hashable(base.get(f, UNKNOWN)) for f in read if f not in values),
+                )
             )
         seen: set[tuple[Any, ...]] = set()
         count = 0
         for combo in _product(facts, values):
             from_combo = tuple(hashable(combo[f]) for f in varied)
-            for base, held, derived, from_base in settled:
+            for base, tally, derived, from_base in settled:
                 answers = {**base, **combo}
                 count += 1
                 if not self.applies(inv, answers):
@@ -924,7 +953,7 @@ class ProfileAudit:
                     continue  # the same answers to every deciding rule: the same verdict
                 seen.add(distinct)
                 self.evaluations += 1
-                if inv.broken(Outcome.of(held + varying(answers, dict(derived)), inv.procedures)):
+                if inv.broken(tally.copy().add(varying(answers, dict(derived))).outcome()):
                     self._violation(inv, answers)
         return count, len(seen), (facts, [len(values[f]) for f in facts], len(baselines), len(every))
 

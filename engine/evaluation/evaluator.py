@@ -258,17 +258,25 @@ class Evaluator:
     def firing_keys(self, answers: Answers) -> list[tuple[str, bool]]:
         """The key of each of `firings(answers)`, in order, from the rules' truths (no facts read, no firings
         made): what `rules verify` holds the engines to. A rule fires when it holds; a derived fact's rule
-        fires when its truth is known, holding or not."""
-        return [
-            (rule_id, truth)
-            for (rule_id, derives), truth in zip(self._kinds, self._truths(answers), strict=True)
-            if truth is True or (derives and truth is not None)
-        ]
+        fires when its truth is known, holding or not. (It runs each rule's compiled test, which `rules verify`
+        compiles anyway, rather than compiling `truths` too.)"""
+        derived: dict[str, Truth] = {}
+        out = []
+        for rule_id, derive, test in self._keyed:
+            truth = test(answers, derived)
+            if derive is None:
+                if truth is True:
+                    out.append((rule_id, True))
+            else:
+                derived[derive] = truth
+                if truth is not None:
+                    out.append((rule_id, truth))
+        return out
 
     @cached_property
-    def _kinds(self) -> list[tuple[str, bool]]:
-        """Each rule's id, and whether it derives a fact."""
-        return [(rule.id, rule.then.derive is not None) for rule in self.rules]
+    def _keyed(self) -> list[tuple[str, str | None, RuleTest]]:
+        """Each rule's id, the fact it derives (None for none) and its compiled test, in order."""
+        return [(rule.id, rule.then.derive, test) for rule, test in zip(self.rules, self._tests, strict=True)]
 
     def subset(self, rule_ids: Collection[str]) -> RuleSubset:
         """These rules alone, evaluated by the compiled code of this evaluator (nothing compiled again).
