@@ -188,7 +188,7 @@ def _run(
             outcomes[choice] = exc
             continue
         firings[choice] = by_profile
-        outcomes[choice] = {name: {f.key for f in fired} for name, fired in by_profile.items()}
+        outcomes[choice] = {name: {(f.rule_id, f.holds) for f in fired} for name, fired in by_profile.items()}  # keys
     engines_differ: dict[str, set[str] | None] = {}
     if len(firings) == 2:
         for name in profiles:

@@ -941,12 +941,19 @@ class ProfileAudit:
             )
         seen: set[tuple[Any, ...]] = set()
         count = 0
+        # The premise reads only answers (derived facts unknown): if the combination varies all it reads,
+        # whether it applies is the combination's alone, asked once for every baseline.
+        premise_read = {a.fact for c in inv.conditions() for a in c.atoms() if a.fact and not space.is_derived(a.fact)}
+        by_combination = premise_read <= set(facts)
         for combo in _product(facts, values):
+            if by_combination and not self.applies(inv, combo):
+                count += len(settled)
+                continue
             from_combo = tuple(hashable(combo[f]) for f in varied)
             for base, tally, derived, from_base in settled:
                 answers = {**base, **combo}
                 count += 1
-                if not self.applies(inv, answers):
+                if not by_combination and not self.applies(inv, answers):
                     continue
                 distinct = (from_base, from_combo)
                 if distinct in seen:
