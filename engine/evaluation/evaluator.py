@@ -140,11 +140,18 @@ class RuleSubset:
     rules: list[Rule]
     tests: list[RuleTest]
     indices: list[int]
-    _steps: list[tuple[Rule, RuleTest, str | None]] = field(init=False, repr=False, compare=False)
+    _deriving: list[tuple[Rule, RuleTest, str]] = field(init=False, repr=False, compare=False)
+    _concluding: list[tuple[Rule, RuleTest]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        steps = [(rule, test, rule.then.derive) for rule, test in zip(self.rules, self.tests, strict=True)]
-        object.__setattr__(self, "_steps", steps)
+        # In the evaluator's order the rules deriving facts come first (by stratum), then the others.
+        steps = list(zip(self.rules, self.tests, strict=True))
+        first = next((n for n, (rule, _) in enumerate(steps) if rule.then.derive is None), len(steps))
+        deriving = [(rule, test, rule.then.derive) for rule, test in steps[:first] if rule.then.derive is not None]
+        if any(rule.then.derive is not None for rule, _ in steps[first:]):
+            raise ValueError("a subset of an evaluator's rules lists the rules deriving facts first")
+        object.__setattr__(self, "_deriving", deriving)
+        object.__setattr__(self, "_concluding", steps[first:])
 
     def __call__(self, answers: Answers, derived: dict[str, Truth] | None = None) -> list[tuple[Rule, Truth]]:
         """Each rule with its truth on these answers; `derived` holds the derived facts known before, and
@@ -152,11 +159,10 @@ class RuleSubset:
         if derived is None:
             derived = {}
         out = []
-        for rule, test, derive in self._steps:
-            truth = test(answers, derived)
-            if derive is not None:
-                derived[derive] = truth
+        for rule, test, derive in self._deriving:
+            truth = derived[derive] = test(answers, derived)
             out.append((rule, truth))
+        out += [(rule, test(answers, derived)) for rule, test in self._concluding]
         return out
 
     def split(self, varied: Collection[str]) -> tuple[RuleSubset, RuleSubset]:
