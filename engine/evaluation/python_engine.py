@@ -28,6 +28,7 @@ from engine.model.facts import unflatten
 from engine.model.questionnaire import UNKNOWN, Questionnaire
 
 Facts = dict[str, Any]
+_UNREAD = object()
 Test = Callable[[Facts], bool]
 
 _OPERATORS = {"$lt": "<", "$lte": "<=", "$gt": ">", "$gte": ">=", "$neq": "!="}
@@ -139,6 +140,20 @@ class PythonEngine:
         order.sort(key=lambda entry: entry[:2])
         self._steps = [entry[2] for entry in order]
         self._joins = [entry[4] for entry in order]
+        # what a firing of each step shows, read once: rule, polarity, branch, answers read, joined facts, variant
+        self._shown: list[tuple[str, bool, int, tuple[str, ...], tuple[tuple[str, JoinValue], ...], int] | None] = [
+            (
+                step.rule.id,
+                step.holds,
+                step.index,
+                step.answer_facts,
+                tuple((name, value) for _, name, value in joins),
+                step.variant,
+            )
+            if isinstance(step, Branch)
+            else None
+            for step, joins in zip(self._steps, self._joins, strict=True)
+        ]
         namespace: dict[str, Any] = {"_NUMBER": (int, float)}
         exec(_program(self._steps, [e[3] for e in order], self._joins), namespace)  # noqa: S102 - see _program
         self._program: Callable[[Facts], list[int]] = namespace["run"]
@@ -166,16 +181,19 @@ class PythonEngine:
         answers: dict[str, Any] = {}
         firings = []
         variants = []
+        shown = self._shown
         for n in self._program(facts):
-            branch = self._steps[n]
-            assert isinstance(branch, Branch)
+            step = shown[n]
+            assert step is not None  # only branches fire
+            rule_id, holds, index, answer_facts, joins, variant = step
             found: dict[str, Any] = {}
-            for fact in branch.answer_facts:
-                if fact not in answers:
-                    answers[fact] = read(fact)
-                found[fact] = answers[fact]
-            for _, name, value in self._joins[n]:
-                found[name] = value
-            firings.append(Firing(branch.rule.id, branch.holds, branch.index, found))
-            variants.append(branch.variant)
+            for fact in answer_facts:
+                value = answers.get(fact, _UNREAD)
+                if value is _UNREAD:
+                    value = answers[fact] = read(fact)
+                found[fact] = value
+            for name, joined in joins:
+                found[name] = joined
+            firings.append(Firing(rule_id, holds, index, found))
+            variants.append(variant)
         return firings, variants
