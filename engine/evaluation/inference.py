@@ -238,18 +238,23 @@ class DurableEngine:
             body = {"t": DERIVED, "id": f"{DERIVED}:{derive}", "name": derive, "value": branch.holds, "sid": ""}
             derived_fact = json.dumps(body, ensure_ascii=False).removesuffix('""}')
 
+        holds, index = branch.holds, branch.index
+        shown = tuple((name, value) for _, name, value in joined)
+
         def act(run: _Run) -> None:
-            if fired_key in run.fired:
+            fired = run.fired
+            if fired_key in fired:
                 return  # another branch of the same rule already fired
-            run.fired.add(fired_key)
+            fired.add(fired_key)
             facts: dict[str, Any] = {}
+            answers = run.answers
             for fact in answer_facts:
-                if fact not in run.answers:
-                    run.answers[fact] = run.patient.fact(fact)
-                facts[fact] = run.answers[fact]
-            for _, name, value in joined:
+                if fact not in answers:
+                    answers[fact] = run.patient.fact(fact)
+                facts[fact] = answers[fact]
+            for name, value in shown:
                 facts[name] = value
-            run.firings.append(Firing(rule_id, branch.holds, branch.index, facts))
+            run.firings.append(Firing(rule_id, holds, index, facts))
             if variant:
                 run.variants.append(variant)
             if derive is not None and derive not in run.derived:
