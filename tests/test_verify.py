@@ -710,3 +710,27 @@ def test_the_shipped_rulebook_verifies_the_same_with_checks_shared_between_profi
     _sharing_nothing(monkeypatch)
     alone = verify()
     assert [f.to_json() for f in shared.findings] == [f.to_json() for f in alone.findings]
+
+
+@pytest.mark.slow
+def test_the_2x_rulebook_verifies_the_same_with_every_question_searched_in_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Implications decided from the alternatives and goals dropped as implied by others change only the
+    search steps counted: the findings, and everything else the report says, are those of full searches."""
+    import engine.audit.answer_space as answer_space
+    from bench.scale import scaled_rulebook
+
+    rules, knowledge = scaled_rulebook(2, tmp_path)
+    quick = verify(rules, knowledge, today=TODAY)
+    monkeypatch.setattr(answer_space.AnswerSpace, "implied", lambda self, premise, conclusion, denial: None)
+    monkeypatch.setattr(answer_space, "essential_goals", lambda goals: goals)
+    full = verify(rules, knowledge, today=TODAY)
+    assert [f.to_json() for f in quick.findings] == [f.to_json() for f in full.findings]
+    assert any(f.name == "subsumed-rule" for f in full.findings)  # implications that held were decided too
+
+    def steps_left_out(report: VerifyReport) -> list[str]:
+        return [re.sub(r"\d+ search steps", "search steps", block) for block in report.enumerated]
+
+    assert steps_left_out(quick) == steps_left_out(full)
+    assert quick.enumerated != full.enumerated  # fewer steps: the shortcuts were taken
