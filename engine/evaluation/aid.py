@@ -80,8 +80,9 @@ class DecisionAid:
         try:
             kdir = data_dir("knowledge", knowledge_dir)
             rdir = data_dir("rules", rules_dir)
-            version = content_hash({"rules": rdir, "knowledge": kdir})
-            key = snapshot.snapshot_key(version, {"rules": rdir, "knowledge": kdir})
+            folders = {"rules": rdir, "knowledge": kdir}
+            version = content_hash(folders)
+            key = snapshot.snapshot_key(version, folders)
             with memory.building():
                 kept = snapshot.read_snapshot(version, key)
                 if kept is not None:

@@ -71,9 +71,14 @@ def to_json(data: Any) -> str:
     `e-` or `e+` (ids are lower-case letters, digits and `_`), so most texts need no rewrite.
     """
     text = json.dumps(data, ensure_ascii=False)
-    if "e-" in text or "e+" in text:
+    if _has_bare_exponent(text):
         text = _BARE_EXPONENT.sub(r"\1.0", text)
     return text
+
+
+def _has_bare_exponent(text: str) -> bool:
+    """Whether JSON text holds a number durable misreads (see `to_json`); the plain test first, as most have none."""
+    return ("e-" in text or "e+" in text) and _BARE_EXPONENT.search(text) is not None
 
 
 def _number_text(value: int | float) -> str:
@@ -177,7 +182,7 @@ def _native_ruleset(name: str, definition: dict[str, Any]) -> tuple[Any, Any]:
     import durable_rules_engine
 
     text = json.dumps(definition, ensure_ascii=False)
-    if ("e-" in text or "e+" in text) and _BARE_EXPONENT.search(text):
+    if _has_bare_exponent(text):
         raise EngineError("a rule threshold is too small for the rule engine to read (write it without an exponent)")
     return durable_rules_engine, durable_rules_engine.create_ruleset(name, text)
 

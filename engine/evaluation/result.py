@@ -227,6 +227,20 @@ class Role:
 RECORDS_KEPT = 20_000
 """Findings, and options, kept for reuse by one builder, of each (a few MiB at most; then it starts again)."""
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class Kept(dict[K, V]):
+    """Records kept for reuse, at most RECORDS_KEPT: once full, it is emptied and starts again."""
+
+    def keep(self, key: K, value: V) -> V:
+        if len(self) >= RECORDS_KEPT:
+            self.clear()
+        self[key] = value
+        return value
+
+
 Placed = tuple[Role, Finding]
 """A finding of one patient with its rule's role."""
 
@@ -264,11 +278,12 @@ class ResultBuilder:
             {pid: p.value(name) for pid, p in rulebook.parameters.items()} for name in rulebook.profiles
         ]
         self._conditions: dict[str, tuple[tuple[str, ...], list[dict[str, int | float]]]] = {}
-        self._findings: dict[tuple[Any, ...], Finding] = {}
+        self._findings: Kept[tuple[Any, ...], Finding] = Kept()
         """Findings made for patients, by role and facts (see `_placed`)."""
-        self._options: dict[tuple[Any, ...], ResolvedOption] = {}
+        self._options: Kept[tuple[Any, ...], ResolvedOption] = Kept()
         """Options resolved for patients, by procedure and the findings behind them (see `_resolve`)."""
-        self._option_results: dict[int, tuple[ResolvedOption, OptionResult]] = {}
+        self._option_results: Kept[int, tuple[ResolvedOption, OptionResult]] = Kept()
+        """Each kept option's record in a result, by the option's id (the entry holds the option: `_option_result`)."""
 
     def disputes(self, procedures: set[str], cited: set[str], answer: Answer) -> list[str]:
         """The disputes that bear on this patient: about `procedures` and `cited` (`bears_on`), and not ruled
@@ -371,9 +386,7 @@ class ResultBuilder:
                 fields["facts"] = dict(facts)
                 found = made(Finding, fields, set(r.fields_set))
                 if keep:
-                    if len(kept) >= RECORDS_KEPT:
-                        kept.clear()
-                    kept[key] = found
+                    kept.keep(key, found)
             out.append((r, found))
         return out
 
@@ -441,10 +454,7 @@ class ResultBuilder:
             if status.is_open:
                 open_procedures.add(pid)
             option = ResolvedOption(pid, status, reasons, mine_cautions or [], list(steps.values()), mine_declined)
-            if len(kept) >= RECORDS_KEPT:
-                kept.clear()
-            kept[key] = option  # it holds the findings of its key: their ids stay theirs while it is kept
-            options.append(option)
+            options.append(kept.keep(key, option))  # it holds the findings of its key: their ids stay theirs
         disagreements = self.disputes(open_procedures, cited, answer)
         return Resolution([f for _, f in placed], options, urgent, derived, disagreements)
 
@@ -485,9 +495,7 @@ class ResultBuilder:
             },
             set(_OPTION_FIELDS),
         )
-        if len(self._option_results) >= RECORDS_KEPT:
-            self._option_results.clear()
-        self._option_results[id(option)] = (option, made_option)  # held, so its id is not another's
+        self._option_results.keep(id(option), (option, made_option))  # held, so its id is not another's
         return made_option
 
     def outcomes(self, firings: list[Firing]) -> tuple[Outcomes, set[str]]:
