@@ -162,6 +162,21 @@ def test_the_python_engine_compares_like_durable() -> None:
     assert not compile_test({"n": 1})({"n": True}), "durable never takes true for 1"
 
 
+def test_a_test_decided_by_an_earlier_one_of_its_conjunction_is_folded_away() -> None:
+    """After `t == "patient"`, the bucket tests on `t` (always true for a patient) are not written; a test
+    that contradicts an earlier one makes the conjunction false; other tests are kept, and the meaning stays."""
+    buckets = {"$and": [{"t": "patient"}, {"$neq": {"t": "~0.0"}}, {"$neq": {"t": "~1.3"}}, {"$gte": {"x": 5}}]}
+    source = condition_source(buckets)
+    assert "~0.0" not in source and "~1.3" not in source and "'x'" in source
+    test = compile_test(buckets)
+    assert test({"t": "patient", "x": 5}) and not test({"t": "patient", "x": 4}) and not test({"t": "~0.0", "x": 5})
+    assert condition_source({"$and": [{"t": "patient"}, {"t": "other"}, {"x": 1}]}) == "False"
+    assert condition_source({"$and": [{"t": "patient"}, {"$lt": {"t": 3}}]}) == "False", "a string is no number"
+    either = {"$or": [{"t": "patient"}, {"$neq": {"t": "~0.0"}}]}
+    assert "~0.0" in condition_source(either), "an alternative is reached where the one before fails"
+    assert compile_test(either)({"t": "x"}) and not compile_test(either)({"t": "~0.0"})
+
+
 def test_an_unknown_engine_setting_is_refused_naming_the_choices() -> None:
     with pytest.raises(UsageError, match="PAIN_SDM_ENGINE='jess' is not an engine; choose one of auto, durable_rules"):
         chosen_engine("jess")

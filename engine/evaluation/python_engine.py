@@ -16,8 +16,9 @@ compiler, and both engines are held to agree with it.
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.errors import EngineError
@@ -42,12 +43,18 @@ _KINDS = {
 """durable compares numbers with numbers, strings with strings, booleans with booleans; no other pair matches."""
 
 
-def _compared(name: str, symbol: str, operand: Any) -> str:
-    """Python source for `fact <symbol> operand`, false when the fact is missing or of another kind."""
+def _compared(name: str, symbol: str, operand: Any, read: Callable[[str], str], known: Mapping[str, str]) -> str:
+    """Python source for `fact <symbol> operand`, false when the fact is missing or of another kind.
+
+    A fact in `known` has that value wherever this test is reached (an earlier test of the same
+    conjunction required it): the test is then decided here, by this very source run on that value.
+    """
     kind = _KINDS.get(type(operand))
     if kind is None:
         raise EngineError(f"the Python engine cannot compare with {operand!r} (the compiler wrote something new)")
-    value = f"f.get({name!r})"
+    if name in known:
+        return repr(_decided(name, symbol, operand, known[name]))
+    value = read(name)
     if symbol == "==" and type(operand) is str:
         return f"{value} == {operand!r}"  # only a string equals a string (the facts are read from JSON)
     if symbol == "==" and type(operand) is bool:
@@ -55,35 +62,93 @@ def _compared(name: str, symbol: str, operand: Any) -> str:
     return f"({kind.format(v=value)} and {value} {symbol} {operand!r})"
 
 
-def condition_source(expression: dict[str, Any]) -> str:
+@functools.lru_cache(maxsize=1024, typed=True)
+def _decided(name: str, symbol: str, operand: Any, value: str) -> bool:
+    """Whether `fact <symbol> operand` holds for a fact whose value is `value` (the test's own source, run)."""
+    source = _compared(name, symbol, operand, _get, {})
+    return bool(eval(f"lambda f: {source}", {"_NUMBER": (int, float)})({name: value}))  # noqa: S307 - see condition_source
+
+
+def _get(name: str) -> str:
+    """The source reading one property of the patient's flat fact `f`."""
+    return f"f.get({name!r})"
+
+
+def _joined(parts: list[str], how: str) -> str:
+    """`parts` joined by `and` or `or`, with the parts already decided (the source `True` or `False`) folded in."""
+    decisive, neutral = ("False", "True") if how == "and" else ("True", "False")
+    if decisive in parts:
+        return decisive
+    parts = [part for part in parts if part != neutral]
+    if not parts:
+        return neutral
+    return parts[0] if len(parts) == 1 else "(" + f" {how} ".join(parts) + ")"
+
+
+def condition_source(
+    expression: dict[str, Any], read: Callable[[str], str] = _get, known: Mapping[str, str] | None = None
+) -> str:
     """Python source (over the patient's flat fact `f`) that holds exactly when durable's expression would.
 
     Only what the compiler writes is understood; anything else is refused (an `EngineError`), so a
     change to the compiler cannot silently mean something else here. Names and operands are written
-    with `repr`, so no text from a rule file is ever read as code.
+    with `repr`, so no text from a rule file is ever read as code. `read` writes the source reading
+    a property (by default `f.get(name)`); `known`: properties whose value the test is only reached
+    with. The terms of a conjunction are read left to right, as durable's: a term after `{name:
+    "text"}` is only reached where the property is that text, and one it decides is folded away
+    (the alpha network's bucket tests after `t == "patient"`, see `compiler._spread`).
     """
+    return _conjunction([{key: value} for key, value in expression.items()], read, known or {})
+
+
+def _conjunction(terms: list[dict[str, Any]], read: Callable[[str], str], known: Mapping[str, str]) -> str:
+    fixed = dict(known)
     parts = []
-    for key, value in expression.items():
-        if key in ("$and", "$or"):
-            joined = f" {key[1:]} ".join(condition_source(term) for term in value)
-            parts.append(f"({joined})" if value else ("True" if key == "$and" else "False"))
-        elif key in ("$ex", "$nex"):
-            ((name, _),) = value.items()
-            parts.append(f"({name!r} {'in' if key == '$ex' else 'not in'} f)")
-        elif key in _OPERATORS:
-            ((name, operand),) = value.items()
-            parts.append(_compared(name, _OPERATORS[key], operand))
-        elif key.startswith("$"):
-            raise EngineError(f"the Python engine does not know the operator {key} (the compiler wrote something new)")
-        else:
-            parts.append(_compared(key, "==", value))
-    return parts[0] if len(parts) == 1 else "(" + " and ".join(parts) + ")"
+    for term in terms:
+        parts.append(_term(term, read, fixed))
+        fixed.update((k, v) for k, v in term.items() if not k.startswith("$") and type(v) is str)
+    return _joined(parts, "and")
+
+
+def _term(expression: dict[str, Any], read: Callable[[str], str], known: Mapping[str, str]) -> str:
+    if len(expression) != 1:
+        return condition_source(expression, read, known)
+    ((key, value),) = expression.items()
+    if key == "$and":
+        return _conjunction(value, read, known)
+    if key == "$or":
+        return _joined([condition_source(term, read, known) for term in value], "or")
+    if key in ("$ex", "$nex"):
+        ((name, _),) = value.items()
+        return f"({name!r} {'in' if key == '$ex' else 'not in'} f)"
+    if key in _OPERATORS:
+        ((name, operand),) = value.items()
+        return _compared(name, _OPERATORS[key], operand, read, known)
+    if key.startswith("$"):
+        raise EngineError(f"the Python engine does not know the operator {key} (the compiler wrote something new)")
+    return _compared(key, "==", value, read, known)
 
 
 def compile_test(expression: dict[str, Any]) -> Test:
     """A function of the patient's flat fact that holds exactly when durable's expression would."""
     test: Test = eval(f"lambda f: {condition_source(expression)}", {"_NUMBER": (int, float)})  # noqa: S307 - see condition_source
     return test
+
+
+class _Reads:
+    """The patient's properties a program reads, each read once into a local at the start of a run (`p0`, ...)."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+
+    def __call__(self, name: str) -> str:
+        local = self.names.get(name)
+        if local is None:
+            local = self.names[name] = f"p{len(self.names)}"
+        return local
+
+    def lines(self) -> list[str]:
+        return [f"    {local} = f.get({name!r})" for name, local in self.names.items()]
 
 
 def _join_source(name: str, value: JoinValue) -> str:
@@ -94,15 +159,19 @@ def _join_source(name: str, value: JoinValue) -> str:
 
 
 def _program(
-    steps: list[Branch | UnknownMark], tests: list[str], joins: list[tuple[tuple[str, str, JoinValue], ...]]
+    steps: list[Branch | UnknownMark],
+    tests: list[str],
+    joins: list[tuple[tuple[str, str, JoinValue], ...]],
+    reads: _Reads,
 ) -> str:
     """The whole ruleset as one Python function of the patient's flat fact `f`: the steps in firing order.
 
-    It returns the indices of the branches that fired, in order, and the derived facts. Each rule
-    fires once (a local flag per rule and variant); a derived fact is asserted once; an unknown mark
-    sets its facts no rule set. Names and operands are written with `repr` (see `condition_source`).
+    It reads each property of the patient the `tests` read once (`reads`), and returns the indices
+    of the branches that fired, in order. Each rule fires once (a local flag per rule and variant);
+    a derived fact is asserted once; an unknown mark sets its facts no rule set. Names and operands
+    are written with `repr` (see `condition_source`).
     """
-    lines = ["def run(f):", "    d = {}", "    fired = []", "    add = fired.append"]
+    lines = ["def run(f):", *reads.lines(), "    d = {}", "    fired = []", "    add = fired.append"]
     flags: dict[tuple[str, int], str] = {}
     body: list[str] = []
     for n, step in enumerate(steps):
@@ -134,9 +203,11 @@ class PythonEngine:
         order: list[tuple[int, int, Branch | UnknownMark, str, tuple[tuple[str, str, JoinValue], ...]]] = [
             (mark.priority, -1, mark, "", ()) for mark in compiled.marks
         ]
+        reads = _Reads()
         for n, (name, body) in enumerate(compiled.definition.items()):
             ((_, expression),) = body["all"][0].items()
-            order.append((body["pri"], n, compiled.branches[name], condition_source(expression), joined_facts(body)))
+            test = condition_source(expression, reads)
+            order.append((body["pri"], n, compiled.branches[name], test, joined_facts(body)))
         order.sort(key=lambda entry: entry[:2])
         self._steps = [entry[2] for entry in order]
         self._joins = [entry[4] for entry in order]
@@ -155,7 +226,7 @@ class PythonEngine:
             for step, joins in zip(self._steps, self._joins, strict=True)
         ]
         namespace: dict[str, Any] = {"_NUMBER": (int, float)}
-        exec(_program(self._steps, [e[3] for e in order], self._joins), namespace)  # noqa: S102 - see _program
+        exec(_program(self._steps, [e[3] for e in order], self._joins, reads), namespace)  # noqa: S102 - see _program
         self._program: Callable[[Facts], list[int]] = namespace["run"]
 
     def run(self, patient: dict[str, Any]) -> list[Firing]:
