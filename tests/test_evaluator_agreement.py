@@ -16,6 +16,7 @@ from conftest import threshold_answers
 
 from engine.audit.golden import load_cases
 from engine.evaluation.aid import DecisionAid
+from engine.evaluation.evaluator import Evaluator, SharedTests
 from engine.model.facts import flatten
 
 SEED = 20261124
@@ -72,3 +73,27 @@ def test_firing_keys_are_the_keys_of_the_firings_in_order(aid: DecisionAid) -> N
             assert evaluator.firing_keys(answers) == keys, (profile, answers)
             derived_false += sum(not holds for _, holds in keys)
     assert derived_false, "no derived fact was shown false: the keys of a false derived fact went untested"
+
+
+def test_evaluators_sharing_their_rules_tests_evaluate_as_those_that_do_not(aid: DecisionAid) -> None:
+    """`SharedTests`: a rule's test compiled for one profile serves another only where the parameters it
+    reads have the same values there; every profile's truths are those of its own evaluator."""
+    shared = SharedTests()
+    rng = random.Random(SEED + 2)
+    answer_sets = [aid.parse_answers(threshold_answers(aid, rng)).model_dump() for _ in range(100)]
+    tests: dict[str, dict[str, Any]] = {}
+    for profile in aid.rulebook.profiles:
+        sharing, alone = Evaluator(aid.rulebook, profile, shared), Evaluator(aid.rulebook, profile)
+        for answers in answer_sets:
+            assert sharing.truths(answers) == alone.truths(answers), profile
+            assert sharing.firing_keys(answers) == alone.firing_keys(answers), profile
+        tests[profile] = {rule.id: test for rule, test in zip(sharing.rules, sharing._tests, strict=True)}
+    first, other = "consensus", "us-commercial"
+    differs = {p for p, v in aid.rulebook.parameters.items() if v.value(first) != v.value(other)}
+    both = tests[first].keys() & tests[other].keys()
+    apart = {rid for rid in both if {a.param for a in aid.rulebook.rule(rid).when.atoms()} & differs}
+    assert apart and all(tests[first][rid] is not tests[other][rid] for rid in apart)
+    assert len(both - apart) > 100 and all(tests[first][rid] is tests[other][rid] for rid in both - apart)
+    rule = aid.rulebook.rules[0]
+    params = Evaluator(aid.rulebook, first).params
+    assert shared.get(rule, params) is not None and shared.get(rule.model_copy(), params) is None

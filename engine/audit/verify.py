@@ -106,7 +106,7 @@ from engine.audit.answer_space import (
 )
 from engine.audit.engine_check import dense, engine_findings, engines_run, threshold_sample
 from engine.errors import DataFileError
-from engine.evaluation.evaluator import Evaluator, RuleSubset, RuleTest, compile_condition
+from engine.evaluation.evaluator import Evaluator, RuleSubset, RuleTest, SharedTests, compile_condition
 from engine.model import status as status_model
 from engine.model.conditions import Condition, Truth
 from engine.model.invariants import FALLBACK
@@ -421,6 +421,8 @@ class SharedChecks:
     """
 
     done: dict[Any, _Done] = field(default_factory=dict)
+    tests: SharedTests = field(default_factory=SharedTests)
+    """The rules' compiled tests of the profiles' evaluators, each compiled once where it is the same."""
 
 
 class ProfileAudit:
@@ -446,7 +448,7 @@ class ProfileAudit:
         extra = [c for inv in checks for c in inv.conditions()]
         self.space = AnswerSpace(rulebook, questionnaire, profile, extra=extra, budget=budget)
         self.by_id = {r.id: r for r in self.space.rules}
-        self.evaluator = Evaluator(rulebook, profile)
+        self.evaluator = Evaluator(rulebook, profile, self.shared.tests)
         self.invariants = checks
         self.findings: list[AuditFinding] = []
         self.evaluations = 0

@@ -77,16 +77,16 @@ class _Writer:
         assert node.fact is not None and node.op is not None
         fact = self.constant(node.fact)
         if node.fact in self.derived:
-            read, unknown = f"d.get({fact})", "{a} is None"
+            unknown = f"(a := d.get({fact})) is None"
         else:
-            read, unknown = f"v.get({fact})", "{a} is None or {a} == U"
+            unknown = f"(a := v.get({fact})) is None or a == U"  # the value read once, into `a`
         if node.op == "is_unknown":
-            return "(" + unknown.format(a=f"(a := {read})") + ")"
+            return f"({unknown})"
         if node.op == "is_known":
-            return "(not (" + unknown.format(a=f"(a := {read})") + "))"
+            return f"(not ({unknown}))"
         operand = self.params[node.param] if node.param is not None else node.value
         test = OP_TESTS[node.op].format(a="a", k=self.constant(operand))
-        return f"(None if {unknown.format(a=f'(a := {read})')} else {test})"
+        return f"(None if {unknown} else {test})"
 
     def node(self, node: Condition, target: str, indent: str) -> list[str]:
         """Statements that set `target` to the node's truth, stopping at the first part that decides it."""
@@ -186,12 +186,43 @@ class RuleSubset:
         )
 
 
-class Evaluator:
-    """Evaluates a rulebook for one profile without durable_rules."""
+class SharedTests:
+    """Rules' compiled tests, shared by the evaluators of a rulebook's profiles (see `Evaluator`).
 
-    def __init__(self, rulebook: Rulebook, profile: str) -> None:
+    A rule's test is written from its condition and the values of the parameters it reads, and from
+    nothing else of its profile: in each profile where those values are the same (most rules, in
+    most profiles) it is the same source, compiled once. A test is taken only for the very rule
+    object it was compiled for, so evaluators of another rulebook never share one.
+    """
+
+    def __init__(self) -> None:
+        self._tests: dict[tuple[str, tuple[tuple[str, str, int | float], ...]], tuple[Rule, RuleTest]] = {}
+
+    @staticmethod
+    def key(rule: Rule, params: dict[str, int | float]) -> tuple[str, tuple[tuple[str, str, int | float], ...]]:
+        """The rule's id and each parameter it reads with its value (and the value's type: 1 is not 1.0)."""
+        read = sorted({atom.param for atom in rule.when.atoms() if atom.param is not None})
+        return rule.id, tuple((name, type(params[name]).__name__, params[name]) for name in read)
+
+    def get(self, rule: Rule, params: dict[str, int | float]) -> RuleTest | None:
+        found = self._tests.get(self.key(rule, params))
+        return found[1] if found is not None and found[0] is rule else None
+
+    def put(self, rule: Rule, params: dict[str, int | float], test: RuleTest) -> None:
+        self._tests[self.key(rule, params)] = (rule, test)
+
+
+class Evaluator:
+    """Evaluates a rulebook for one profile without durable_rules.
+
+    `shared`: rules' tests compiled for other profiles of the rulebook, taken where they are the same
+    here, and given this profile's (see `SharedTests`).
+    """
+
+    def __init__(self, rulebook: Rulebook, profile: str, shared: SharedTests | None = None) -> None:
         self.rulebook = rulebook
         self.profile = profile
+        self._shared = shared
         self.params = {pid: p.value(profile) for pid, p in rulebook.parameters.items()}
         active = rulebook.active_rules(profile)
         depth = derived_depth(active, rulebook.derived_facts)
@@ -210,12 +241,22 @@ class Evaluator:
 
     @cached_property
     def _tests(self) -> list[RuleTest]:
-        """One function per rule, `(answers, derived facts) -> truth`, compiled together."""
+        """One function per rule, `(answers, derived facts) -> truth`: those not shared (see `SharedTests`)
+        compiled together."""
+        shared = self._shared
+        found = [None if shared is None else shared.get(rule, self.params) for rule in self.rules]
+        missing = [number for number, test in enumerate(found) if test is None]
         lines = []
-        for number, body in enumerate(self._bodies):
-            lines += [f"def r{number}(v, d):", *body, "    return t", ""]
-        lines += ["def tests():", f"    return [{', '.join(f'r{n}' for n in range(len(self.rules)))}]"]
-        tests: list[RuleTest] = self._compiled("tests", lines)()
+        for number in missing:
+            lines += [f"def r{number}(v, d):", *self._bodies[number], "    return t", ""]
+        lines += ["def tests():", f"    return [{', '.join(f'r{n}' for n in missing)}]"]
+        compiled: list[RuleTest] = self._compiled("tests", lines)() if missing else []
+        for number, test in zip(missing, compiled, strict=True):
+            found[number] = test
+            if shared is not None:
+                shared.put(self.rules[number], self.params, test)
+        tests = [test for test in found if test is not None]
+        assert len(tests) == len(self.rules)
         return tests
 
     @cached_property
