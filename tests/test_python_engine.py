@@ -22,6 +22,7 @@ from conftest import EXAMPLES, ROOT, threshold_answers
 from engine.audit.golden import load_cases
 from engine.errors import EngineError, UsageError
 from engine.evaluation.aid import DecisionAid
+from engine.evaluation.compiler import Parts, compile_rulebook, joint_ruleset
 from engine.evaluation.engines import DURABLE, ENGINE_VARIABLE, PYTHON, chosen_engine, durable_version
 from engine.evaluation.inference import DurableEngine
 from engine.evaluation.python_engine import PythonEngine, compile_test, condition_source
@@ -83,6 +84,17 @@ def test_the_joint_ruleset_fires_each_profiles_own_firings(aid: DecisionAid, ste
         assert durable_joint.run_profiles(patient) == expected, number
         if number < len(EXAMPLES):
             assert python_joint.run_profiles(patient) == expected, number
+
+
+def test_rulesets_made_from_the_profiles_compiled_once_are_those_compiled_each_alone(aid: DecisionAid) -> None:
+    """`rules verify` compiles each profile once (`Parts`) for its own ruleset and the joint one: the same rulesets,
+    laying out a profile's own (`_spread`) leaving what the joint one reads as it was."""
+    rulebook, questionnaire = aid.rulebook, aid.questionnaire
+    parts: Parts = {}
+    own = {p: compile_rulebook(rulebook, p, questionnaire, parts) for p in rulebook.profiles}
+    assert set(parts) == set(rulebook.profiles)
+    assert joint_ruleset(rulebook, questionnaire, parts) == joint_ruleset(rulebook, questionnaire)
+    assert all(own[p] == compile_rulebook(rulebook, p, questionnaire) for p in rulebook.profiles)
 
 
 @pytest.mark.parametrize(

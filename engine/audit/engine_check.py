@@ -23,7 +23,7 @@ from typing import Any
 
 from engine.audit.acceptances import FindingName
 from engine.errors import EngineError
-from engine.evaluation.compiler import CompiledRuleset, compile_joint, compile_rulebook
+from engine.evaluation.compiler import CompiledRuleset, Parts, compile_joint, compile_rulebook
 from engine.evaluation.engines import DURABLE, PYTHON, RuleEngine, durable_version, engine_label, make_engine
 from engine.evaluation.evaluator import Evaluator
 from engine.evaluation.firing import Firing
@@ -161,11 +161,12 @@ def engine_findings(
     """
     findings: list[Any] = []
     encoder = PatientEncoder(questionnaire)  # the patient fact as `evaluate` writes it: `to_json(flatten(...))`
+    parts: Parts = {}  # each profile compiled once, for its own ruleset and the joint one
     for name, evaluator in evaluators.items():
-        compiled = compile_rulebook(rulebook, name, questionnaire)
+        compiled = compile_rulebook(rulebook, name, questionnaire, parts)
         answer_sets = own.get(name, [])
         findings += _ruleset_findings(rulebook, questionnaire, encoder, compiled, {name: evaluator}, answer_sets, name)
-    joint = compile_joint(rulebook, questionnaire)
+    joint = compile_joint(rulebook, questionnaire, parts)
     findings += _ruleset_findings(rulebook, questionnaire, encoder, joint, evaluators, shared, "every profile at once")
     return findings
 

@@ -209,13 +209,31 @@ def _compile(rulebook: Rulebook, profile: str, questionnaire: Questionnaire) -> 
     return _Compiled(definition, branches, params, top, marks)
 
 
-def compile_rulebook(rulebook: Rulebook, profile: str, questionnaire: Questionnaire) -> CompiledRuleset:
+Parts = dict[str, _Compiled]
+"""Profiles' durable rules as compiled before they are laid out (`_spread`), by profile: given to
+`compile_rulebook` and `compile_joint` together, each profile is compiled once for both."""
+
+
+def _part(rulebook: Rulebook, profile: str, questionnaire: Questionnaire, parts: Parts | None) -> _Compiled:
+    """The profile's compiled rules, from `parts` if they are there (else compiled, and kept there)."""
+    if parts is None:
+        return _compile(rulebook, profile, questionnaire)
+    if profile not in parts:
+        parts[profile] = _compile(rulebook, profile, questionnaire)
+    return parts[profile]
+
+
+def compile_rulebook(
+    rulebook: Rulebook, profile: str, questionnaire: Questionnaire, parts: Parts | None = None
+) -> CompiledRuleset:
     """Build the durable ruleset definition for one profile (actions are attached by the engine)."""
-    compiled = _compile(rulebook, profile, questionnaire)
-    _spread(compiled.definition)
+    compiled = _part(rulebook, profile, questionnaire, parts)
+    # each rule's list of terms is its own, so laying it out leaves the part (read by `joint_ruleset`) as it was
+    definition = {name: {**body, "all": list(body["all"])} for name, body in compiled.definition.items()}
+    _spread(definition)
     name = f"pain-sdm-{rulebook.version}-{profile}"
     return CompiledRuleset(
-        name, compiled.definition, compiled.branches, compiled.parameters, compiled.top + 1000, marks=compiled.marks
+        name, definition, compiled.branches, compiled.parameters, compiled.top + 1000, marks=compiled.marks
     )
 
 
@@ -226,24 +244,24 @@ QUALIFIER = "@"
 JOINT_FORMAT = "pain-sdm/joint-ruleset/1"
 
 
-def compile_joint(rulebook: Rulebook, questionnaire: Questionnaire) -> CompiledRuleset:
+def compile_joint(rulebook: Rulebook, questionnaire: Questionnaire, parts: Parts | None = None) -> CompiledRuleset:
     """`joint_ruleset`, kept in the user's cache folder: compiling it is most of a short command's own work.
 
     The cache file is named by the rulebook version (the content hash of every rule and knowledge
     file, the questionnaire among them) and its header carries that version and the hash of the
     code that compiles (`code_version`): a ruleset made from other files or by other code is never
     used, and one that does not match its digest is compiled again. A ruleset is kept only if it
-    reads back equal to the one compiled.
+    reads back equal to the one compiled. `parts`: see `Parts`.
     """
     folder, code = cache_folder(), code_version()
     if folder is None or code is None:
-        return joint_ruleset(rulebook, questionnaire)
+        return joint_ruleset(rulebook, questionnaire, parts)
     path = folder / f"joint-{rulebook.version}.json"
     header = {"format": JOINT_FORMAT, "version": rulebook.version, "code": code}
     cached = _ruleset_from_json(read_cache_file(path, header), rulebook)
     if cached is not None:
         return cached
-    ruleset = joint_ruleset(rulebook, questionnaire)
+    ruleset = joint_ruleset(rulebook, questionnaire, parts)
     data = _ruleset_to_json(ruleset)
     if _ruleset_from_json(json.loads(json.dumps(data)), rulebook) == ruleset:
         write_cache_file(path, header, data, replaces="joint-*.json")
@@ -295,7 +313,7 @@ def _ruleset_from_json(data: Any, rulebook: Rulebook) -> CompiledRuleset | None:
         return None
 
 
-def joint_ruleset(rulebook: Rulebook, questionnaire: Questionnaire) -> CompiledRuleset:
+def joint_ruleset(rulebook: Rulebook, questionnaire: Questionnaire, parts: Parts | None = None) -> CompiledRuleset:
     """One durable ruleset that evaluates every profile at once, for comparing profiles in one run.
 
     Most rules compile to the same durable rules in every profile; those are written once. A rule
@@ -307,10 +325,10 @@ def joint_ruleset(rulebook: Rulebook, questionnaire: Questionnaire) -> CompiledR
     first by priority and then by the order rules were registered (`getNextResultInState` in
     durable's state.c), each profile's rules keep their relative priorities (option rules all take
     the highest option priority, still after every derived rule), and they are registered in
-    rulebook order, as in each profile's own ruleset. A test holds the two equal.
+    rulebook order, as in each profile's own ruleset. A test holds the two equal. `parts`: see `Parts`.
     """
     profiles = list(rulebook.profiles)
-    parts = {p: _compile(rulebook, p, questionnaire) for p in profiles}
+    parts = {p: _part(rulebook, p, questionnaire, parts) for p in profiles}
     top = max(part.top for part in parts.values())
     by_rule: dict[str, dict[str, list[str]]] = {p: {} for p in profiles}
     for p, part in parts.items():
