@@ -180,22 +180,29 @@ def _run(
 ) -> tuple[dict[str, _Ran | EngineError], dict[str, set[str] | None]]:
     """One patient on every engine: each engine's firing keys by profile (or its failure), and for each
     profile on which durable_rules and the Python engine fire differently, the rules only one fires."""
-    firings: dict[str, dict[str, list[Firing]]] = {}
-    outcomes: dict[str, _Ran | EngineError] = {}
+    ran: dict[str, dict[str, list[Firing]] | EngineError] = {}
     for choice, engine in engines.items():
         try:
-            by_profile = engine.run_profiles(patient) if joint else {profiles[0]: engine.run_patient(patient)}
+            ran[choice] = engine.run_profiles(patient) if joint else {profiles[0]: engine.run_patient(patient)}
         except EngineError as exc:
-            outcomes[choice] = exc
-            continue
-        firings[choice] = by_profile
-        outcomes[choice] = {name: {(f.rule_id, f.holds) for f in fired} for name, fired in by_profile.items()}  # keys
+            ran[choice] = exc
     engines_differ: dict[str, set[str] | None] = {}
-    if len(firings) == 2:
+    durable, python = ran.get(DURABLE), ran.get(PYTHON)
+    if isinstance(durable, dict) and isinstance(python, dict):
         for name in profiles:
-            durable, python = firings[DURABLE][name], firings[PYTHON][name]
-            if durable != python:
-                engines_differ[name] = {f.rule_id for f in durable} ^ {f.rule_id for f in python}
+            if durable[name] != python[name]:
+                engines_differ[name] = {f.rule_id for f in durable[name]} ^ {f.rule_id for f in python[name]}
+    outcomes: dict[str, _Ran | EngineError] = {}
+    keys: _Ran = {}  # a profile's firing keys, read once where both engines fired the same
+    for choice, by_profile in ran.items():
+        if isinstance(by_profile, EngineError):
+            outcomes[choice] = by_profile
+            continue
+        outcomes[choice] = mine = {}
+        for name, fired in by_profile.items():
+            same = name in keys and name not in engines_differ
+            mine[name] = keys[name] if same else {(f.rule_id, f.holds) for f in fired}
+            keys.setdefault(name, mine[name])
     return outcomes, engines_differ
 
 
