@@ -8,6 +8,7 @@ finding it expects.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import itertools
 import json
 import random
@@ -675,6 +676,26 @@ def test_rules_show_and_the_book_give_each_invariant_and_the_implant_prerequisit
     assert "## Safety invariants" in text
     for inv in invariants:
         assert f"### {inv['id']}" in text
+
+
+def test_verify_runs_with_the_cyclic_collector_paused_and_leaves_it_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks run without the cyclic collector walking what they make (`memory.building`); it runs after."""
+    seen: list[bool] = []
+
+    def checks(*_: object) -> VerifyReport:
+        seen.append(gc.isenabled())
+        return VerifyReport([], [], 0.0)
+
+    monkeypatch.setattr(verify_module, "_verify", checks)
+    assert gc.isenabled()
+    verify()
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        verify()
+        assert seen == [False, False] and not gc.isenabled(), "paused before: paused after"
+    finally:
+        gc.enable()
 
 
 def _sharing_nothing(monkeypatch: pytest.MonkeyPatch) -> None:

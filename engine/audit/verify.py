@@ -93,6 +93,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from engine import memory
 from engine.audit.acceptances import Acceptance, Acceptances, FindingName, load_acceptances
 from engine.audit.answer_space import (
     NOT_TRUE,
@@ -1051,7 +1052,25 @@ def verify(
 
     Never raises for a bad rulebook: that is a finding. A bad accepted-findings file raises
     RulebookError: acceptances that cannot be read cannot be trusted.
+
+    The cyclic garbage collector waits until the report is made (`memory.building`): what the
+    checks make lives until then or is freed by reference counting, and each collection walked it
+    all again (measured: 0.3 s of CPU in 650 collections at 1x, about 4 s at 8x the option rules;
+    the cycles left, 140,000 objects at 8x, take 9 MiB more at the peak and are freed after it).
     """
+    with memory.building():
+        return _verify(rules_dir, knowledge_dir, today, max_age_days, profile, budget, examples_dir)
+
+
+def _verify(
+    rules_dir: Path | None,
+    knowledge_dir: Path | None,
+    today: dt.date | None,
+    max_age_days: int,
+    profile: str | None,
+    budget: int,
+    examples_dir: Path | None,
+) -> VerifyReport:
     start = time.perf_counter()
     today = today or dt.date.today()
     kdir, rdir = data_dir("knowledge", knowledge_dir), data_dir("rules", rules_dir)
