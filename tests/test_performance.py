@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from engine.evaluation.aid import DecisionAid
 from engine.evaluation.compiler import profile_parameters
 from engine.evaluation.firing import Firing
+from engine.evaluation.inference import DurableEngine
+from engine.evaluation.kept import RECORDS_KEPT, values_key
 from engine.evaluation.result import (
-    RECORDS_KEPT,
     Finding,
     OptionResult,
     Result,
@@ -145,6 +146,45 @@ def test_a_kept_finding_is_shared_only_for_the_same_facts_of_the_same_types(aid:
     for _ in range(RECORDS_KEPT + 1):  # past the limit it starts again: kept findings stay bounded
         finding_of({"x": _})
     assert len(builder._findings) <= RECORDS_KEPT
+
+
+def test_values_are_one_key_only_when_they_are_the_same_values_of_the_same_types() -> None:
+    assert values_key([2, "a", True]) == values_key([2, "a", True])
+    assert values_key([2]) != values_key([2.0]) and values_key([True]) != values_key([1])
+    assert values_key([["a", "b"]]) != values_key([["b", "a"]]) and values_key([["a"]]) != values_key([("a",)])
+    with pytest.raises(TypeError):
+        hash(values_key([{"nested": 1}]))
+
+
+def test_the_engine_fires_the_same_firing_records_for_the_same_answers(aid: DecisionAid) -> None:
+    """The adapter keeps each branch's firings by the answers it read: a patient whose answers a rule read
+    before gets the very firing made then; another answer, another firing; and every firing equals the one
+    an engine that never saw another patient fires."""
+    answers = aid.read_answers(ROOT / "examples" / "sciatica.yaml")
+    engine = DurableEngine(aid.compiled("consensus"), aid.questionnaire)
+    first, again = (engine.run_patient(aid.patient(answers)) for _ in range(2))
+    assert first == again and all(a is b for a, b in zip(first, again, strict=True))
+    worse = answers.model_copy(update={"pain_intensity": 9})
+    changed = engine.run_patient(aid.patient(worse))
+    reads_it = [f for f in changed if "pain_intensity" in f.facts]
+    assert reads_it and all(f.facts["pain_intensity"] == 9 for f in reads_it)
+    assert not any(f is g for f in reads_it for g in first), "other answers: other firings"
+    assert any(f is g for f in changed for g in first), "the rules that did not read it: the same firings"
+    fresh = DurableEngine(aid.compiled("consensus"), aid.questionnaire)
+    assert fresh.run_patient(aid.patient(worse)) == changed
+
+
+def test_a_firing_seen_before_comes_to_the_finding_made_for_it(aid: DecisionAid) -> None:
+    """The builder finds a firing it saw before by itself, and an equal firing by its facts: one finding."""
+    rule = next(r for r in aid.rulebook.rules if r.then.kind == "status")
+    builder = ResultBuilder(aid.rulebook, aid.knowledge, "consensus", profile_parameters(aid.rulebook, "consensus"))
+    firing = Firing(rule.id, True, 0, {"x": 2})
+    ((_, found),) = builder._placed([firing], True)
+    ((_, again),) = builder._placed([firing], True)
+    ((_, equal),) = builder._placed([Firing(rule.id, True, 0, {"x": 2})], True)
+    assert found is again is equal and found.facts == {"x": 2}
+    ((_, other),) = builder._placed([Firing(rule.id, True, 0, {"x": 2.0})], True)
+    assert other is not found and type(other.facts["x"]) is float
 
 
 def test_the_same_findings_come_to_the_same_shared_option_records(aid: DecisionAid) -> None:

@@ -8,6 +8,9 @@ It follows what was measured about durable_rules (see the project notes):
   right after, and a session an evaluation failed in is deleted (the next patient starts another);
 - every fact kind is accepted by a rule, so no fact is ever "not handled";
 - every derived fact carries a unique id, and is asserted once;
+- a branch that reads the same answers fires the same frozen `Firing` for every patient (kept,
+  bounded: `engine.evaluation.kept`), so neither the firing nor the finding the result builder makes
+  of it is made again;
 - an exception inside an action stops the evaluation and is raised as `EngineError`, never
   swallowed;
 - an engine is used from one thread only (parallelism is one process per core).
@@ -44,6 +47,7 @@ from typing import Any
 from engine.errors import EngineError
 from engine.evaluation.compiler import Branch, CompiledRuleset, JoinValue, UnknownMark, joined_facts
 from engine.evaluation.firing import Firing
+from engine.evaluation.kept import Kept, values_key
 from engine.model.facts import DERIVED, PATIENT, SEP, unflatten
 from engine.model.questionnaire import UNKNOWN, Questionnaire
 
@@ -57,6 +61,7 @@ NEVER = "\u0000never"
 
 _HANDLED, _NOT_HANDLED, _OBSERVED = 0, 1, 2
 _UNKNOWN_ACTION: Any = object()
+_UNREAD: Any = object()
 
 _BARE_EXPONENT = re.compile(r"(?<=[:,\[ ])(-?\d+)(?=[eE])")
 
@@ -245,21 +250,33 @@ class DurableEngine:
 
         holds, index = branch.holds, branch.index
         shown = tuple((name, value) for _, name, value in joined)
+        shared: Kept[tuple[Any, ...], Firing] = Kept()
+        """This branch's firings, by the answers it read: the same answers fire the same (frozen) firing."""
 
         def act(run: _Run) -> None:
             fired = run.fired
             if fired_key in fired:
                 return  # another branch of the same rule already fired
             fired.add(fired_key)
-            facts: dict[str, Any] = {}
             answers = run.answers
+            values = []
             for fact in answer_facts:
-                if fact not in answers:
-                    answers[fact] = run.patient.fact(fact)
-                facts[fact] = answers[fact]
-            for name, value in shown:
-                facts[name] = value
-            run.firings.append(Firing(rule_id, holds, index, facts))
+                value = answers.get(fact, _UNREAD)
+                if value is _UNREAD:
+                    value = answers[fact] = run.patient.fact(fact)
+                values.append(value)
+            key, keep = values_key(values), True
+            try:
+                firing = shared.get(key)
+            except TypeError:  # an answer that cannot be a key (see `values_key`): made, not kept
+                firing, keep = None, False
+            if firing is None:
+                facts = dict(zip(answer_facts, values, strict=True))
+                facts.update(shown)
+                firing = Firing(rule_id, holds, index, facts)
+                if keep:
+                    shared.keep(key, firing)
+            run.firings.append(firing)
             if variant:
                 run.variants.append(variant)
             if derive is not None and derive not in run.derived:

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.evaluation.firing import Firing
+from engine.evaluation.kept import Kept, values_key
 from engine.model import status as status_model
 from engine.model.facts import known
 from engine.model.knowledge import PROCEDURE_IDS, Disagreement, Knowledge
@@ -224,23 +225,6 @@ class Role:
     """The fields set of a patient's finding: the template's and `facts`."""
 
 
-RECORDS_KEPT = 20_000
-"""Findings, and options, kept for reuse by one builder, of each (a few MiB at most; then it starts again)."""
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class Kept(dict[K, V]):
-    """Records kept for reuse, at most RECORDS_KEPT: once full, it is emptied and starts again."""
-
-    def keep(self, key: K, value: V) -> V:
-        if len(self) >= RECORDS_KEPT:
-            self.clear()
-        self[key] = value
-        return value
-
-
 Placed = tuple[Role, Finding]
 """A finding of one patient with its rule's role."""
 
@@ -280,10 +264,11 @@ class ResultBuilder:
         self._conditions: dict[str, tuple[tuple[str, ...], list[dict[str, int | float]]]] = {}
         self._findings: Kept[tuple[Any, ...], Finding] = Kept()
         """Findings made for patients, by role and facts (see `_placed`)."""
-        self._options: Kept[tuple[Any, ...], ResolvedOption] = Kept()
+        self._seen: Kept[int, tuple[Firing, Placed]] = Kept()
+        """Each firing seen (by its id: the entry holds the firing) with its role and finding (see `_placed`)."""
+        self._options: Kept[tuple[Any, ...], OptionResult] = Kept()
         """Options resolved for patients, by procedure and the findings behind them (see `_resolve`)."""
-        self._option_results: Kept[int, tuple[ResolvedOption, OptionResult]] = Kept()
-        """Each kept option's record in a result, by the option's id (the entry holds the option: `_option_result`)."""
+        self._names = {pid: p.name for pid, p in knowledge.procedures.items()}
 
     def disputes(self, procedures: set[str], cited: set[str], answer: Answer) -> list[str]:
         """The disputes that bear on this patient: about `procedures` and `cited` (`bears_on`), and not ruled
@@ -365,21 +350,29 @@ class ResultBuilder:
 
         A rule's finding with the same facts is the same frozen record for every patient: the last
         RECORDS_KEPT of them are kept and shared, not made again (most rules read a few yes/no answers).
+        The engine shares its firings the same way (see `DurableEngine`), so a firing seen before is
+        found by itself, without reading its facts.
         """
-        roles, role, kept = self._roles, self._role, self._findings
+        roles, role = self._roles, self._role
+        if not with_patient_facts:
+            out = []
+            for firing in firings:
+                r = roles[firing.holds].get(firing.rule_id) or role(firing.rule_id, firing.holds)
+                out.append((r, r.template))
+            return out
+        seen, kept = self._seen, self._findings
         out = []
         for firing in firings:
-            r = roles[firing.holds].get(firing.rule_id) or role(firing.rule_id, firing.holds)
-            if not with_patient_facts:
-                out.append((r, r.template))
+            entry = seen.get(id(firing))
+            if entry is not None and entry[0] is firing:
+                out.append(entry[1])
                 continue
+            r = roles[firing.holds].get(firing.rule_id) or role(firing.rule_id, firing.holds)
             facts = firing.facts
-            # each value with its type: 2 and 2.0 (and True and 1) are equal keys, not the same facts
-            key = (id(r), *[(k, type(v), tuple(v) if type(v) is list else v) for k, v in facts.items()])
-            keep = True
+            key, keep = (id(r), *facts, *values_key(facts.values())), True
             try:
                 found = kept.get(key)
-            except TypeError:  # a value that cannot be a key (none of today's answers): made, not kept
+            except TypeError:  # a value that cannot be a key (see `values_key`): made, not kept
                 found, keep = None, False
             if found is None:
                 fields = r.template.__dict__.copy()
@@ -387,7 +380,10 @@ class ResultBuilder:
                 found = made(Finding, fields, set(r.fields_set))
                 if keep:
                     kept.keep(key, found)
-            out.append((r, found))
+            pair = (r, found)
+            if keep:
+                seen.keep(id(firing), (firing, pair))  # it holds the firing: its id stays its own
+            out.append(pair)
         return out
 
     def _resolve(self, placed: list[Placed], answer: Answer) -> Resolution:
@@ -453,7 +449,19 @@ class ResultBuilder:
                             steps.setdefault(step.id, step)
             if status.is_open:
                 open_procedures.add(pid)
-            option = ResolvedOption(pid, status, reasons, mine_cautions or [], list(steps.values()), mine_declined)
+            option = made(
+                OptionResult,
+                {
+                    "procedure": pid,
+                    "name": self._names[pid],
+                    "status": status,
+                    "reasons": reasons,
+                    "cautions": mine_cautions or [],
+                    "next_steps": list(steps.values()),
+                    "declined": mine_declined,
+                },
+                set(_OPTION_FIELDS),
+            )
             options.append(kept.keep(key, option))  # it holds the findings of its key: their ids stay theirs
         disagreements = self.disputes(open_procedures, cited, answer)
         return Resolution([f for _, f in placed], options, urgent, derived, disagreements)
@@ -461,7 +469,6 @@ class ResultBuilder:
     def build(self, firings: list[Firing], engine: str, answer: Answer) -> Result:
         """The result of one patient's firings, made by `engine` (its name and version); `answer` reads answers."""
         found = self._resolve(self._placed(firings, True), answer)
-        options = [self._option_result(o) for o in found.options]
         fields = {
             "schema_": SCHEMA,
             "rulebook_version": self.rulebook.version,
@@ -469,34 +476,13 @@ class ResultBuilder:
             "profile": self.profile,
             "urgent_assessment": bool(found.urgent),
             "urgent_reasons": found.urgent,
-            "options": options,
+            "options": found.options,
             "derived": found.derived,
             "trace": found.trace,
             "profile_differences": [],
             "disagreements": found.disagreements,
         }
         return made(Result, fields, set(_RESULT_FIELDS))
-
-    def _option_result(self, option: ResolvedOption) -> OptionResult:
-        """The option's record in a result: made once for a kept option (see `_resolve`), then shared."""
-        entry = self._option_results.get(id(option))
-        if entry is not None and entry[0] is option:
-            return entry[1]
-        made_option = made(
-            OptionResult,
-            {
-                "procedure": option.procedure,
-                "name": self.knowledge.procedures[option.procedure].name,
-                "status": option.status,
-                "reasons": option.reasons,
-                "cautions": option.cautions,
-                "next_steps": option.next_steps,
-                "declined": option.declined,
-            },
-            set(_OPTION_FIELDS),
-        )
-        self._option_results.keep(id(option), (option, made_option))  # held, so its id is not another's
-        return made_option
 
     def outcomes(self, firings: list[Firing]) -> tuple[Outcomes, set[str]]:
         """Each procedure's status and the ids of the rules that set a status on it, as `build` resolves them,
@@ -533,21 +519,11 @@ class ResultBuilder:
 
 
 @dataclass(frozen=True)
-class ResolvedOption:
-    procedure: str
-    status: StatusField
-    reasons: list[Finding]
-    cautions: list[Finding]
-    next_steps: list[Step]
-    declined: Finding | None
-
-
-@dataclass(frozen=True)
 class Resolution:
     """What one patient's findings come to: the fields of a `Result`, before it is built."""
 
     trace: list[Finding]
-    options: list[ResolvedOption]
+    options: list[OptionResult]
     urgent: list[Finding]
     derived: list[Finding]
     disagreements: list[str]
@@ -558,10 +534,7 @@ def summary(result: Result) -> dict[str, Any]:
 
     Rules are named by id; the evidence (texts, facts, parameters, sources) is in the full result.
     """
-    options = [
-        ResolvedOption(o.procedure, o.status, o.reasons, o.cautions, o.next_steps, o.declined) for o in result.options
-    ]
-    found = Resolution(result.trace, options, result.urgent_reasons, result.derived, result.disagreements)
+    found = Resolution(result.trace, result.options, result.urgent_reasons, result.derived, result.disagreements)
     return _summary(result.rulebook_version, result.engine, result.profile, found, result.profile_differences)
 
 
