@@ -4,8 +4,6 @@ Errors raised on purpose by the engine (`PainSdmError`) are printed as one clear
 with their exit code (2 for bad input); nothing is written when input is bad.
 """
 
-from __future__ import annotations
-
 import functools
 import json
 import sys
