@@ -22,9 +22,7 @@ the prerequisite layer's file (rules/30-prerequisites.yaml), under `requirements
 `Requirement`); each names the steps of that file's rules it stands for.
 """
 
-from __future__ import annotations
-
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -77,7 +75,7 @@ class Invariant(Strict):
         return value
 
     @model_validator(mode="after")
-    def _obliges(self) -> Invariant:
+    def _obliges(self) -> Self:
         if not self.forbids and not self.urgent:
             raise ValueError("an invariant needs `forbids` (statuses or `fallback`) or `urgent: true`")
         if isinstance(self.procedures, list) and not self.procedures:

@@ -5,8 +5,6 @@ Each kind of file under knowledge/ has one pydantic model here. Cross-references
 so a reviewer's typo is reported with the file and entry it is in.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 import re
 from pathlib import Path

@@ -5,13 +5,11 @@ prompts, the strict `Answers` model (and its JSON Schema), and the typed fact ca
 that the rule loader checks every rule against.
 """
 
-from __future__ import annotations
-
 import math
 from collections.abc import Collection, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -63,7 +61,7 @@ class Question(Strict):
     section: str = ""
 
     @model_validator(mode="after")
-    def _shape(self) -> Question:
+    def _shape(self) -> Self:
         if self.type in ("single", "multiple") and not (self.options or self.options_from):
             raise ValueError(f"a {self.type}-choice question needs `options` or `options_from`")
         if self.type == "number" and (self.min is None or self.max is None or not self.unit):

@@ -7,14 +7,12 @@ each parameter, source and criterion exists. A rule that could not be evaluated 
 here, at load, never as a silent false at run time.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 import hashlib
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, model_validator
 from pydantic_core import PydanticCustomError
@@ -52,7 +50,7 @@ class Then(Strict):
     declined: bool = False
 
     @model_validator(mode="after")
-    def _shape(self) -> Then:
+    def _shape(self) -> Self:
         kinds = [
             k
             for k, on in (

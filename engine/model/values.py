@@ -6,8 +6,6 @@ the patient called important that fits poorly with the option they lean to is ra
 as a point to discuss, never as a verdict.
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Any, Literal
 
