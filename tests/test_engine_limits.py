@@ -232,7 +232,7 @@ def test_the_engine_check_reports_an_engine_that_disagrees_with_the_evaluator(
 
         def lose_one(self: compiler.CompiledRuleset, firings: list[Firing], variants: list[int]) -> Any:
             mine = real(self, firings, variants)
-            return mine | {profile: _drop_last(mine[profile])}
+            return {**mine, profile: _drop_last(mine[profile])}
 
         monkeypatch.setattr(compiler.CompiledRuleset, "by_profile", lose_one)
         own, shared = {}, [sciatica]

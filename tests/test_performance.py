@@ -110,6 +110,34 @@ def test_other_profiles_compared_at_the_level_of_firings_match_their_full_result
             assert aid.builder(profile).outcomes(firings) == (expected, criteria_held(full.trace))
 
 
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_the_profile_comparison_is_what_each_profiles_own_full_result_says(
+    aid: DecisionAid, data: st.DataObject
+) -> None:
+    """`evaluate` compares profiles on one joint run, and skips a profile whose status-setting firings are
+    the chosen one's: its differences are still exactly where each profile's own result (its own ruleset,
+    run and built in full) gives an option another status, naming the rules that set the two apart."""
+    answers = aid.parse_answers(data.draw(answers_strategy(aid)))
+    chosen = data.draw(st.sampled_from(sorted(aid.rulebook.profiles)))
+    compared = aid.evaluate(answers, chosen)
+    own = {p: aid.evaluate(answers, p, compare_profiles=False) for p in aid.rulebook.profiles}
+    assert compared.model_copy(update={"profile_differences": [], "disagreements": []}) == own[chosen].model_copy(
+        update={"disagreements": []}
+    )
+    expected = set()
+    for other, theirs in own.items():
+        for mine, that in zip(own[chosen].options, theirs.options, strict=True):
+            if other != chosen and mine.status != that.status:
+                rules = {f.rule_id for f in mine.reasons} ^ {f.rule_id for f in that.reasons}
+                expected.add((mine.procedure, other, that.status, mine.status, tuple(sorted(rules))))
+    found = {(d.procedure, d.profile, d.status, d.this_status, tuple(d.rules)) for d in compared.profile_differences}
+    assert found == expected
+    assert set(own[chosen].disagreements) <= set(compared.disagreements)
+    if not compared.profile_differences:
+        assert compared.disagreements == own[chosen].disagreements
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_findings_kept_for_reuse_give_the_result_a_fresh_builder_gives(aid: DecisionAid, data: st.DataObject) -> None:
@@ -172,6 +200,27 @@ def test_the_engine_fires_the_same_firing_records_for_the_same_answers(aid: Deci
     assert any(f is g for f in changed for g in first), "the rules that did not read it: the same firings"
     fresh = DurableEngine(aid.compiled("consensus"), aid.questionnaire)
     assert fresh.run_patient(aid.patient(worse)) == changed
+
+
+def test_a_joint_run_gives_each_profile_its_firings_and_what_sets_two_apart(aid: DecisionAid) -> None:
+    """Each profile's firings are those of the variants it runs, in firing order; `differing` gives the
+    firings one profile has and the other has not, so each profile's are the shared ones and its own."""
+    ruleset = aid.joint()
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        joint = aid.joint_engine().run_profiles(aid.patient(aid.read_answers(path)))
+        assert set(joint) == set(aid.rulebook.profiles) and len(joint) == len(aid.rulebook.profiles)
+        for p, firings in joint.items():
+            assert firings == [
+                f for f, v in zip(joint.firings, joint.variants, strict=True) if v in ruleset.profiles[p]
+            ]
+            for other in aid.rulebook.profiles:
+                mine, theirs = joint.differing(p, other)
+                shared = [f for f in firings if f not in mine]
+                assert [f for f in joint[other] if f not in theirs] == shared
+                assert not set(map(id, mine)) & set(map(id, joint[other]))
+                assert not set(map(id, theirs)) & set(map(id, firings))
+        with pytest.raises(KeyError):
+            joint["no-such-profile"]
 
 
 def test_a_firing_seen_before_comes_to_the_finding_made_for_it(aid: DecisionAid) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from engine.audit.acceptances import FindingName
@@ -180,7 +180,7 @@ def _run(
 ) -> tuple[dict[str, _Ran | EngineError], dict[str, set[str] | None]]:
     """One patient on every engine: each engine's firing keys by profile (or its failure), and for each
     profile on which durable_rules and the Python engine fire differently, the rules only one fires."""
-    ran: dict[str, dict[str, list[Firing]] | EngineError] = {}
+    ran: dict[str, Mapping[str, list[Firing]] | EngineError] = {}
     for choice, engine in engines.items():
         try:
             ran[choice] = engine.run_profiles(patient) if joint else {profiles[0]: engine.run_patient(patient)}
@@ -188,7 +188,7 @@ def _run(
             ran[choice] = exc
     engines_differ: dict[str, set[str] | None] = {}
     durable, python = ran.get(DURABLE), ran.get(PYTHON)
-    if isinstance(durable, dict) and isinstance(python, dict):
+    if isinstance(durable, Mapping) and isinstance(python, Mapping):
         for name in profiles:
             if durable[name] != python[name]:
                 engines_differ[name] = {f.rule_id for f in durable[name]} ^ {f.rule_id for f in python[name]}

@@ -24,8 +24,8 @@ from engine.evaluation.result import (
     ProfileDifference,
     Result,
     ResultBuilder,
-    criteria_held,
     summary,
+    updated,
 )
 from engine.model import parse_cache, snapshot
 from engine.model.knowledge import Knowledge, load_knowledge
@@ -201,22 +201,26 @@ class DecisionAid:
         patient = self.patient(answers)
         if not compare_profiles:
             return self.builder(chosen).build(self.engine(chosen).run_patient(patient), self.engine_name, patient.fact)
-        by_profile = self.joint_engine().run_profiles(patient)
-        result = self.builder(chosen).build(by_profile[chosen], self.engine_name, patient.fact)
-        mine = {o.procedure: (o.status, frozenset(f.rule_id for f in o.reasons)) for o in result.options}
-        differences = []
-        cited = criteria_held(result.trace)
+        joint = self.joint_engine().run_profiles(patient)
+        builder = self.builder(chosen)
+        result = builder.build(joint[chosen], self.engine_name, patient.fact)
+        differences: list[ProfileDifference] = []
+        mine: Outcomes | None = None
         for other in self.rulebook.profiles:
-            if other == chosen:
-                continue
-            theirs, held = self.builder(other).outcomes(by_profile[other])
+            if other == chosen or builder.same_outcomes(*joint.differing(chosen, other)):
+                continue  # the same rules set the statuses: no option differs (most patients, most profiles)
+            if mine is None:
+                mine = {o.procedure: (o.status, frozenset(f.rule_id for f in o.reasons)) for o in result.options}
+            theirs, _ = self.builder(other).outcomes(joint[other])
             differences.extend(self._differences(mine, theirs, chosen, other))
-            cited |= held
+        if not differences:
+            return updated(result, profile_differences=differences, disagreements=result.disagreements)
         # A dispute also matters to this patient when another profile would change the status of an
         # option it is about (and a rule that held in some profile encodes one of its criteria).
-        also = set(self.builder(chosen).disputes({d.procedure for d in differences}, cited, patient.fact))
+        cited = set().union(*(self.builder(p).outcomes(joint[p])[1] for p in self.rulebook.profiles))
+        also = set(builder.disputes({d.procedure for d in differences}, cited, patient.fact))
         disputes = [d for d in self.knowledge.disagreements if d in result.disagreements or d in also]
-        return result.model_copy(update={"profile_differences": differences, "disagreements": disputes})
+        return updated(result, profile_differences=differences, disagreements=disputes)
 
     def patient(self, answers: BaseModel) -> Patient:
         """The patient's fact for the rule engine, written once (it serves every profile)."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.evaluation.firing import Firing
+from engine.evaluation.firing import Firing, ProfileFirings
 from engine.model.conditions import Condition, dnf, effective_op
 from engine.model.facts import DERIVED, PATIENT, SEP
 from engine.model.parse_cache import cache_folder, code_hash, read_cache_file, write_cache_file
@@ -82,11 +82,14 @@ class CompiledRuleset:
     marks: tuple[UnknownMark, ...] = ()
     """The derived facts rules read as unknown, asserted as such once their stratum is done (see `UnknownMark`)."""
 
-    def by_profile(self, firings: list[Firing], variants: list[int]) -> dict[str, list[Firing]]:
+    def by_profile(self, firings: list[Firing], variants: list[int]) -> ProfileFirings:
         """A joint ruleset's firings (with the variant of each) as each profile's own, in the order they fired."""
-        return {
-            p: [f for f, v in zip(firings, variants, strict=True) if v in mine] for p, mine in self.profiles.items()
-        }
+        return ProfileFirings(self.profiles, self.common_variants, firings, variants)
+
+    @functools.cached_property
+    def common_variants(self) -> frozenset[int]:
+        """The variants every profile of a joint ruleset runs: the rules they all run alike."""
+        return frozenset.intersection(*self.profiles.values()) if self.profiles else frozenset()
 
 
 def _operand(atom: Condition, params: dict[str, int | float]) -> Any:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from engine.errors import UsageError
-from engine.evaluation.firing import Firing
+from engine.evaluation.firing import Firing, ProfileFirings
 
 if TYPE_CHECKING:
     from engine.evaluation.compiler import CompiledRuleset
@@ -57,7 +57,7 @@ class RuleEngine(Protocol):
 
     def run_patient(self, patient: Patient) -> list[Firing]: ...
 
-    def run_profiles(self, patient: Patient) -> dict[str, list[Firing]]: ...
+    def run_profiles(self, patient: Patient) -> ProfileFirings: ...
 
 
 ENGINE_VARIABLE = "PAIN_SDM_ENGINE"

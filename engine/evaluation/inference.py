@@ -46,7 +46,7 @@ from typing import Any
 
 from engine.errors import EngineError
 from engine.evaluation.compiler import Branch, CompiledRuleset, JoinValue, UnknownMark, joined_facts
-from engine.evaluation.firing import Firing
+from engine.evaluation.firing import Firing, ProfileFirings
 from engine.evaluation.kept import Kept, values_key
 from engine.model.facts import DERIVED, PATIENT, SEP, unflatten
 from engine.model.questionnaire import UNKNOWN, Questionnaire
@@ -198,6 +198,8 @@ class _Run:
     def __init__(self, patient: Patient, sid: str) -> None:
         self.patient = patient
         self.sid = sid
+        self.fact_end = json.dumps(sid) + "}"
+        """What completes a derived fact's JSON in this session: its session id and the closing brace."""
         self.answers: dict[str, Any] = {}
         self.firings: list[Firing] = []
         self.variants: list[int] = []
@@ -281,7 +283,7 @@ class DurableEngine:
                 run.variants.append(variant)
             if derive is not None and derive not in run.derived:
                 run.derived.add(derive)
-                self._assert_fact(run, derived_fact + json.dumps(run.sid) + "}")
+                self._assert_fact(run, derived_fact + run.fact_end)
 
         return act
 
@@ -298,7 +300,7 @@ class DurableEngine:
             for name, text in facts.items():
                 if name not in run.derived:
                     run.derived.add(name)
-                    self._assert_fact(run, text + json.dumps(run.sid) + "}")
+                    self._assert_fact(run, text + run.fact_end)
 
         return act
 
@@ -325,7 +327,7 @@ class DurableEngine:
         """Evaluate one patient (see `PatientEncoder`); return the firings in the order they fired."""
         return self._execute(patient).firings
 
-    def run_profiles(self, patient: Patient) -> dict[str, list[Firing]]:
+    def run_profiles(self, patient: Patient) -> ProfileFirings:
         """Evaluate one patient on a joint ruleset (see `compile_joint`): each profile's firings, in order."""
         run = self._execute(patient)
         return self._compiled.by_profile(run.firings, run.variants)

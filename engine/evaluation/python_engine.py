@@ -23,7 +23,7 @@ from typing import Any
 
 from engine.errors import EngineError
 from engine.evaluation.compiler import Branch, CompiledRuleset, JoinValue, UnknownMark, joined_facts
-from engine.evaluation.firing import Firing
+from engine.evaluation.firing import Firing, ProfileFirings
 from engine.evaluation.inference import Patient
 from engine.model.facts import unflatten
 from engine.model.questionnaire import UNKNOWN, Questionnaire
@@ -238,7 +238,7 @@ class PythonEngine:
         """Evaluate one patient (see `PatientEncoder`); return the firings in the order they fire."""
         return self._run(patient)[0]
 
-    def run_profiles(self, patient: Patient) -> dict[str, list[Firing]]:
+    def run_profiles(self, patient: Patient) -> ProfileFirings:
         """Evaluate one patient on a joint ruleset (see `compile_joint`): each profile's firings, in order."""
         return self._compiled.by_profile(*self._run(patient))
 

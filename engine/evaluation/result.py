@@ -194,11 +194,14 @@ def made(model: type[M], fields: dict[str, Any], fields_set: set[str]) -> M:
     return instance
 
 
+def updated(record: M, **fields: Any) -> M:
+    """`record.model_copy(update=fields)`, about three times faster (see `made`): for values the fields hold."""
+    return made(type(record), record.__dict__ | fields, record.__pydantic_fields_set__ | fields.keys())
+
+
 def with_facts(template: Finding, facts: dict[str, Any]) -> Finding:
     """`template.model_copy(update={"facts": facts})`, about three times faster (see `made`)."""
-    fields = template.__dict__.copy()
-    fields["facts"] = facts
-    return made(Finding, fields, template.__pydantic_fields_set__ | _FACTS)
+    return updated(template, facts=facts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +272,8 @@ class ResultBuilder:
         self._options: Kept[tuple[Any, ...], OptionResult] = Kept()
         """Options resolved for patients, by procedure and the findings behind them (see `_resolve`)."""
         self._names = {pid: p.name for pid, p in knowledge.procedures.items()}
+        self._ruled_out_by: Kept[tuple[Any, ...], bool] = Kept()
+        """Whether a dispute's `when` rules it out, by dispute and the answers it reads (see `_ruled_out`)."""
 
     def disputes(self, procedures: set[str], cited: set[str], answer: Answer) -> list[str]:
         """The disputes that bear on this patient: about `procedures` and `cited` (`bears_on`), and not ruled
@@ -279,13 +284,28 @@ class ResultBuilder:
         for d in self.knowledge.disagreements.values():
             if not bears_on(d, procedures, cited):
                 continue
-            if d.when is not None:
-                facts, every_profile = self._condition(d)
-                values = {fact: known(answer(fact)) for fact in facts}
-                if all(d.when.truth(values, params) is False for params in every_profile):
-                    continue
+            if d.when is not None and self._ruled_out(d, answer):
+                continue
             out.append(d.id)
         return out
+
+    def _ruled_out(self, dispute: Disagreement, answer: Answer) -> bool:
+        """Whether the dispute's `when` is false under every profile's parameters, for these answers (worked
+        out once for the same answers, of the same types, to the facts it reads: kept, see `values_key`)."""
+        facts, every_profile = self._condition(dispute)
+        values = {fact: known(answer(fact)) for fact in facts}
+        key, keep = (dispute.id, *values_key(values.values())), True
+        try:
+            found = self._ruled_out_by.get(key)
+        except TypeError:  # a value that cannot be a key: worked out, not kept
+            found, keep = None, False
+        if found is None:
+            when = dispute.when
+            assert when is not None
+            found = all(when.truth(values, params) is False for params in every_profile)
+            if keep:
+                self._ruled_out_by.keep(key, found)
+        return found
 
     def _condition(self, dispute: Disagreement) -> tuple[tuple[str, ...], list[dict[str, int | float]]]:
         """The facts a dispute's `when` reads, and the profiles' values of the parameters it reads (each set once:
@@ -498,19 +518,31 @@ class ResultBuilder:
             r = roles[firing.holds].get(firing.rule_id) or role(firing.rule_id, firing.holds)
             if r.criteria:
                 held |= r.criteria
-            if r.kind != "status" or r.status is None:
-                continue
-            for pid in r.procedures:
+            status = r.status
+            for pid in r.sets_status_on:
                 if pid in setting:
-                    setting[pid].append(r.status)
+                    setting[pid].append(status)  # type: ignore[arg-type]  # a role that sets a status has one
                     reasons[pid].add(firing.rule_id)
                 else:
-                    setting[pid], reasons[pid] = [r.status], {firing.rule_id}
+                    setting[pid], reasons[pid] = [status], {firing.rule_id}  # type: ignore[list-item]
         out: Outcomes = {}
         for pid in PROCEDURE_IDS:
             resolved = status_model.resolve(setting[pid]) if pid in setting else None
             out[pid] = (FALLBACK_STATUS, FALLBACK_SET) if resolved is None else (resolved, frozenset(reasons[pid]))
         return out, held
+
+    def same_outcomes(self, firings: list[Firing], others: list[Firing]) -> bool:
+        """Whether firings that differ only by these (one profile's `firings`, another's `others`, beside the
+        ones they share) come to the same `outcomes`: the same rules, holding alike, set a status in both.
+
+        A procedure's status and reasons are those of the rules that set a status on it (each rule's role is
+        its own, whatever the profile), so profiles with the same such firings cannot differ on any option.
+        """
+        return self._setting_status(firings) == self._setting_status(others)
+
+    def _setting_status(self, firings: list[Firing]) -> set[tuple[str, bool]]:
+        roles, role = self._roles, self._role
+        return {f.key for f in firings if (roles[f.holds].get(f.rule_id) or role(f.rule_id, f.holds)).sets_status_on}
 
     def summarize(self, firings: list[Firing], engine: str, answer: Answer) -> dict[str, Any]:
         """`summary(self.build(firings, engine, answer))`, without building the evidence records (much faster)."""
