@@ -223,6 +223,28 @@ def test_a_joint_run_gives_each_profile_its_firings_and_what_sets_two_apart(aid:
             joint["no-such-profile"]
 
 
+def test_another_profiles_changed_outcomes_are_its_full_outcomes_and_the_rest_are_the_results(
+    aid: DecisionAid,
+) -> None:
+    """`changed_outcomes` resolves only the procedures on which the two profiles' own firings set a status
+    differently; there it gives what `outcomes` gives, and everywhere else the result's own outcome holds."""
+    resolved = 0
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        patient = aid.patient(aid.read_answers(path))
+        joint = aid.joint_engine().run_profiles(patient)
+        for chosen in aid.rulebook.profiles:
+            builder = aid.builder(chosen)
+            result = builder.build(joint[chosen], aid.engine_name, patient.fact)
+            mine, _ = builder.outcomes(joint[chosen])
+            for other in aid.rulebook.profiles:
+                full, _ = aid.builder(other).outcomes(joint[other])
+                changed = builder.changed_outcomes(result.options, *joint.differing(chosen, other))
+                assert {pid: full[pid] for pid in changed} == changed
+                assert all(full[pid] == mine[pid] for pid in full if pid not in changed), (path.name, other)
+                resolved += len(changed)
+    assert resolved, "some example has profiles whose own firings set statuses apart"
+
+
 def test_a_firing_seen_before_comes_to_the_finding_made_for_it(aid: DecisionAid) -> None:
     """The builder finds a firing it saw before by itself, and an equal firing by its facts: one finding."""
     rule = next(r for r in aid.rulebook.rules if r.then.kind == "status")

@@ -205,14 +205,17 @@ class DecisionAid:
         builder = self.builder(chosen)
         result = builder.build(joint[chosen], self.engine_name, patient.fact)
         differences: list[ProfileDifference] = []
-        mine: Outcomes | None = None
         for other in self.rulebook.profiles:
-            if other == chosen or builder.same_outcomes(*joint.differing(chosen, other)):
-                continue  # the same rules set the statuses: no option differs (most patients, most profiles)
-            if mine is None:
-                mine = {o.procedure: (o.status, frozenset(f.rule_id for f in o.reasons)) for o in result.options}
-            theirs, _ = self.builder(other).outcomes(joint[other])
-            differences.extend(self._differences(mine, theirs, chosen, other))
+            if other == chosen:
+                continue
+            theirs = builder.changed_outcomes(result.options, *joint.differing(chosen, other))
+            if theirs:  # where the same rules set the statuses, no option can differ (most patients, most profiles)
+                mine = {
+                    o.procedure: (o.status, frozenset(f.rule_id for f in o.reasons))
+                    for o in result.options
+                    if o.procedure in theirs
+                }
+                differences.extend(self._differences(mine, theirs, chosen, other))
         if not differences:
             return updated(result, profile_differences=differences, disagreements=result.disagreements)
         # A dispute also matters to this patient when another profile would change the status of an

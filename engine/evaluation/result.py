@@ -338,6 +338,9 @@ class ResultBuilder:
             )
         return self._fallbacks[pid]
 
+    def _role_of_finding(self, finding: Finding) -> Role:
+        return self._roles[finding.holds].get(finding.rule_id) or self._role(finding.rule_id, finding.holds)
+
     def _role_of(self, firing: Firing) -> Role:
         role = self._roles[firing.holds].get(firing.rule_id)
         return role if role is not None else self._role(firing.rule_id, firing.holds)
@@ -409,43 +412,46 @@ class ResultBuilder:
     def _resolve(self, placed: list[Placed], answer: Answer) -> Resolution:
         """One status per procedure (the most restrictive wins), with the findings behind each."""
         in_order = sorted(placed, key=_by_order)
-        setting: dict[str, list[Placed]] = {}
+        setting: dict[str, list[Finding]] = {}
         cautions: dict[str, list[Finding]] = {}
         declined: dict[str, Finding] = {}
         urgent: list[Finding] = []
         derived: list[Finding] = []
         cited: set[str] = set()
-        for pair in in_order:
-            r, f = pair
-            for pid in r.sets_status_on:
-                if pid in setting:
-                    setting[pid].append(pair)
-                else:
-                    setting[pid] = [pair]
-            for pid in r.caution_on:
-                if pid in cautions:
-                    cautions[pid].append(f)
-                else:
-                    cautions[pid] = [f]
-            for pid in r.declines:
-                declined.setdefault(pid, f)
+        for r, f in in_order:
+            kind = r.kind  # a rule does one thing: derives, sets a status, cautions, declines, or is urgent
+            if kind == "derived":
+                derived.append(f)
+            elif kind == "status":
+                for pid in r.sets_status_on:
+                    if pid in setting:
+                        setting[pid].append(f)
+                    else:
+                        setting[pid] = [f]
+            elif kind == "caution":
+                for pid in r.caution_on:
+                    if pid in cautions:
+                        cautions[pid].append(f)
+                    else:
+                        cautions[pid] = [f]
+            elif kind == "declined":
+                for pid in r.declines:
+                    declined.setdefault(pid, f)
             if r.urgent:
                 urgent.append(f)
-            if r.kind == "derived":
-                derived.append(f)
             if r.criteria:
                 cited |= r.criteria
         options = []
         open_procedures = set()
         kept = self._options
         for pid in PROCEDURE_IDS:
-            mine = setting.get(pid)
+            found = setting.get(pid)
             mine_cautions = cautions.get(pid)
             mine_declined = declined.get(pid)
             # the same findings (kept ones are the same records) come to the same option: kept and shared
             key = (
                 pid,
-                tuple([id(f) for _, f in mine]) if mine else (),
+                tuple(map(id, found)) if found else (),
                 tuple(map(id, mine_cautions)) if mine_cautions else (),
                 id(mine_declined),
             )
@@ -456,9 +462,10 @@ class ResultBuilder:
                     open_procedures.add(pid)
                 continue
             steps: dict[str, Step] = {}
-            if mine is None:
+            if found is None:
                 status, reasons = FALLBACK_STATUS, [self._fallback(pid)]
             else:  # the reasons for the status it comes to first, then the others, most restrictive first
+                mine = [(self._role_of_finding(f), f) for f in found]
                 status = status_model.resolve([r.status for r, _ in mine if r.status is not None]) or FALLBACK_STATUS
                 chosen = status
                 ranked = sorted(mine, key=lambda pair: (pair[0].status != chosen, -pair[0].rank)) if mine[1:] else mine
@@ -510,39 +517,59 @@ class ResultBuilder:
 
         For comparing profiles: no evidence record is built (what each rule does is worked out once, `Role`).
         """
-        setting: dict[str, list[Status]] = {}
-        reasons: dict[str, set[str]] = {}
         held: set[str] = set()
         roles, role = self._roles, self._role
         for firing in firings:
             r = roles[firing.holds].get(firing.rule_id) or role(firing.rule_id, firing.holds)
             if r.criteria:
                 held |= r.criteria
-            status = r.status
+        setting = self._setting_status(firings)
+        return {pid: self._outcome(setting.get(pid, ())) for pid in PROCEDURE_IDS}, held
+
+    def changed_outcomes(self, options: list[OptionResult], mine: list[Firing], theirs: list[Firing]) -> Outcomes:
+        """Another profile's `outcomes`, on the procedures where they can differ from `options` (a result's),
+        when its firings are the result's but for `mine` (the result's own) and `theirs` (the other's own).
+
+        A procedure's status and reasons are those of the rules that set a status on it (a rule's role is
+        its own, whatever the profile): where the two sets of own firings set none differently, the other
+        profile's rules are the result's, and so is its outcome. Most profiles differ from the chosen one on
+        no procedure, or on one.
+        """
+        lost, gained = self._setting_status(mine), self._setting_status(theirs)
+        out: Outcomes = {}
+        for option in options:
+            pid = option.procedure
+            minus, plus = lost.get(pid), gained.get(pid)
+            if minus != plus:
+                kept = {(f.rule_id, f.holds) for f in option.reasons if f.rule_id != FALLBACK_ID}
+                out[pid] = self._outcome((kept - (minus or set())) | (plus or set()))
+        return out
+
+    def _setting_status(self, firings: list[Firing]) -> dict[str, set[tuple[str, bool]]]:
+        """The rules (with their polarity) that set a status on each procedure, of these firings."""
+        roles, role = self._roles, self._role
+        setting: dict[str, set[tuple[str, bool]]] = {}
+        for firing in firings:
+            r = roles[firing.holds].get(firing.rule_id) or role(firing.rule_id, firing.holds)
             for pid in r.sets_status_on:
                 if pid in setting:
-                    setting[pid].append(status)  # type: ignore[arg-type]  # a role that sets a status has one
-                    reasons[pid].add(firing.rule_id)
+                    setting[pid].add(firing.key)
                 else:
-                    setting[pid], reasons[pid] = [status], {firing.rule_id}  # type: ignore[list-item]
-        out: Outcomes = {}
-        for pid in PROCEDURE_IDS:
-            resolved = status_model.resolve(setting[pid]) if pid in setting else None
-            out[pid] = (FALLBACK_STATUS, FALLBACK_SET) if resolved is None else (resolved, frozenset(reasons[pid]))
-        return out, held
+                    setting[pid] = {firing.key}
+        return setting
 
-    def same_outcomes(self, firings: list[Firing], others: list[Firing]) -> bool:
-        """Whether firings that differ only by these (one profile's `firings`, another's `others`, beside the
-        ones they share) come to the same `outcomes`: the same rules, holding alike, set a status in both.
-
-        A procedure's status and reasons are those of the rules that set a status on it (each rule's role is
-        its own, whatever the profile), so profiles with the same such firings cannot differ on any option.
-        """
-        return self._setting_status(firings) == self._setting_status(others)
-
-    def _setting_status(self, firings: list[Firing]) -> set[tuple[str, bool]]:
+    def _outcome(self, setting: Iterable[tuple[str, bool]]) -> tuple[Status, frozenset[str]]:
+        """A procedure's status and the ids of the rules that set it, from the rules that set a status on it."""
         roles, role = self._roles, self._role
-        return {f.key for f in firings if (roles[f.holds].get(f.rule_id) or role(f.rule_id, f.holds)).sets_status_on}
+        statuses: list[Status] = []
+        ids = set()
+        for rule_id, holds in setting:
+            status = (roles[holds].get(rule_id) or role(rule_id, holds)).status
+            assert status is not None, "a rule that sets a status has one"
+            statuses.append(status)
+            ids.add(rule_id)
+        resolved = status_model.resolve(statuses)
+        return (FALLBACK_STATUS, FALLBACK_SET) if resolved is None else (resolved, frozenset(ids))
 
     def summarize(self, firings: list[Firing], engine: str, answer: Answer) -> dict[str, Any]:
         """`summary(self.build(firings, engine, answer))`, without building the evidence records (much faster)."""
