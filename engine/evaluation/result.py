@@ -269,9 +269,11 @@ class ResultBuilder:
         """Findings made for patients, by role and facts (see `_placed`)."""
         self._seen: Kept[int, tuple[Firing, Placed]] = Kept()
         """Each firing seen (by its id: the entry holds the firing) with its role and finding (see `_placed`)."""
-        self._options: Kept[tuple[Any, ...], OptionResult] = Kept()
-        """Options resolved for patients, by procedure and the findings behind them (see `_resolve`)."""
+        self._options: Kept[tuple[Any, ...], tuple[OptionResult, bool]] = Kept()
+        """Options resolved for patients (and whether each is open), by procedure and the findings behind them."""
         self._names = {pid: p.name for pid, p in knowledge.procedures.items()}
+        self._disputes = [(d, frozenset(d.procedures)) for d in knowledge.disagreements.values()]
+        """Each dispute with the procedures it is about, in the knowledge's order (see `disputes`)."""
         self._ruled_out_by: Kept[tuple[Any, ...], bool] = Kept()
         """Whether a dispute's `when` rules it out, by dispute and the answers it reads (see `_ruled_out`)."""
 
@@ -281,8 +283,8 @@ class ResultBuilder:
         keeps it in, since it may bear on them). Profiles differ on what a dispute is about, so any one counts.
         """
         out = []
-        for d in self.knowledge.disagreements.values():
-            if not bears_on(d, procedures, cited):
+        for d, about in self._disputes:
+            if about.isdisjoint(procedures) or not bears_on(d, procedures, cited):
                 continue
             if d.when is not None and self._ruled_out(d, answer):
                 continue
@@ -448,17 +450,13 @@ class ResultBuilder:
             found = setting.get(pid)
             mine_cautions = cautions.get(pid)
             mine_declined = declined.get(pid)
-            # the same findings (kept ones are the same records) come to the same option: kept and shared
-            key = (
-                pid,
-                tuple(map(id, found)) if found else (),
-                tuple(map(id, mine_cautions)) if mine_cautions else (),
-                id(mine_declined),
-            )
-            option = kept.get(key)
-            if option is not None:
-                options.append(option)
-                if option.status.is_open:
+            # the same findings (kept ones are the same records) come to the same option: kept and shared;
+            # the key is flat (no id is 0, so the zeros part the reasons, cautions and declined unambiguously)
+            key = (pid, *map(id, found or ()), 0, *map(id, mine_cautions or ()), 0, id(mine_declined))
+            entry = kept.get(key)
+            if entry is not None:
+                options.append(entry[0])
+                if entry[1]:
                     open_procedures.add(pid)
                 continue
             steps: dict[str, Step] = {}
@@ -489,7 +487,8 @@ class ResultBuilder:
                 },
                 set(_OPTION_FIELDS),
             )
-            options.append(kept.keep(key, option))  # it holds the findings of its key: their ids stay theirs
+            kept.keep(key, (option, status.is_open))  # it holds the findings of its key: their ids stay theirs
+            options.append(option)
         disagreements = self.disputes(open_procedures, cited, answer)
         return Resolution([f for _, f in placed], options, urgent, derived, disagreements)
 
