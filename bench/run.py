@@ -300,31 +300,56 @@ print(json.dumps({"cpu_s": cpu, "peak_mib": peak, "counts": report.counts()}))
 """
 
 
-def verify_scaling(aid: DecisionAid, scales: list[int]) -> list[dict[str, Any]]:
-    """`rules verify` at each scale of the option rules, each in a fresh process."""
+def verify_scaling(aid: DecisionAid, scales: list[int], runs: int) -> list[dict[str, Any]]:
+    """`rules verify` at each scale of the option rules, `runs` times each (the scales interleaved), each run
+    in a fresh process: the median CPU time, and the highest peak memory, of each scale."""
     out = []
-    for factor in scales:
-        with tempfile.TemporaryDirectory() as folder:
-            rules, knowledge = scaled_rulebook(factor, Path(folder))
+    with tempfile.TemporaryDirectory() as folder:
+        made: dict[int, tuple[Path, Path, int]] = {}
+        for factor in scales:
+            rules, knowledge = scaled_rulebook(factor, Path(folder) / f"{factor}x")
             scaled = DecisionAid.load(rules, knowledge)
-            active = len(scaled.rulebook.active_rules(scaled.rulebook.default_profile))
-            env = {**os.environ, "PAIN_SDM_CACHE": "off"}
-            done = subprocess.run(
-                [sys.executable, "-c", VERIFY_PROBE, str(rules), str(knowledge)],
-                capture_output=True,
-                text=True,
-                cwd=ROOT,
-                env=env,
-                timeout=3600,
+            made[factor] = (rules, knowledge, len(scaled.rulebook.active_rules(scaled.rulebook.default_profile)))
+        samples: dict[int, list[dict[str, Any]]] = {factor: [] for factor in scales}
+        for _ in range(runs):
+            for factor in scales:
+                rules, knowledge, _active = made[factor]
+                samples[factor].append(_verify_once(factor, rules, knowledge))
+        for factor in scales:
+            runs_here = samples[factor]
+            active = made[factor][2]
+            cpu = statistics.median(r["cpu_s"] for r in runs_here)
+            peak = max(r["peak_mib"] for r in runs_here)
+            out.append(
+                {
+                    "factor": factor,
+                    "active_rules": active,
+                    "cpu_s": cpu,
+                    "peak_mib": peak,
+                    "runs": len(runs_here),
+                    "counts": runs_here[0]["counts"],
+                }
             )
-            if done.returncode != 0:
-                raise RuntimeError(f"rules verify at {factor}x failed: {done.stderr[-2000:]}")
-            figures = json.loads(done.stdout.strip().splitlines()[-1])
-            out.append({"factor": factor, "active_rules": active, **figures})
-            print(
-                f"  {factor}x: {active} active rules, {figures['cpu_s']:.2f} s CPU, {figures['peak_mib']:.0f} MiB peak"
-            )
+            spread = ", ".join(f"{r['cpu_s']:.2f}" for r in runs_here)
+            print(f"  {factor}x: {active} active rules, {cpu:.2f} s CPU (median of {spread}), {peak:.0f} MiB peak")
     return out
+
+
+def _verify_once(factor: int, rules: Path, knowledge: Path) -> dict[str, Any]:
+    """One `rules verify` in a process of its own, parsing every file (no cache): its CPU, peak and counts."""
+    env = {**os.environ, "PAIN_SDM_CACHE": "off"}
+    done = subprocess.run(
+        [sys.executable, "-c", VERIFY_PROBE, str(rules), str(knowledge)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=3600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"rules verify at {factor}x failed: {done.stderr[-2000:]}")
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
 
 
 def growth_exponent(points: list[dict[str, Any]]) -> float | None:
@@ -448,6 +473,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-cases", type=int, default=20000, help="records in the batch runs (default 20000)")
     parser.add_argument("--memory-cases", type=int, default=100_000, help="evaluations for memory (default 100000)")
     parser.add_argument("--runs", type=int, default=7, help="runs of each command for start-up (default 7)")
+    parser.add_argument(
+        "--verify-runs", type=int, default=3, help="runs of rules verify at each scale, interleaved (default 3)"
+    )
     parser.add_argument("--scales", default="1,2,4,8", help="rules verify at these multiples of the option rules")
     parser.add_argument("--quick", action="store_true", help="small numbers everywhere (a smoke run)")
     parser.add_argument("--save", nargs="?", type=Path, const=RESULTS, help=f"write the figures (default {RESULTS})")
@@ -472,6 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.quick:
         args.cases, args.blocks, args.batch_cases, args.memory_cases, args.runs = 600, 6, 2000, 5000, 3
+        args.verify_runs = 1
         args.scales = "1,2"
     aid = DecisionAid.load()
     results: dict[str, Any] = {"machine": machine(aid)}
@@ -496,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  memory growth over {args.memory_cases:,} evaluations: {results['memory_growth_mib']:.2f} MiB")
     if wanted("verify"):
         print("\nrules verify (each in a process of its own):")
-        results["verify"] = verify_scaling(aid, [int(s) for s in args.scales.split(",") if s])
+        results["verify"] = verify_scaling(aid, [int(s) for s in args.scales.split(",") if s], args.verify_runs)
         results["verify_exponent"] = growth_exponent(results["verify"]) if len(results["verify"]) >= 4 else None
     if wanted("startup"):
         results["startup"] = startup(args.runs)

@@ -536,6 +536,8 @@ class ResultBuilder:
         """
         lost, gained = self._setting_status(mine), self._setting_status(theirs)
         out: Outcomes = {}
+        if lost == gained:  # (most often both empty)
+            return out
         for option in options:
             pid = option.procedure
             minus, plus = lost.get(pid), gained.get(pid)
