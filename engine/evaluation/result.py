@@ -324,7 +324,7 @@ class ResultBuilder:
 
     def finding(self, firing: Firing) -> Finding:
         """The evidence record for one firing (the same as `finding`, faster)."""
-        return with_facts(self._role_of(firing).template, dict(firing.facts))
+        return with_facts(self._role_for(firing.rule_id, firing.holds).template, dict(firing.facts))
 
     def _fallback(self, pid: str) -> Finding:
         if pid not in self._fallbacks:
@@ -340,12 +340,9 @@ class ResultBuilder:
             )
         return self._fallbacks[pid]
 
-    def _role_of_finding(self, finding: Finding) -> Role:
-        return self._roles[finding.holds].get(finding.rule_id) or self._role(finding.rule_id, finding.holds)
-
-    def _role_of(self, firing: Firing) -> Role:
-        role = self._roles[firing.holds].get(firing.rule_id)
-        return role if role is not None else self._role(firing.rule_id, firing.holds)
+    def _role_for(self, rule_id: str, holds: bool) -> Role:
+        """The role of a rule's finding for one polarity (the hot loops inline this lookup)."""
+        return self._roles[holds].get(rule_id) or self._role(rule_id, holds)
 
     def _role(self, rule_id: str, holds: bool) -> Role:
         rule = self._rules[rule_id]
@@ -463,7 +460,7 @@ class ResultBuilder:
             if found is None:
                 status, reasons = FALLBACK_STATUS, [self._fallback(pid)]
             else:  # the reasons for the status it comes to first, then the others, most restrictive first
-                mine = [(self._role_of_finding(f), f) for f in found]
+                mine = [(self._role_for(f.rule_id, f.holds), f) for f in found]
                 status = status_model.resolve([r.status for r, _ in mine if r.status is not None]) or FALLBACK_STATUS
                 chosen = status
                 ranked = sorted(mine, key=lambda pair: (pair[0].status != chosen, -pair[0].rank)) if mine[1:] else mine
@@ -517,11 +514,8 @@ class ResultBuilder:
         For comparing profiles: no evidence record is built (what each rule does is worked out once, `Role`).
         """
         held: set[str] = set()
-        roles, role = self._roles, self._role
         for firing in firings:
-            r = roles[firing.holds].get(firing.rule_id) or role(firing.rule_id, firing.holds)
-            if r.criteria:
-                held |= r.criteria
+            held |= self._role_for(firing.rule_id, firing.holds).criteria
         setting = self._setting_status(firings)
         return {pid: self._outcome(setting.get(pid, ())) for pid in PROCEDURE_IDS}, held
 
@@ -561,11 +555,10 @@ class ResultBuilder:
 
     def _outcome(self, setting: Iterable[tuple[str, bool]]) -> tuple[Status, frozenset[str]]:
         """A procedure's status and the ids of the rules that set it, from the rules that set a status on it."""
-        roles, role = self._roles, self._role
         statuses: list[Status] = []
         ids = set()
         for rule_id, holds in setting:
-            status = (roles[holds].get(rule_id) or role(rule_id, holds)).status
+            status = self._role_for(rule_id, holds).status
             assert status is not None, "a rule that sets a status has one"
             statuses.append(status)
             ids.add(rule_id)
