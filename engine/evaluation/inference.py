@@ -267,11 +267,8 @@ class DurableEngine:
                 if value is _UNREAD:
                     value = answers[fact] = run.patient.fact(fact)
                 values.append(value)
-            key, keep = values_key(values), True
-            try:
-                firing = shared.get(key)
-            except TypeError:  # an answer that cannot be a key (see `values_key`): made, not kept
-                firing, keep = None, False
+            key = values_key(values)
+            firing, keep = shared.find(key)
             if firing is None:
                 facts = dict(zip(answer_facts, values, strict=True))
                 facts.update(shown)

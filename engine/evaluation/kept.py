@@ -20,6 +20,14 @@ V = TypeVar("V")
 class Kept(dict[K, V]):
     """Records kept for reuse, at most RECORDS_KEPT: once full, it is emptied and starts again."""
 
+    def find(self, key: K) -> tuple[V | None, bool]:
+        """The record kept under `key` (None if none), and whether one can be kept under it at all: a key
+        made of a value that cannot be a key (see `values_key`) is unhashable, and its record is made, not kept."""
+        try:
+            return self.get(key), True
+        except TypeError:
+            return None, False
+
     def keep(self, key: K, value: V) -> V:
         if len(self) >= RECORDS_KEPT:
             self.clear()
@@ -30,5 +38,5 @@ class Kept(dict[K, V]):
 def values_key(values: Iterable[Any]) -> tuple[Any, ...]:
     """The values as a key that tells them apart as records must: each with its type (2 and 2.0, True and 1
     are equal keys, not the same facts), a list as a tuple. A value that cannot be a key (none of today's
-    answers) makes the key unhashable: looking it up raises TypeError, and its record is made, not kept."""
+    answers) makes the key unhashable (see `Kept.find`)."""
     return tuple([(type(v), tuple(v) if type(v) is list else v) for v in values])

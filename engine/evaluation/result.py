@@ -173,7 +173,6 @@ def finding(
 
 
 _set_attribute = object.__setattr__
-_FACTS = frozenset({"facts"})
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -224,8 +223,6 @@ class Role:
     """The procedures it sets a status on (its procedures, if it sets a status)."""
     caution_on: tuple[str, ...]
     declines: tuple[str, ...]
-    fields_set: frozenset[str]
-    """The fields set of a patient's finding: the template's and `facts`."""
 
 
 Placed = tuple[Role, Finding]
@@ -296,11 +293,8 @@ class ResultBuilder:
         out once for the same answers, of the same types, to the facts it reads: kept, see `values_key`)."""
         facts, every_profile = self._condition(dispute)
         values = {fact: known(answer(fact)) for fact in facts}
-        key, keep = (dispute.id, *values_key(values.values())), True
-        try:
-            found = self._ruled_out_by.get(key)
-        except TypeError:  # a value that cannot be a key: worked out, not kept
-            found, keep = None, False
+        key = (dispute.id, *values_key(values.values()))
+        found, keep = self._ruled_out_by.find(key)
         if found is None:
             when = dispute.when
             assert when is not None
@@ -362,7 +356,6 @@ class ResultBuilder:
             procedures if status is not None else (),
             procedures if template.kind == "caution" else (),
             procedures if template.kind == "declined" else (),
-            frozenset(template.__pydantic_fields_set__ | _FACTS),
         )
         self._roles[holds][rule_id] = role
         return role
@@ -391,15 +384,10 @@ class ResultBuilder:
                 continue
             r = roles[firing.holds].get(firing.rule_id) or role(firing.rule_id, firing.holds)
             facts = firing.facts
-            key, keep = (id(r), *facts, *values_key(facts.values())), True
-            try:
-                found = kept.get(key)
-            except TypeError:  # a value that cannot be a key (see `values_key`): made, not kept
-                found, keep = None, False
+            key = (id(r), *facts, *values_key(facts.values()))
+            found, keep = kept.find(key)
             if found is None:
-                fields = r.template.__dict__.copy()
-                fields["facts"] = dict(facts)
-                found = made(Finding, fields, set(r.fields_set))
+                found = with_facts(r.template, dict(facts))
                 if keep:
                     kept.keep(key, found)
             pair = (r, found)
