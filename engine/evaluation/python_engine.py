@@ -148,7 +148,7 @@ class _Reads:
         return local
 
     def lines(self) -> list[str]:
-        return [f"    {local} = f.get({name!r})" for name, local in self.names.items()]
+        return [f"    {local} = {_get(name)}" for name, local in self.names.items()]
 
 
 def _join_source(name: str, value: JoinValue) -> str:
